@@ -1,0 +1,368 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
+import {
+  AuthError,
+  AuthMode,
+  ConfigError,
+  GkdError,
+  NoTunnelError,
+  Reason,
+  SESSION_ID_LENGTH,
+  SessionLostError,
+  toAddress,
+  type Address,
+} from '@gkd/protocol';
+import { checkInt, parseKey, resolveSessionConfig, stripUndefined, type KeyInput, type SessionConfig } from './config.js';
+import { clientHandshake } from './handshake.js';
+import { Session, type SessionStats } from './session.js';
+import type { Connection } from './stream.js';
+import { Tunnel } from './tunnel.js';
+import { parseHostPort, type HostPort } from './address.js';
+
+/** TLS settings of a client: verify the server with a CA, or pin its certificate's SHA-256 fingerprint. */
+export interface ClientTlsOptions {
+  /** PEM CA certificate(s) to verify the server with (default: the system's CAs). */
+  ca?: string | Buffer;
+  /** SHA-256 fingerprint of the server certificate (hex, colons optional). Replaces CA verification. */
+  fingerprint?: string;
+  /** Name to verify the certificate against (default: the server host). */
+  servername?: string;
+}
+
+/** Client settings. Times in ms. */
+export interface ClientOptions {
+  /** The key (≥ 128 bits; hex or base64 text, or bytes). */
+  key: KeyInput;
+  /** User name, when the server has several users. */
+  user?: string;
+  /** Number of tunnels. Default 4. */
+  tunnels?: number;
+  /** Session (flow control, keepalive, grace) settings. */
+  session?: Partial<SessionConfig>;
+  /** TLS for the tunnels; plain TCP when absent. */
+  tls?: ClientTlsOptions;
+  /** Custom tunnel connector (tests, relays): returns a connected Duplex for tunnel `index`. */
+  connect?: (index: number) => Promise<Duplex>;
+  /** TCP connect timeout per attempt, in ms. Default 10 000. */
+  connectTimeout?: number;
+  /** Handshake timeout, in ms. Default 10 000. */
+  handshakeTimeout?: number;
+  /** How long `open()` waits for the server's answer, in ms. Default 20 000. */
+  openTimeout?: number;
+  /** How long `open()` waits for a tunnel when none is up, in ms. Default 10 000. */
+  tunnelWaitTimeout?: number;
+  /** First reconnect delay, in ms (doubles per failure, with jitter). Default 100. */
+  reconnectMin?: number;
+  /** Largest reconnect delay, in ms. Default 1 000. */
+  reconnectMax?: number;
+}
+
+interface ResolvedClientOptions {
+  key: Buffer;
+  user: string;
+  tunnels: number;
+  session: SessionConfig;
+  tls: ClientTlsOptions | undefined;
+  connect: ((index: number) => Promise<Duplex>) | undefined;
+  connectTimeout: number;
+  handshakeTimeout: number;
+  openTimeout: number;
+  tunnelWaitTimeout: number;
+  reconnectMin: number;
+  reconnectMax: number;
+}
+
+function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
+  if (!o || o.key === undefined) throw new ConfigError('key is required; make one with `gkd keygen`');
+  const r: ResolvedClientOptions = {
+    key: parseKey('key', o.key),
+    user: o.user ?? '',
+    tunnels: o.tunnels ?? 4,
+    session: resolveSessionConfig(o.session),
+    tls: o.tls,
+    connect: o.connect,
+    connectTimeout: o.connectTimeout ?? 10_000,
+    handshakeTimeout: o.handshakeTimeout ?? 10_000,
+    openTimeout: o.openTimeout ?? 20_000,
+    tunnelWaitTimeout: o.tunnelWaitTimeout ?? 10_000,
+    reconnectMin: o.reconnectMin ?? 100,
+    reconnectMax: o.reconnectMax ?? 1000,
+  };
+  checkInt('tunnels', r.tunnels, 1, 256);
+  checkInt('connectTimeout', r.connectTimeout, 1, 600_000);
+  checkInt('handshakeTimeout', r.handshakeTimeout, 1, 600_000);
+  checkInt('openTimeout', r.openTimeout, 1, 3_600_000);
+  checkInt('tunnelWaitTimeout', r.tunnelWaitTimeout, 0, 3_600_000);
+  checkInt('reconnectMin', r.reconnectMin, 1, 600_000);
+  checkInt('reconnectMax', r.reconnectMax, r.reconnectMin, 3_600_000);
+  if (Buffer.byteLength(r.user) > 255) throw new ConfigError('user must be at most 255 bytes');
+  return r;
+}
+
+/** Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error), 'session-lost' (error), 'auth-failed' (error). */
+export class Client extends EventEmitter {
+  readonly server: HostPort;
+  private readonly opts: ResolvedClientOptions;
+  private session!: Session;
+  private sessionId!: Buffer;
+  private secret: Buffer | null = null;
+  private founding: Promise<void> | null = null;
+  private closed = false;
+  private readonly sockets = new Set<Duplex>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private lastError: Error | null = null;
+
+  private constructor(server: HostPort, options: ClientOptions) {
+    super();
+    this.server = server;
+    this.opts = resolveClientOptions(options);
+    this.newSession();
+  }
+
+  /** Start a client that connects its tunnels in the background and keeps them up. */
+  static create(server: string | HostPort, options: ClientOptions): Client {
+    const c = new Client(typeof server === 'string' ? parseHostPort(server) : server, options);
+    for (let i = 0; i < c.opts.tunnels; i++) void c.runSlot(i);
+    return c;
+  }
+
+  /** Start a client and wait until its first tunnel is up; rejects on a refused handshake or after the connect timeout. */
+  static async connect(server: string | HostPort, options: ClientOptions): Promise<Client> {
+    const c = Client.create(server, options);
+    try {
+      await c.waitForTunnel(c.opts.connectTimeout + c.opts.handshakeTimeout, true);
+    } catch (err) {
+      c.close();
+      throw err;
+    }
+    return c;
+  }
+
+  /** Resolve once at least one tunnel is up. */
+  waitForTunnel(timeoutMs = this.opts.tunnelWaitTimeout, failOnAuth = false): Promise<void> {
+    if (this.session.liveTunnels > 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        this.off('tunnel-up', onUp);
+        this.off('auth-failed', onAuth);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onUp = () => done();
+      const onAuth = (err: Error) => {
+        if (failOnAuth) done(err);
+      };
+      const timer = setTimeout(
+        () => done(new NoTunnelError(`no tunnel to ${this.server.host}:${this.server.port} within ${timeoutMs} ms${this.lastError ? `: ${this.lastError.message}` : ''}`)),
+        timeoutMs,
+      );
+      this.on('tunnel-up', onUp);
+      this.on('auth-failed', onAuth);
+    });
+  }
+
+  /** Open a proxied connection to `destination`; resolves after the server connected it (OPEN_OK). */
+  async open(destination: { host: string; port: number } | Address): Promise<Connection> {
+    const addr = 'type' in destination ? destination : toAddress(destination.host, destination.port);
+    return this.openStream(addr);
+  }
+
+  /** Open a library-mode connection (no destination: the server application accepts it). */
+  async getConnection(): Promise<Connection> {
+    return this.openStream(null);
+  }
+
+  private async openStream(addr: Address | null): Promise<Connection> {
+    if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+    await this.waitForTunnel();
+    return this.session.open(addr, this.opts.openTimeout);
+  }
+
+  /** Tunnels up right now. */
+  get tunnelsUp(): number {
+    return this.session.liveTunnels;
+  }
+
+  /** Configured number of tunnels. */
+  get tunnelCount(): number {
+    return this.opts.tunnels;
+  }
+
+  stats(): SessionStats {
+    return this.session.stats();
+  }
+
+  /** Close every tunnel and fail open streams. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.session.close(Reason.SHUTDOWN, 'client closed');
+    for (const s of this.sockets) s.destroy();
+  }
+
+  private newSession(): void {
+    this.sessionId = randomBytes(SESSION_ID_LENGTH);
+    this.secret = null;
+    this.founding = null;
+    const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
+    s.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', t.index));
+    s.on('tunnel-down', (t: Tunnel, err?: Error) => this.emit('tunnel-down', t.index, err));
+    s.on('lost', (err: Error) => {
+      if (this.session !== s || this.closed) return;
+      this.emit('session-lost', err);
+      this.newSession();
+    });
+    this.session = s;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
+  }
+
+  /** Keep tunnel `index` up for the client's lifetime: connect, handshake, wait for loss, back off, repeat. */
+  private async runSlot(index: number): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      try {
+        await this.bringUp(index);
+        failures = 0;
+        continue;
+      } catch (err) {
+        if (this.closed) return;
+        this.lastError = err as Error;
+        if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION) {
+          // The server forgot our session (it restarted): old streams cannot continue.
+          const lost = new SessionLostError('the server no longer knows this session (restarted?)', Reason.UNKNOWN_SESSION);
+          if (this.secret && !this.session.lost) this.session.expire(lost);
+          continue;
+        }
+        if (err instanceof AuthError) this.emit('auth-failed', err);
+        failures++;
+        const base = Math.min(this.opts.reconnectMax, this.opts.reconnectMin * 2 ** Math.min(failures - 1, 20));
+        const delay = Math.round(base * (0.5 + Math.random() * 0.5));
+        this.emit('reconnecting', index, delay, err);
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  /** One life of a tunnel: resolves when it closes after having been up; rejects if it never came up. */
+  private async bringUp(index: number): Promise<void> {
+    // Tunnels other than the founder wait for the session secret.
+    while (!this.secret && this.founding) await this.founding.catch(() => undefined);
+    const session = this.session;
+    const mode = this.secret ? AuthMode.JOIN : AuthMode.NEW;
+    const founder: { settle?: () => void } = {};
+    if (mode === AuthMode.NEW) this.founding = new Promise<void>((r) => (founder.settle = r));
+    try {
+      const socket = await this.dial(index);
+      if (this.closed) {
+        socket.destroy();
+        throw new GkdError('GKD_ERR_CLOSED', 'client closed');
+      }
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      const c = this.opts.session;
+      const t = new Tunnel(socket, {
+        index,
+        maxBody: c.maxBody,
+        keepaliveInterval: c.keepaliveInterval,
+        keepaliveTimeout: c.keepaliveTimeout,
+        confirmFrames: c.confirmFrames,
+        confirmBytes: c.confirmBytes,
+        highWater: c.tunnelHighWater,
+      });
+      t.transition('handshaking');
+      const { secret, welcome } = await clientHandshake(t, {
+        mode,
+        sessionId: this.sessionId,
+        tunnelIndex: index,
+        user: this.opts.user,
+        key: mode === AuthMode.NEW ? this.opts.key : this.secret!,
+        timeoutMs: this.opts.handshakeTimeout,
+      });
+      if (session !== this.session || session.lost) {
+        t.close();
+        throw new GkdError('GKD_ERR_CLOSED', 'session replaced during the handshake');
+      }
+      if (mode === AuthMode.NEW) this.secret = secret;
+      session.maxStreams = welcome.maxStreams;
+      const closed = new Promise<void>((resolve) => {
+        session.addTunnel(t);
+        const prev = t.handlers.close;
+        t.handlers.close = (tt, u, err) => {
+          prev?.(tt, u, err);
+          resolve();
+        };
+      });
+      founder.settle?.();
+      founder.settle = undefined;
+      await closed;
+    } finally {
+      if (founder.settle) {
+        this.founding = null;
+        founder.settle();
+      }
+    }
+  }
+
+  private dial(index: number): Promise<Duplex> {
+    if (this.opts.connect) return this.opts.connect(index);
+    const { host, port } = this.server;
+    const timeout = this.opts.connectTimeout;
+    return new Promise((resolve, reject) => {
+      let socket: net.Socket;
+      const tlsOpts = this.opts.tls;
+      if (tlsOpts) {
+        const fp = tlsOpts.fingerprint?.replace(/:/g, '').toUpperCase();
+        socket = tls.connect({
+          host,
+          port,
+          servername: tlsOpts.servername ?? (net.isIP(host) ? undefined : host),
+          ca: tlsOpts.ca,
+          rejectUnauthorized: !fp,
+        });
+        socket.once('secureConnect', () => {
+          clearTimeout(timer);
+          if (fp) {
+            const cert = (socket as tls.TLSSocket).getPeerCertificate();
+            const got = cert?.fingerprint256?.replace(/:/g, '').toUpperCase();
+            if (got !== fp) {
+              socket.destroy();
+              reject(new AuthError(`server certificate fingerprint ${cert?.fingerprint256 ?? '(none)'} does not match the pinned one`));
+              return;
+            }
+          }
+          socket.removeListener('error', reject);
+          resolve(socket);
+        });
+      } else {
+        socket = net.connect({ host, port });
+        socket.once('connect', () => {
+          clearTimeout(timer);
+          socket.removeListener('error', reject);
+          resolve(socket);
+        });
+      }
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new NoTunnelError(`connect to ${host}:${port} timed out after ${timeout} ms`));
+      }, timeout);
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+}

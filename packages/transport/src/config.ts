@@ -1,0 +1,100 @@
+import { ConfigError, DEFAULT_MAX_BODY, DEFAULT_MAX_PAYLOAD, MAX_WINDOW } from '@gkd/protocol';
+
+/** Settings shared by both ends of a session. All times in milliseconds, all sizes in bytes. */
+export interface SessionConfig {
+  /** Largest DATA payload this end sends, in bytes. Default 16 384. */
+  maxPayload: number;
+  /** Largest frame body this end accepts, in bytes. Default 65 544. */
+  maxBody: number;
+  /** Receive window a new stream starts with, in bytes. Default 256 KiB. */
+  initialWindow: number;
+  /** Largest receive window a stream may grow to, in bytes; also caps how much unacknowledged data this end holds per stream. Default 16 MiB. */
+  maxWindow: number;
+  /** Sum of all streams' receive windows beyond their initial windows that a session may grant, in bytes. Default 64 MiB. */
+  sessionWindowBudget: number;
+  /** Most DATA frames one stream may have unacknowledged. Default 1024 (the protocol's limit). */
+  maxUnackedFrames: number;
+  /** How often each tunnel sends a PING, in ms. Default 1000. */
+  keepaliveInterval: number;
+  /** A tunnel that received nothing for this long is dead, in ms. Default 5000 (the deadline is also at least 1 s + 4 × the tunnel's RTT). */
+  keepaliveTimeout: number;
+  /** Send a confirmation PING after this many unconfirmed frames on a tunnel. Default 64. */
+  confirmFrames: number;
+  /** Send a confirmation PING after this many unconfirmed bytes on a tunnel. Default 1 MiB. */
+  confirmBytes: number;
+  /** How long a session and its streams survive with no tunnel, in ms. Default 30 000. */
+  gracePeriod: number;
+  /** A tunnel whose socket holds more than this many unsent bytes takes no new frames until it drains, in bytes. Default 256 KiB. */
+  tunnelHighWater: number;
+  /** Tunnel picker: 'least-queued' (default) or 'round-robin'. */
+  scheduler: 'least-queued' | 'round-robin';
+}
+
+export const defaultSessionConfig: SessionConfig = {
+  maxPayload: DEFAULT_MAX_PAYLOAD,
+  maxBody: DEFAULT_MAX_BODY,
+  initialWindow: 256 * 1024,
+  maxWindow: 16 * 1024 * 1024,
+  sessionWindowBudget: 64 * 1024 * 1024,
+  maxUnackedFrames: 1024,
+  keepaliveInterval: 1000,
+  keepaliveTimeout: 5000,
+  confirmFrames: 64,
+  confirmBytes: 1024 * 1024,
+  gracePeriod: 30_000,
+  tunnelHighWater: 256 * 1024,
+  scheduler: 'least-queued',
+};
+
+/** Throw ConfigError unless `value` is an integer in [min, max]. */
+export function checkInt(name: string, value: unknown, min: number, max: number): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+}
+
+/** Merge `partial` over the defaults and validate every field. */
+export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): SessionConfig {
+  const c: SessionConfig = { ...defaultSessionConfig, ...stripUndefined(partial) };
+  checkInt('maxBody', c.maxBody, 1024, 16 * 1024 * 1024);
+  checkInt('maxPayload', c.maxPayload, 1, c.maxBody - 8);
+  checkInt('initialWindow', c.initialWindow, c.maxPayload, MAX_WINDOW);
+  checkInt('maxWindow', c.maxWindow, c.initialWindow, MAX_WINDOW);
+  checkInt('sessionWindowBudget', c.sessionWindowBudget, 0, Number.MAX_SAFE_INTEGER);
+  checkInt('maxUnackedFrames', c.maxUnackedFrames, 1, 1024);
+  checkInt('keepaliveInterval', c.keepaliveInterval, 10, 3_600_000);
+  checkInt('keepaliveTimeout', c.keepaliveTimeout, c.keepaliveInterval, 3_600_000);
+  checkInt('confirmFrames', c.confirmFrames, 1, 1_000_000);
+  checkInt('confirmBytes', c.confirmBytes, 1, 1 << 30);
+  checkInt('gracePeriod', c.gracePeriod, 0, 24 * 3_600_000);
+  checkInt('tunnelHighWater', c.tunnelHighWater, 1024, 1 << 30);
+  if (c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
+    throw new ConfigError(`scheduler must be 'least-queued' or 'round-robin', got ${String(c.scheduler)}`);
+  }
+  return c;
+}
+
+/** A copy of `o` without the keys whose value is undefined (so they do not override defaults). */
+export function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+/** A key given as bytes or as text (base64/base64url of ≥ 16 bytes, or hex). */
+export type KeyInput = Buffer | Uint8Array | string;
+
+/** Parse a key: Buffer as is; a string as hex (even length, [0-9a-f]) or base64/base64url. At least 16 bytes (128 bits). */
+export function parseKey(name: string, key: KeyInput): Buffer {
+  let buf: Buffer;
+  if (typeof key === 'string') {
+    const s = key.trim();
+    if (/^[0-9a-fA-F]+$/.test(s) && s.length % 2 === 0 && s.length >= 32) buf = Buffer.from(s, 'hex');
+    else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(s)) buf = Buffer.from(s, 'base64');
+    else throw new ConfigError(`${name} is not hex or base64`);
+  } else {
+    buf = Buffer.from(key);
+  }
+  if (buf.length < 16) throw new ConfigError(`${name} must be at least 128 bits (16 bytes); make one with \`gkd keygen\``);
+  return buf;
+}

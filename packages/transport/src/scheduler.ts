@@ -1,0 +1,57 @@
+import type { Tunnel } from './tunnel.js';
+
+/**
+ * The one scheduling hook: choose the tunnel for the next frame of `bytes` bytes among `tunnels`
+ * (all usable), or undefined if none has room. Pickers differ only here.
+ */
+export type TunnelPicker = (tunnels: readonly Tunnel[], bytes: number) => Tunnel | undefined;
+
+/** Round-robin over the tunnels that have room in their send buffer. */
+export function roundRobin(): TunnelPicker {
+  let next = 0;
+  return (tunnels) => {
+    const n = tunnels.length;
+    for (let i = 0; i < n; i++) {
+      const t = tunnels[(next + i) % n]!;
+      if (t.hasRoom) {
+        next = (next + i + 1) % n;
+        return t;
+      }
+    }
+    return undefined;
+  };
+}
+
+/**
+ * Least-queued: the tunnel whose send buffer would drain soonest, i.e. the smallest
+ * (queued bytes + this frame) / measured drain rate. A tunnel with no rate measured yet is assumed
+ * as fast as the fastest measured one. Ties rotate, so idle loopback tunnels share the load.
+ */
+export function leastQueued(): TunnelPicker {
+  let rotate = 0;
+  return (tunnels, bytes) => {
+    const n = tunnels.length;
+    if (n === 0) return undefined;
+    let fastest = 0;
+    for (const t of tunnels) if (t.rate !== null && t.rate > fastest) fastest = t.rate;
+    let best: Tunnel | undefined;
+    let bestScore = Infinity;
+    rotate = (rotate + 1) % n;
+    for (let i = 0; i < n; i++) {
+      const t = tunnels[(rotate + i) % n]!;
+      if (!t.hasRoom) continue;
+      const rate = t.rate !== null && t.rate > 0 ? t.rate : fastest > 0 ? fastest : 1;
+      const score = (t.queued + bytes) / rate;
+      if (score < bestScore) {
+        best = t;
+        bestScore = score;
+      }
+    }
+    return best;
+  };
+}
+
+/** The picker named in a session config. */
+export function pickerFor(name: 'least-queued' | 'round-robin'): TunnelPicker {
+  return name === 'round-robin' ? roundRobin() : leastQueued();
+}

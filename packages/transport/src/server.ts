@@ -1,0 +1,362 @@
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
+import {
+  AuthError,
+  AuthMode,
+  CHALLENGE_FLAG_USERS,
+  ConfigError,
+  FrameType,
+  GkdError,
+  HandshakeTimeoutError,
+  ProtocolError,
+  Reason,
+  authProof,
+  encode,
+  proofEquals,
+  sessionSecret,
+  welcomeProof,
+  type AuthFrame,
+  type Frame,
+  type ProofInput,
+} from '@gkd/protocol';
+import { parseHostPort, type HostPort } from './address.js';
+import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
+import { newNonce } from './handshake.js';
+import { Session, type OpenRequest, type SessionStats } from './session.js';
+import type { Connection } from './stream.js';
+import { Tunnel } from './tunnel.js';
+
+/** Who is on the other end of a session. */
+export interface PeerInfo {
+  /** User name ('' with a single key). */
+  user: string;
+  /** Hex session id. */
+  sessionId: string;
+  /** Remote address of the tunnel that founded the session. */
+  remoteAddress: string | undefined;
+}
+
+/** Server settings. Times in ms. */
+export interface ServerOptions {
+  /** The one pre-shared key (single-user mode). */
+  key?: KeyInput;
+  /** Several users: user name → key. Mutually exclusive with `key`. */
+  users?: Record<string, KeyInput> | Map<string, KeyInput>;
+  /** Session (flow control, keepalive, grace) settings. */
+  session?: Partial<SessionConfig>;
+  /** TLS for the tunnels: PEM certificate and private key. Plain TCP when absent. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Decide every OPEN. When absent, every OPEN is accepted and the connection is yielded by
+   * `accept()` / `for await`, with `connection.destination` telling what the opener asked for.
+   */
+  onOpen?: (request: OpenRequest, peer: PeerInfo) => void;
+  /** AUTH must arrive within this many ms. Default 10 000. */
+  handshakeTimeout?: number;
+  /** Most sessions at once, over all users. Default 1 024. */
+  maxSessions?: number;
+  /** Most sessions per user at once. Default 64. */
+  maxSessionsPerUser?: number;
+  /** Most tunnels per session at once. Default 64. */
+  maxTunnelsPerSession?: number;
+  /** Most open streams per session. Default 1 024. */
+  maxStreamsPerSession?: number;
+  /** Tunnels still handshaking, at most. Default 256. */
+  maxHandshakes?: number;
+  /** Connections waiting in `accept()`, at most; more are refused. Default 1 024. */
+  maxAcceptQueue?: number;
+}
+
+interface ResolvedServerOptions {
+  keys: Map<string, Buffer>;
+  usersMode: boolean;
+  session: SessionConfig;
+  tls: ServerOptions['tls'];
+  onOpen: ServerOptions['onOpen'];
+  handshakeTimeout: number;
+  maxSessions: number;
+  maxSessionsPerUser: number;
+  maxTunnelsPerSession: number;
+  maxStreamsPerSession: number;
+  maxHandshakes: number;
+  maxAcceptQueue: number;
+}
+
+function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
+  const keys = new Map<string, Buffer>();
+  if (o.key !== undefined && o.users !== undefined) throw new ConfigError('give either key or users, not both');
+  if (o.key !== undefined) keys.set('', parseKey('key', o.key));
+  else if (o.users !== undefined) {
+    const entries = o.users instanceof Map ? [...o.users.entries()] : Object.entries(o.users);
+    for (const [user, k] of entries) {
+      if (!user || Buffer.byteLength(user) > 255) throw new ConfigError(`users: invalid user name "${user}"`);
+      keys.set(user, parseKey(`users.${user}`, k));
+    }
+    if (keys.size === 0) throw new ConfigError('users is empty');
+  } else throw new ConfigError('key (or users) is required; make one with `gkd keygen`');
+  const r: ResolvedServerOptions = {
+    keys,
+    usersMode: o.users !== undefined,
+    session: resolveSessionConfig(o.session),
+    tls: o.tls,
+    onOpen: o.onOpen,
+    handshakeTimeout: o.handshakeTimeout ?? 10_000,
+    maxSessions: o.maxSessions ?? 1024,
+    maxSessionsPerUser: o.maxSessionsPerUser ?? 64,
+    maxTunnelsPerSession: o.maxTunnelsPerSession ?? 64,
+    maxStreamsPerSession: o.maxStreamsPerSession ?? 1024,
+    maxHandshakes: o.maxHandshakes ?? 256,
+    maxAcceptQueue: o.maxAcceptQueue ?? 1024,
+  };
+  checkInt('handshakeTimeout', r.handshakeTimeout, 1, 600_000);
+  checkInt('maxSessions', r.maxSessions, 1, 1_000_000);
+  checkInt('maxSessionsPerUser', r.maxSessionsPerUser, 1, 1_000_000);
+  checkInt('maxTunnelsPerSession', r.maxTunnelsPerSession, 1, 65_535);
+  checkInt('maxStreamsPerSession', r.maxStreamsPerSession, 1, 1_000_000);
+  checkInt('maxHandshakes', r.maxHandshakes, 1, 1_000_000);
+  checkInt('maxAcceptQueue', r.maxAcceptQueue, 0, 1_000_000);
+  return r;
+}
+
+interface SessionEntry {
+  session: Session;
+  secret: Buffer;
+  peer: PeerInfo;
+}
+
+/**
+ * The server side of the transport: accepts tunnels, authenticates them, groups them into sessions
+ * keyed by (user, session id), and hands out streams. Events: 'session' (peer), 'session-end' (peer, error),
+ * 'tunnel-up' (peer, index), 'tunnel-down' (peer, index, error), 'refused' (remoteAddress, error).
+ */
+export class Server extends EventEmitter {
+  private readonly opts: ResolvedServerOptions;
+  private listener: net.Server | null = null;
+  private readonly sessions = new Map<string, SessionEntry>();
+  private readonly perUser = new Map<string, number>();
+  private readonly sockets = new Set<Duplex>();
+  private handshaking = 0;
+  private readonly queue: Connection[] = [];
+  private readonly waiters: { resolve: (c: Connection) => void; reject: (e: Error) => void }[] = [];
+  private closed = false;
+
+  constructor(options: ServerOptions) {
+    super();
+    this.opts = resolveServerOptions(options);
+  }
+
+  /** Create a server and listen on `address` (`host:port`; port 0 picks a free one). */
+  // Shadows Function.prototype.bind on purpose: `Server.bind(address, options)` is the API the seed had.
+  static override async bind(address: string | HostPort, options: ServerOptions): Promise<Server> {
+    const s = new Server(options);
+    await s.listen(typeof address === 'string' ? parseHostPort(address, '0.0.0.0') : address);
+    return s;
+  }
+
+  /** Listen on a TCP (or TLS) port. */
+  listen(hp: HostPort): Promise<void> {
+    const l = this.opts.tls
+      ? tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, (s) => this.handleConnection(s))
+      : net.createServer((s) => this.handleConnection(s));
+    if (this.opts.tls) l.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+      this.emit('refused', s.remoteAddress, err);
+      s.destroy();
+    });
+    this.listener = l;
+    return new Promise((resolve, reject) => {
+      l.once('error', reject);
+      l.listen(hp.port, hp.host, () => {
+        l.off('error', reject);
+        l.on('error', (err) => this.emit('error', err));
+        resolve();
+      });
+    });
+  }
+
+  /** The listening address. */
+  address(): net.AddressInfo {
+    const a = this.listener?.address();
+    if (!a || typeof a === 'string') throw new GkdError('GKD_ERR_CLOSED', 'server is not listening');
+    return a;
+  }
+
+  /** Serve one already-connected tunnel (any Duplex: TCP, TLS, in-memory). */
+  handleConnection(socket: Duplex): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const remoteAddress = (socket as net.Socket).remoteAddress;
+    if (this.handshaking >= this.opts.maxHandshakes) {
+      this.emit('refused', remoteAddress, new GkdError('GKD_ERR_LIMIT', 'too many handshakes in progress', Reason.LIMIT_EXCEEDED));
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const c = this.opts.session;
+    const t = new Tunnel(socket, {
+      index: -1,
+      maxBody: c.maxBody,
+      keepaliveInterval: c.keepaliveInterval,
+      keepaliveTimeout: c.keepaliveTimeout,
+      confirmFrames: c.confirmFrames,
+      confirmBytes: c.confirmBytes,
+      highWater: c.tunnelHighWater,
+    });
+    t.transition('handshaking');
+    this.handshaking++;
+    const nonce = newNonce();
+    let done = false;
+    const finish = () => {
+      if (done) return false;
+      done = true;
+      clearTimeout(timer);
+      this.handshaking--;
+      return true;
+    };
+    const refuse = (err: Error) => {
+      if (!finish()) return;
+      this.emit('refused', remoteAddress, err);
+      t.fail(err);
+    };
+    const timer = setTimeout(() => refuse(new HandshakeTimeoutError(this.opts.handshakeTimeout)), this.opts.handshakeTimeout);
+    t.handlers.close = (_t, _u, err) => {
+      if (finish()) this.emit('refused', remoteAddress, err ?? new AuthError('closed during the handshake', Reason.GENERAL_FAILURE));
+    };
+    t.handlers.handshake = (f: Frame) => {
+      if (f.type !== FrameType.AUTH) return refuse(new ProtocolError('expected AUTH'));
+      let result: { entry: SessionEntry; proof: Buffer; index: number };
+      try {
+        result = this.authenticate(f, nonce, remoteAddress);
+      } catch (err) {
+        return refuse(err as Error);
+      }
+      finish();
+      t.handlers.handshake = undefined;
+      t.handlers.close = undefined;
+      t.write(encode({ type: FrameType.WELCOME, proof: result.proof, maxBody: c.maxBody, maxStreams: this.opts.maxStreamsPerSession }));
+      (t as { index: number }).index = result.index;
+      t.transition('open');
+      result.entry.session.addTunnel(t);
+    };
+    t.write(encode({ type: FrameType.CHALLENGE, nonce, flags: this.opts.usersMode ? CHALLENGE_FLAG_USERS : 0 }));
+  }
+
+  /** Check an AUTH; returns the session to join and the WELCOME proof, or throws AuthError with the REJECT reason. */
+  private authenticate(f: AuthFrame, nonce: Buffer, remoteAddress: string | undefined): { entry: SessionEntry; proof: Buffer; index: number } {
+    const user = this.opts.usersMode ? f.user : '';
+    if (!this.opts.usersMode && f.user !== '') throw new AuthError('this server has no users; send no user name');
+    const input: ProofInput = { mode: f.mode, serverNonce: nonce, clientNonce: f.clientNonce, sessionId: f.sessionId, tunnelIndex: f.tunnelIndex, user };
+    const sid = f.sessionId.toString('hex');
+    const mapKey = `${user}\0${sid}`;
+    if (f.mode === AuthMode.NEW) {
+      const key = this.opts.keys.get(user);
+      // Compute a proof even for an unknown user, so timing does not tell which users exist.
+      const expected = authProof(key ?? Buffer.alloc(32), input);
+      if (!key || !proofEquals(expected, f.proof)) throw new AuthError(key ? 'bad proof (wrong key?)' : `unknown user "${user}"`, Reason.BAD_PROOF);
+      if (this.sessions.has(mapKey)) throw new AuthError('session id already in use', Reason.SESSION_EXISTS);
+      if (this.sessions.size >= this.opts.maxSessions) throw new AuthError('too many sessions on this server', Reason.LIMIT_EXCEEDED);
+      if ((this.perUser.get(user) ?? 0) >= this.opts.maxSessionsPerUser) throw new AuthError(`too many sessions for user "${user}"`, Reason.LIMIT_EXCEEDED);
+      const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress);
+      return { entry, proof: welcomeProof(key, input), index: f.tunnelIndex };
+    }
+    const entry = this.sessions.get(mapKey);
+    if (!entry) throw new AuthError('unknown session', Reason.UNKNOWN_SESSION);
+    if (!proofEquals(authProof(entry.secret, input), f.proof)) throw new AuthError('bad session proof', Reason.BAD_PROOF);
+    if (entry.session.tunnelCount >= this.opts.maxTunnelsPerSession) throw new AuthError('too many tunnels in this session', Reason.LIMIT_EXCEEDED);
+    return { entry, proof: welcomeProof(entry.secret, input), index: f.tunnelIndex };
+  }
+
+  private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined): SessionEntry {
+    const session = new Session('server', sid, this.opts.session);
+    session.maxStreams = this.opts.maxStreamsPerSession;
+    const peer: PeerInfo = { user, sessionId: sid, remoteAddress };
+    const entry: SessionEntry = { session, secret, peer };
+    this.sessions.set(mapKey, entry);
+    this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
+    session.on('open', (req: OpenRequest) => this.onOpen(req, peer));
+    session.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', peer, t.index));
+    session.on('tunnel-down', (t: Tunnel, err?: Error) => this.emit('tunnel-down', peer, t.index, err));
+    session.on('lost', (err: Error) => {
+      if (this.sessions.get(mapKey) === entry) {
+        this.sessions.delete(mapKey);
+        const n = (this.perUser.get(user) ?? 1) - 1;
+        if (n > 0) this.perUser.set(user, n);
+        else this.perUser.delete(user);
+      }
+      this.emit('session-end', peer, err);
+    });
+    this.emit('session', peer);
+    return entry;
+  }
+
+  private onOpen(req: OpenRequest, peer: PeerInfo): void {
+    if (this.opts.onOpen) {
+      this.opts.onOpen(req, peer);
+      return;
+    }
+    if (this.queue.length >= this.opts.maxAcceptQueue && this.waiters.length === 0) {
+      req.reject(Reason.GENERAL_FAILURE, 'accept queue full');
+      return;
+    }
+    const conn = req.accept();
+    const w = this.waiters.shift();
+    if (w) w.resolve(conn);
+    else this.queue.push(conn);
+  }
+
+  /** The next connection opened by a peer (library mode, or any OPEN when no `onOpen` is set). */
+  accept(): Promise<Connection> {
+    const c = this.queue.shift();
+    if (c) return Promise.resolve(c);
+    if (this.closed) return Promise.reject(new GkdError('GKD_ERR_CLOSED', 'server closed'));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
+    for (;;) {
+      let c: Connection;
+      try {
+        c = await this.accept();
+      } catch {
+        return;
+      }
+      yield c;
+    }
+  }
+
+  /** Stats of every session. */
+  stats(): { sessions: number; handshaking: number; peers: SessionStats[] } {
+    return {
+      sessions: this.sessions.size,
+      handshaking: this.handshaking,
+      peers: [...this.sessions.values()].map((e) => e.session.stats()),
+    };
+  }
+
+  /** Peers with a live session. */
+  peers(): PeerInfo[] {
+    return [...this.sessions.values()].map((e) => e.peer);
+  }
+
+  /** Stop accepting tunnels and streams; tell peers (GOAWAY); existing streams may finish. */
+  goAway(): void {
+    this.listener?.close();
+    for (const e of this.sessions.values()) e.session.goAway();
+  }
+
+  /** Close everything now. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) w.reject(new GkdError('GKD_ERR_CLOSED', 'server closed'));
+    for (const e of [...this.sessions.values()]) e.session.close(Reason.SHUTDOWN, 'server shutting down');
+    for (const s of this.sockets) s.destroy();
+    const l = this.listener;
+    if (l) await new Promise<void>((resolve) => l.close(() => resolve()));
+  }
+}

@@ -1,0 +1,480 @@
+import { EventEmitter } from 'node:events';
+import {
+  FlowControlError,
+  FrameType,
+  GkdError,
+  ProtocolError,
+  Reason,
+  SessionLostError,
+  isStreamFrame,
+  type Address,
+  type Frame,
+  type OpenFrame,
+} from '@gkd/protocol';
+import type { SessionConfig } from './config.js';
+import { pickerFor, type TunnelPicker } from './scheduler.js';
+import { Connection, type StreamHost, type StreamStats } from './stream.js';
+import type { RetainedEntry, Tunnel, TunnelStats } from './tunnel.js';
+
+/** How many ended stream ids a session remembers (to answer late frames correctly). */
+const CLOSED_MEMORY = 4096;
+
+/** An OPEN the acceptor has to answer: accept it (OPEN_OK) or reject it (OPEN_FAIL). */
+export interface OpenRequest {
+  readonly stream: number;
+  /** Destination asked for, or null in library mode. */
+  readonly destination: Address | null;
+  /** Accept: sends OPEN_OK and returns the connection. */
+  accept(): Connection;
+  /** Refuse with an OPEN_FAIL reason (0x01–0x06). */
+  reject(reason: number, message?: string): void;
+  /** Aborted if the opener reset the stream before it was answered. */
+  readonly signal: AbortSignal;
+}
+
+/** Session totals and per-tunnel / per-stream snapshots. */
+export interface SessionStats {
+  id: string;
+  tunnelsUp: number;
+  streamsOpen: number;
+  bytesIn: number;
+  bytesOut: number;
+  resentFrames: number;
+  windowGranted: number;
+  tunnels: TunnelStats[];
+  streams: StreamStats[];
+}
+
+type ResendEntry = { kind: 'data'; stream: Connection; offset: number; payload: Buffer } | { kind: 'frame'; frame: Frame };
+
+/**
+ * The tunnel manager of one session: it owns the tunnels and the streams, schedules frames onto
+ * tunnels, re-sends a lost tunnel's unconfirmed frames on the others, and keeps the streams alive for
+ * the grace period when no tunnel is up. Shared by client and server.
+ *
+ * Events: 'tunnel-up' (tunnel), 'tunnel-down' (tunnel, error), 'lost' (error), 'open' (OpenRequest, server role).
+ */
+export class Session extends EventEmitter implements StreamHost {
+  readonly config: SessionConfig;
+  readonly role: 'client' | 'server';
+  /** Hex session id. */
+  readonly id: string;
+  /** Largest number of streams the peer may have open at once. */
+  maxStreams = 1024;
+  /** Most tunnels this session accepts at once (server). */
+  maxTunnels = 64;
+
+  private readonly tunnels: Tunnel[] = [];
+  private readonly streams = new Map<number, Connection>();
+  private readonly ended = new Map<number, { how: 'normal' | 'reset'; received: number }>();
+  private readonly pendingOpens = new Set<number>();
+  private readonly ready = new Set<Connection>();
+  private readonly ackQueue = new Set<Connection>();
+  private ackScheduled = false;
+  private resendQueue: ResendEntry[] = [];
+  private heldControl: Frame[] = [];
+  private pumping = false;
+  private readonly pick: TunnelPicker;
+  private nextLocalId = 1;
+  private maxPeerId = 0;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private windowGranted = 0;
+  private lostError: GkdError | null = null;
+  private resentFrames = 0;
+  private bytesInClosed = 0;
+  private bytesOutClosed = 0;
+  private goingAway = false;
+
+  constructor(role: 'client' | 'server', id: string, config: SessionConfig) {
+    super();
+    this.role = role;
+    this.id = id;
+    this.config = config;
+    this.pick = pickerFor(config.scheduler);
+  }
+
+  /** True once the session expired (grace period) or was closed. */
+  get lost(): boolean {
+    return this.lostError !== null;
+  }
+
+  /** Tunnels that take new frames. */
+  get liveTunnels(): number {
+    return this.tunnels.filter((t) => t.usable).length;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  // ------------------------------------------------------------------ tunnels
+
+  /** Attach an open tunnel: it starts carrying frames, and held frames are re-sent on it. */
+  addTunnel(t: Tunnel): void {
+    if (this.lostError) {
+      t.close(this.lostError);
+      return;
+    }
+    this.tunnels.push(t);
+    t.handlers.frame = (f) => this.onFrame(f, t);
+    t.handlers.drain = () => this.pump();
+    t.handlers.close = (tt, unconfirmed, err) => this.onTunnelClose(tt, unconfirmed, err);
+    if (this.graceTimer) {
+      clearTimeout(this.graceTimer);
+      this.graceTimer = undefined;
+    }
+    const held = this.heldControl;
+    this.heldControl = [];
+    for (const f of held) this.sendControl(f);
+    this.emit('tunnel-up', t);
+    t.flushEarly();
+    this.pump();
+  }
+
+  /** Number of tunnels attached (any state but closed). */
+  get tunnelCount(): number {
+    return this.tunnels.length;
+  }
+
+  private onTunnelClose(t: Tunnel, unconfirmed: RetainedEntry[], err: Error | undefined): void {
+    const i = this.tunnels.indexOf(t);
+    if (i >= 0) this.tunnels.splice(i, 1);
+    if (this.lostError) return;
+    const acks = new Set<number>();
+    for (const e of unconfirmed) {
+      if (e.kind === 'data') {
+        const s = this.streams.get(e.stream);
+        if (s && s.needsResend(e.offset, e.payload.length)) {
+          this.resendQueue.push({ kind: 'data', stream: s, offset: e.offset, payload: e.payload });
+        }
+      } else if (e.kind === 'ack') {
+        acks.add(e.stream);
+      } else {
+        this.resendQueue.push({ kind: 'frame', frame: e.frame });
+      }
+    }
+    for (const id of acks) {
+      const s = this.streams.get(id);
+      if (s) this.scheduleAck(s);
+      else {
+        const end = this.ended.get(id);
+        if (end?.how === 'normal') this.resendQueue.push({ kind: 'frame', frame: { type: FrameType.ACK, stream: id, ack: end.received, window: 0 } });
+      }
+    }
+    this.emit('tunnel-down', t, err);
+    if (this.liveTunnels === 0 && !this.graceTimer) {
+      this.graceTimer = setTimeout(() => this.expire(), this.config.gracePeriod);
+      this.graceTimer.unref();
+    }
+    this.pump();
+  }
+
+  /** Fail every stream with SESSION_LOST and forget everything (grace period over, or closed). */
+  expire(err: GkdError = new SessionLostError(`session ${this.id}: no tunnel for ${this.config.gracePeriod} ms`)): void {
+    if (this.lostError) return;
+    this.lostError = err;
+    clearTimeout(this.graceTimer);
+    for (const s of [...this.streams.values()]) s.abort(err);
+    this.streams.clear();
+    this.ready.clear();
+    this.ackQueue.clear();
+    this.resendQueue = [];
+    this.heldControl = [];
+    for (const t of [...this.tunnels]) t.close(err);
+    this.emit('lost', err);
+  }
+
+  /** Close the session: GOAWAY on every tunnel, fail the streams, close the tunnels. */
+  close(reason: number = Reason.SHUTDOWN, message = 'session closed'): void {
+    for (const t of this.tunnels) {
+      try {
+        t.send({ type: FrameType.GOAWAY, reason, message });
+      } catch {
+        /* ignore */
+      }
+    }
+    this.expire(new GkdError('GKD_ERR_CLOSED', message, reason));
+  }
+
+  /** Stop accepting new streams; existing ones finish. */
+  goAway(): void {
+    this.goingAway = true;
+    for (const t of this.tunnels) t.goAway(Reason.SHUTDOWN, 'going away');
+  }
+
+  // ------------------------------------------------------------------ streams
+
+  /** Open a stream (opener side): sends OPEN and resolves once OPEN_OK arrives. */
+  async open(destination: Address | null, timeoutMs: number): Promise<Connection> {
+    if (this.lostError) throw this.lostError;
+    if (this.goingAway) throw new GkdError('GKD_ERR_CLOSED', 'session is going away');
+    if (this.streams.size >= this.maxStreams) throw new GkdError('GKD_ERR_LIMIT', `more than ${this.maxStreams} open streams`, Reason.LIMIT_EXCEEDED);
+    const id = this.nextLocalId;
+    this.nextLocalId += 2;
+    const s = new Connection(this, id, destination, 'opening', 0);
+    this.streams.set(id, s);
+    const opened = s.waitOpen();
+    const timer = setTimeout(() => {
+      s.fail(new GkdError('GKD_ERR_OPEN_FAILED', `no answer to OPEN within ${timeoutMs} ms`, Reason.TIMEOUT));
+    }, timeoutMs);
+    this.sendControl({ type: FrameType.OPEN, stream: id, window: s.initialWindow, destination });
+    try {
+      await opened;
+    } finally {
+      clearTimeout(timer);
+    }
+    return s;
+  }
+
+  requestSend(stream: Connection): void {
+    if (!this.streams.has(stream.id)) return;
+    this.ready.add(stream);
+    this.pump();
+  }
+
+  sendControl(frame: Frame): void {
+    if (this.lostError) return;
+    const live = this.tunnels.filter((t) => t.usable || (t.state === 'draining' && isStreamFrame(frame)));
+    if (live.length === 0) {
+      this.heldControl.push(frame);
+      return;
+    }
+    // Control frames are small and must not wait behind a full buffer: take the least loaded tunnel.
+    let best = live[0]!;
+    for (const t of live) if (t.queued < best.queued) best = t;
+    best.send(frame);
+  }
+
+  scheduleAck(stream: Connection): void {
+    this.ackQueue.add(stream);
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setImmediate(() => this.flushAcks());
+  }
+
+  private flushAcks(): void {
+    this.ackScheduled = false;
+    const streams = [...this.ackQueue];
+    this.ackQueue.clear();
+    for (const s of streams) {
+      if (s.streamState === 'failed') continue;
+      this.sendControl(s.makeAck());
+    }
+    for (const s of streams) s.afterAckFlush();
+  }
+
+  streamEnded(stream: Connection, how: 'normal' | 'reset'): void {
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    this.ready.delete(stream);
+    this.pendingOpens.delete(stream.id);
+    const st = stream.stats();
+    this.bytesInClosed += st.bytesIn;
+    this.bytesOutClosed += st.bytesOut;
+    this.resentFrames += stream.resent;
+    this.ended.set(stream.id, { how, received: st.bytesIn });
+    if (this.ended.size > CLOSED_MEMORY) this.ended.delete(this.ended.keys().next().value as number);
+    this.emit('stream-end', stream, how);
+  }
+
+  rtt(): number {
+    let best = Infinity;
+    for (const t of this.tunnels) if (t.usable && t.srtt !== null && t.srtt < best) best = t.srtt;
+    // Before any RTT is known, and on very fast paths, assume 5 ms so windows can still grow.
+    return Number.isFinite(best) ? Math.max(best, 5) : 50;
+  }
+
+  grantWindow(bytes: number): boolean {
+    if (this.windowGranted + bytes > this.config.sessionWindowBudget) return false;
+    this.windowGranted += bytes;
+    return true;
+  }
+
+  releaseWindow(bytes: number): void {
+    this.windowGranted = Math.max(0, this.windowGranted - bytes);
+  }
+
+  // ------------------------------------------------------------------ scheduling
+
+  /** Move frames onto tunnels while some tunnel has room: re-sends first, then streams round-robin. */
+  pump(): void {
+    if (this.pumping || this.lostError) return;
+    this.pumping = true;
+    const corked = new Set<Tunnel>();
+    try {
+      const usable = this.tunnels.filter((t) => t.usable);
+      if (usable.length === 0) return;
+      while (this.resendQueue.length > 0) {
+        const e = this.resendQueue[0]!;
+        if (e.kind === 'frame') {
+          this.resendQueue.shift();
+          this.sendControl(e.frame);
+          continue;
+        }
+        const t = this.pick(usable, e.payload.length);
+        if (!t) return;
+        this.resendQueue.shift();
+        if (!e.stream.needsResend(e.offset, e.payload.length)) continue;
+        if (!corked.has(t)) {
+          t.cork();
+          corked.add(t);
+        }
+        e.stream.resent++;
+        t.sendData(e.stream.id, e.offset, e.payload);
+      }
+      while (this.ready.size > 0) {
+        const s = this.ready.values().next().value as Connection;
+        if (!s.canSend) {
+          this.ready.delete(s);
+          continue;
+        }
+        const t = this.pick(usable, this.config.maxPayload);
+        if (!t) return;
+        const f = s.takeFrame();
+        if (!f) {
+          this.ready.delete(s);
+          continue;
+        }
+        if (!corked.has(t)) {
+          t.cork();
+          corked.add(t);
+        }
+        t.sendData(s.id, f.offset, f.payload);
+        // Round-robin between streams: move this one to the back.
+        this.ready.delete(s);
+        if (s.canSend) this.ready.add(s);
+      }
+    } finally {
+      for (const t of corked) t.uncork();
+      this.pumping = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ receiving
+
+  private onFrame(frame: Frame, tunnel: Tunnel): void {
+    if (this.lostError) return;
+    if (frame.type === FrameType.GOAWAY) {
+      if (frame.reason === Reason.SHUTDOWN || frame.reason === Reason.NORMAL) {
+        this.goingAway = true;
+        this.emit('goaway', frame);
+      }
+      return;
+    }
+    if (!isStreamFrame(frame)) throw new ProtocolError(`unexpected frame type 0x${frame.type.toString(16)} after the handshake`);
+    if (frame.type === FrameType.OPEN) {
+      this.onOpen(frame);
+      return;
+    }
+    const s = this.streams.get(frame.stream);
+    if (!s) {
+      this.onStaleFrame(frame);
+      return;
+    }
+    try {
+      s.onFrame(frame);
+    } catch (err) {
+      if (err instanceof FlowControlError || err instanceof ProtocolError) s.protocolReset(err);
+      else throw err;
+    }
+    void tunnel;
+  }
+
+  /** A frame for a stream that is not live: answer so the sender can finish, or ignore. */
+  private onStaleFrame(frame: Frame & { stream: number }): void {
+    const id = frame.stream;
+    const peerOpened = (id % 2 === 1) === (this.role === 'server');
+    const known = peerOpened ? id <= this.maxPeerId : id < this.nextLocalId;
+    if (!known) throw new ProtocolError(`frame type 0x${frame.type.toString(16)} for stream ${id}, which was never opened`);
+    if (frame.type !== FrameType.DATA && frame.type !== FrameType.FIN) return;
+    const end = this.ended.get(id);
+    if (end?.how === 'normal') {
+      this.sendControl({ type: FrameType.ACK, stream: id, ack: end.received, window: 0 });
+    } else {
+      this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.STREAM_CLOSED, message: '' });
+    }
+  }
+
+  private onOpen(frame: OpenFrame): void {
+    const id = frame.stream;
+    if (this.role !== 'server' || id % 2 !== 1) {
+      this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.NOT_ALLOWED, message: 'this end accepts no streams' });
+      return;
+    }
+    if (id <= this.maxPeerId) {
+      // A repeat after a tunnel loss: answer with the current state, never open twice.
+      const s = this.streams.get(id);
+      if (s && !this.pendingOpens.has(id)) this.sendControl({ type: FrameType.OPEN_OK, stream: id, window: s.initialWindow });
+      else if (!s) this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.GENERAL_FAILURE, message: 'stream already closed' });
+      return;
+    }
+    this.maxPeerId = id;
+    if (this.goingAway) {
+      this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.GENERAL_FAILURE, message: 'server is shutting down' });
+      return;
+    }
+    if (this.streams.size >= this.maxStreams) {
+      this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.LIMIT_EXCEEDED, message: `more than ${this.maxStreams} streams` });
+      return;
+    }
+    const s = new Connection(this, id, frame.destination, 'opening', frame.window);
+    this.streams.set(id, s);
+    this.pendingOpens.add(id);
+    const ac = new AbortController();
+    s.once('close', () => ac.abort());
+    let answered = false;
+    const req: OpenRequest = {
+      stream: id,
+      destination: frame.destination,
+      signal: ac.signal,
+      accept: () => {
+        if (answered) throw new Error('open already answered');
+        answered = true;
+        if (s.streamState === 'failed') return s; // the opener gave up meanwhile
+        this.pendingOpens.delete(id);
+        s.accepted();
+        this.sendControl({ type: FrameType.OPEN_OK, stream: id, window: s.initialWindow });
+        return s;
+      },
+      reject: (reason, message = '') => {
+        if (answered) return;
+        answered = true;
+        this.pendingOpens.delete(id);
+        if (s.streamState === 'failed') return;
+        this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason, message });
+        s.abort(new GkdError('GKD_ERR_OPEN_FAILED', `open rejected: ${message}`, reason));
+        // Remember it as reset: late frames get RST, a repeated OPEN gets OPEN_FAIL.
+      },
+    };
+    if (this.listenerCount('open') === 0) {
+      req.reject(Reason.NOT_ALLOWED, 'no handler for new streams');
+      return;
+    }
+    this.emit('open', req);
+  }
+
+  // ------------------------------------------------------------------ stats
+
+  stats(): SessionStats {
+    const streams = [...this.streams.values()].map((s) => s.stats());
+    let bytesIn = this.bytesInClosed;
+    let bytesOut = this.bytesOutClosed;
+    let resent = this.resentFrames;
+    for (const s of this.streams.values()) resent += s.resent;
+    for (const st of streams) {
+      bytesIn += st.bytesIn;
+      bytesOut += st.bytesOut;
+    }
+    return {
+      id: this.id,
+      tunnelsUp: this.liveTunnels,
+      streamsOpen: this.streams.size,
+      bytesIn,
+      bytesOut,
+      resentFrames: resent,
+      windowGranted: this.windowGranted,
+      tunnels: this.tunnels.map((t) => t.stats()),
+      streams,
+    };
+  }
+}

@@ -1,0 +1,479 @@
+import { Duplex } from 'node:stream';
+import {
+  FlowControlError,
+  FrameType,
+  GkdError,
+  OpenFailedError,
+  ProtocolError,
+  Reason,
+  ReorderBuffer,
+  StreamResetError,
+  type AckFrame,
+  type Address,
+  type Frame,
+} from '@gkd/protocol';
+import type { SessionConfig } from './config.js';
+
+/**
+ * Stream states. All transitions happen in `transition`:
+ * opening → open → (local-fin | remote-fin) → closed; opening|open|local-fin|remote-fin → failed.
+ * `local-fin`: we sent FIN; `remote-fin`: the peer's FIN was delivered; `closed`: both, all acknowledged.
+ */
+export type StreamState = 'opening' | 'open' | 'local-fin' | 'remote-fin' | 'closed' | 'failed';
+
+const transitions: Record<StreamState, StreamState[]> = {
+  opening: ['open', 'failed'],
+  open: ['local-fin', 'remote-fin', 'failed'],
+  'local-fin': ['closed', 'failed'],
+  'remote-fin': ['closed', 'failed'],
+  closed: [],
+  failed: [],
+};
+
+/** What a stream needs from its session. */
+export interface StreamHost {
+  readonly config: SessionConfig;
+  /** The stream has frames to send (data or FIN). */
+  requestSend(stream: Connection): void;
+  /** Send a control frame on some tunnel (or hold it until one is up). */
+  sendControl(frame: Frame): void;
+  /** Send this stream's ACK soon (coalesced). */
+  scheduleAck(stream: Connection): void;
+  /** The stream is finished (normally or not); forget it. */
+  streamEnded(stream: Connection, how: 'normal' | 'reset'): void;
+  /** Smallest smoothed RTT of the live tunnels, in ms. */
+  rtt(): number;
+  /** Ask for `bytes` more of the session's window budget; false if it is spent. */
+  grantWindow(bytes: number): boolean;
+  /** Give back window budget. */
+  releaseWindow(bytes: number): void;
+}
+
+/** A snapshot of one stream for stats. */
+export interface StreamStats {
+  id: number;
+  state: StreamState;
+  destination: Address | null;
+  /** Bytes delivered to the application. */
+  bytesIn: number;
+  /** Bytes framed and sent (first transmissions). */
+  bytesOut: number;
+  /** Current receive window, in bytes. */
+  window: number;
+  /** Bytes sent but not yet acknowledged. */
+  unacked: number;
+  /** Out-of-order segments held. */
+  reorderDepth: number;
+  /** Bytes received but not yet read by the application (reorder buffer + readable buffer). */
+  buffered: number;
+  /** Frames sent again after a tunnel loss. */
+  resent: number;
+}
+
+interface Unacked {
+  offset: number;
+  payload: Buffer;
+}
+
+/**
+ * One virtual connection: a Node Duplex whose bytes travel as DATA frames over all tunnels of its
+ * session. `write()` returns false when the buffer is full, then `'drain'`; `end()` sends FIN
+ * (half-close) and `'finish'` fires once the peer acknowledged every byte; `destroy(err)` sends RST.
+ */
+export class Connection extends Duplex {
+  readonly id: number;
+  /** The target the opener asked for (null in library mode). */
+  readonly destination: Address | null;
+  streamState: StreamState;
+  /** Frames re-sent after tunnel losses. */
+  resent = 0;
+
+  private readonly host: StreamHost;
+  // --- send side ---
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pendingCb: ((err?: Error | null) => void) | null = null;
+  private finRequested = false;
+  private finSent = false;
+  private finalCb: ((err?: Error | null) => void) | null = null;
+  private sentOffset = 0;
+  /** Largest cumulative ACK from the peer: every byte below it arrived. */
+  ackedOffset = 0;
+  private peerLimit: number;
+  private unacked: Unacked[] = [];
+  private unackedHead = 0;
+  // --- receive side ---
+  private readonly reorder: ReorderBuffer;
+  private window: number;
+  private advertisedLimit: number;
+  private delivered = 0;
+  private remoteFinal: number | null = null;
+  private remoteEnded = false;
+  private epochTime = Date.now();
+  private epochConsumed = 0;
+  private resetByPeer = false;
+  private openWaiter: { resolve: () => void; reject: (err: Error) => void } | null = null;
+
+  constructor(host: StreamHost, id: number, destination: Address | null, state: 'opening', peerWindow: number) {
+    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    this.host = host;
+    this.id = id;
+    this.destination = destination;
+    this.streamState = state;
+    this.peerLimit = peerWindow;
+    this.window = host.config.initialWindow;
+    this.advertisedLimit = this.window;
+    this.reorder = new ReorderBuffer({ window: this.window, maxSegments: 1024 });
+  }
+
+  /** Move to `to`; throws on a transition the state machine does not have. */
+  transition(to: StreamState): void {
+    if (this.streamState === to) return;
+    if (!transitions[this.streamState].includes(to)) {
+      throw new Error(`stream ${this.id}: illegal transition ${this.streamState} → ${to}`);
+    }
+    this.streamState = to;
+  }
+
+  /** The receive window this end grants, for OPEN and OPEN_OK. */
+  get initialWindow(): number {
+    return this.window;
+  }
+
+  /** A promise that settles when the open is answered (opener side). */
+  waitOpen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.openWaiter = { resolve, reject };
+    });
+  }
+
+  // ---------------------------------------------------------------- Duplex plumbing
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.enqueue([chunk], cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.enqueue(
+      chunks.map((c) => c.chunk),
+      cb,
+    );
+  }
+
+  private enqueue(chunks: Buffer[], cb: (err?: Error | null) => void): void {
+    if (this.streamState === 'failed' || this.streamState === 'closed') {
+      cb(new GkdError('GKD_ERR_CLOSED', 'stream is closed'));
+      return;
+    }
+    for (const c of chunks) {
+      if (c.length === 0) continue; // a zero-length write sends nothing
+      this.pending.push(c);
+      this.pendingBytes += c.length;
+    }
+    if (this.pendingBytes === 0) {
+      cb();
+      return;
+    }
+    this.pendingCb = cb;
+    this.host.requestSend(this);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.finRequested = true;
+    this.finalCb = cb;
+    this.host.requestSend(this);
+    this.maybeSendFin();
+  }
+
+  override _read(): void {
+    this.maybeUpdateWindow();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.streamState !== 'closed' && this.streamState !== 'failed') {
+      if (!this.resetByPeer) {
+        const reason = err instanceof GkdError && err.reason !== undefined ? err.reason : Reason.CANCELLED;
+        this.host.sendControl({ type: FrameType.RST, stream: this.id, reason, message: err?.message ?? '' });
+      }
+      this.streamState = 'failed';
+      this.openWaiter?.reject(err ?? new GkdError('GKD_ERR_CLOSED', 'stream destroyed before it opened'));
+      this.openWaiter = null;
+      this.release('reset');
+    }
+    cb(err);
+  }
+
+  // ---------------------------------------------------------------- send side (called by the session)
+
+  /** Bytes this stream may send now: the peer's limit, capped by our own max window. */
+  private credit(): number {
+    const limit = Math.min(this.peerLimit, this.ackedOffset + this.host.config.maxWindow);
+    return limit - this.sentOffset;
+  }
+
+  /** True if `takeFrame` would return a frame now. */
+  get canSend(): boolean {
+    return (
+      this.pendingBytes > 0 &&
+      (this.streamState === 'open' || this.streamState === 'remote-fin') &&
+      this.credit() > 0 &&
+      this.unacked.length - this.unackedHead < this.host.config.maxUnackedFrames
+    );
+  }
+
+  /**
+   * Cut the next DATA frame from the pending bytes, assign its offset (only now, so offsets are
+   * gap-free) and keep it for retransmission. Returns null if nothing may be sent.
+   */
+  takeFrame(): { offset: number; payload: Buffer } | null {
+    if (!this.canSend) return null;
+    const size = Math.min(this.host.config.maxPayload, this.credit(), this.pendingBytes);
+    let payload: Buffer;
+    const first = this.pending[0]!;
+    if (first.length <= size) {
+      // Coalesce small chunks up to `size` (one copy), or take the chunk as is.
+      if (first.length === size || this.pending.length === 1) {
+        payload = first;
+        this.pending.shift();
+      } else {
+        const parts: Buffer[] = [];
+        let n = 0;
+        while (this.pending.length > 0 && n < size) {
+          const c = this.pending[0]!;
+          if (n + c.length <= size) {
+            parts.push(c);
+            n += c.length;
+            this.pending.shift();
+          } else {
+            parts.push(c.subarray(0, size - n));
+            this.pending[0] = c.subarray(size - n);
+            n = size;
+          }
+        }
+        payload = Buffer.concat(parts, n);
+      }
+    } else {
+      payload = first.subarray(0, size);
+      this.pending[0] = first.subarray(size);
+    }
+    this.pendingBytes -= payload.length;
+    const offset = this.sentOffset;
+    this.sentOffset += payload.length;
+    this.unacked.push({ offset, payload });
+    if (this.pendingBytes === 0 && this.pendingCb) {
+      const cb = this.pendingCb;
+      this.pendingCb = null;
+      process.nextTick(cb);
+    }
+    if (this.pendingBytes === 0) queueMicrotask(() => this.maybeSendFin());
+    return { offset, payload };
+  }
+
+  /** True if the DATA frame at `offset` still needs delivering (not yet acknowledged, stream alive). */
+  needsResend(offset: number, length: number): boolean {
+    return this.streamState !== 'failed' && offset + length > this.ackedOffset;
+  }
+
+  private maybeSendFin(): void {
+    if (!this.finRequested || this.finSent || this.pendingBytes > 0) return;
+    if (this.streamState !== 'open' && this.streamState !== 'remote-fin') return;
+    this.finSent = true;
+    this.host.sendControl({ type: FrameType.FIN, stream: this.id, offset: this.sentOffset });
+    this.transition(this.streamState === 'open' ? 'local-fin' : 'closed');
+    this.maybeFinish();
+  }
+
+  /** Call `_final`'s callback once the peer acknowledged every byte; close when both sides are done. */
+  private maybeFinish(): void {
+    if (!this.finSent || this.ackedOffset < this.sentOffset) return;
+    if (this.finalCb) {
+      const cb = this.finalCb;
+      this.finalCb = null;
+      cb();
+    }
+    if (this.streamState === 'closed') this.release('normal');
+  }
+
+  // ---------------------------------------------------------------- receive side (called by the session)
+
+  /** Handle a frame for this stream. Throws ProtocolError/FlowControlError (the session resets the stream). */
+  onFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.DATA:
+        return this.onData(frame.offset, frame.payload);
+      case FrameType.ACK:
+        return this.onAck(frame);
+      case FrameType.FIN:
+        return this.onFin(frame.offset);
+      case FrameType.RST:
+        this.resetByPeer = true;
+        if (this.streamState === 'opening') {
+          this.fail(new OpenFailedError(frame.reason < 0x10 ? frame.reason : Reason.GENERAL_FAILURE, frame.message || 'reset while opening'));
+        } else {
+          this.fail(new StreamResetError(frame.reason, frame.message));
+        }
+        return;
+      case FrameType.OPEN_OK:
+        if (this.streamState !== 'opening') return; // a repeat (re-sent after a tunnel loss)
+        this.peerLimit = Math.max(this.peerLimit, frame.window);
+        this.transition('open');
+        this.openWaiter?.resolve();
+        this.openWaiter = null;
+        this.host.requestSend(this);
+        return;
+      case FrameType.OPEN_FAIL:
+        if (this.streamState !== 'opening') return;
+        this.resetByPeer = true;
+        this.fail(new OpenFailedError(frame.reason, frame.message));
+        return;
+      default:
+        throw new ProtocolError(`unexpected frame type ${frame.type} on stream ${this.id}`);
+    }
+  }
+
+  /** Destroy with `err`, without sending RST if the peer already reset. */
+  fail(err: Error): void {
+    this.openWaiter?.reject(err);
+    this.openWaiter = null;
+    this.destroy(err);
+  }
+
+  /** Mark the open as accepted (acceptor side, after OPEN_OK is sent). */
+  accepted(): void {
+    this.transition('open');
+  }
+
+  private onData(offset: number, payload: Buffer): void {
+    if (this.streamState === 'failed' || this.streamState === 'closed') return;
+    if (this.remoteFinal !== null && offset + payload.length > this.remoteFinal) {
+      throw new ProtocolError(`DATA beyond FIN offset ${this.remoteFinal}`);
+    }
+    const { released, duplicate } = this.reorder.insert(offset, payload);
+    for (const buf of released) {
+      this.delivered += buf.length;
+      this.push(buf);
+    }
+    if (duplicate || released.length > 0) this.host.scheduleAck(this);
+    this.checkRemoteEnd();
+  }
+
+  private onFin(offset: number): void {
+    if (this.remoteFinal !== null) {
+      if (offset !== this.remoteFinal) throw new ProtocolError(`FIN offset changed from ${this.remoteFinal} to ${offset}`);
+      this.host.scheduleAck(this);
+      return;
+    }
+    if (offset < this.reorder.next || offset > this.reorder.limit) throw new ProtocolError(`FIN offset ${offset} out of range`);
+    this.remoteFinal = offset;
+    this.checkRemoteEnd();
+  }
+
+  private checkRemoteEnd(): void {
+    if (this.remoteEnded || this.remoteFinal === null || this.reorder.next !== this.remoteFinal) return;
+    if (this.reorder.size > 0) throw new ProtocolError('DATA beyond FIN');
+    this.remoteEnded = true;
+    this.push(null);
+    this.host.scheduleAck(this);
+    if (this.streamState === 'open') this.transition('remote-fin');
+    else if (this.streamState === 'local-fin') {
+      this.transition('closed');
+      this.maybeFinish();
+    }
+  }
+
+  private onAck(f: AckFrame): void {
+    if (f.ack > this.sentOffset) throw new ProtocolError(`ACK ${f.ack} beyond sent offset ${this.sentOffset}`);
+    const limit = f.ack + f.window;
+    if (limit > this.peerLimit) this.peerLimit = limit;
+    if (f.ack > this.ackedOffset) {
+      this.ackedOffset = f.ack;
+      let h = this.unackedHead;
+      while (h < this.unacked.length) {
+        const u = this.unacked[h]!;
+        if (u.offset + u.payload.length > f.ack) break;
+        h++;
+      }
+      this.unackedHead = h;
+      if (h > 256 && h * 2 > this.unacked.length) {
+        this.unacked = this.unacked.slice(h);
+        this.unackedHead = 0;
+      }
+      this.maybeFinish();
+    }
+    if (this.canSend) this.host.requestSend(this);
+  }
+
+  /** The ACK to send now: everything below `next`, and the (never shrinking) limit. */
+  makeAck(): AckFrame {
+    const consumed = this.delivered - this.readableLength;
+    const limit = Math.max(this.advertisedLimit, consumed + this.window);
+    this.advertisedLimit = limit;
+    this.reorder.extendLimit(limit);
+    const next = this.reorder.next;
+    return { type: FrameType.ACK, stream: this.id, ack: next, window: Math.min(0xffffffff, limit - next) };
+  }
+
+  /** Grow the window if the reader consumed a whole window in under two RTTs; ACK if the limit moved enough. */
+  private maybeUpdateWindow(): void {
+    if (this.streamState === 'failed' || this.remoteEnded) return;
+    const consumed = this.delivered - this.readableLength;
+    if (consumed - this.epochConsumed >= this.window) {
+      const now = Date.now();
+      const cfg = this.host.config;
+      if (now - this.epochTime < 2 * this.host.rtt() && this.window < cfg.maxWindow) {
+        const grow = Math.min(this.window, cfg.maxWindow - this.window);
+        if (this.host.grantWindow(grow)) this.window += grow;
+      }
+      this.epochTime = now;
+      this.epochConsumed = consumed;
+    }
+    if (consumed + this.window - this.advertisedLimit >= this.window / 4) this.host.scheduleAck(this);
+  }
+
+  /** Called after an ACK batch is flushed, so a reader that keeps up keeps the window moving. */
+  afterAckFlush(): void {
+    this.maybeUpdateWindow();
+  }
+
+  // ---------------------------------------------------------------- retransmission and lifecycle
+
+  /** Frames not yet acknowledged (for a session that re-sends everything after a full outage). */
+  unackedFrames(): Unacked[] {
+    return this.unacked.slice(this.unackedHead);
+  }
+
+  private release(how: 'normal' | 'reset'): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.unacked = [];
+    this.unackedHead = 0;
+    this.host.releaseWindow(this.window - this.host.config.initialWindow);
+    this.host.streamEnded(this, how);
+  }
+
+  /** Fail a stream whose open was never answered or whose session is gone. */
+  abort(err: GkdError): void {
+    this.resetByPeer = true; // nobody to tell
+    this.fail(err);
+  }
+
+  stats(): StreamStats {
+    return {
+      id: this.id,
+      state: this.streamState,
+      destination: this.destination,
+      bytesIn: this.delivered,
+      bytesOut: this.sentOffset,
+      window: this.window,
+      unacked: this.sentOffset - this.ackedOffset,
+      reorderDepth: this.reorder.depth,
+      buffered: this.reorder.size + this.readableLength,
+      resent: this.resent,
+    };
+  }
+
+  /** Reset this stream because the peer broke flow control or the protocol. */
+  protocolReset(err: FlowControlError | ProtocolError): void {
+    this.fail(err);
+  }
+}

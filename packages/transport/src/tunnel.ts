@@ -1,0 +1,370 @@
+import type { Duplex } from 'node:stream';
+import {
+  Decoder,
+  FrameType,
+  GkdError,
+  Reason,
+  encode,
+  encodeDataHeader,
+  type Frame,
+} from '@gkd/protocol';
+
+/** Tunnel states. Transitions (all in `transition`): connecting → handshaking → open → draining → closed; any → closed. */
+export type TunnelState = 'connecting' | 'handshaking' | 'open' | 'draining' | 'closed';
+
+const allowed: Record<TunnelState, TunnelState[]> = {
+  connecting: ['handshaking', 'closed'],
+  handshaking: ['open', 'closed'],
+  open: ['draining', 'closed'],
+  draining: ['closed'],
+  closed: [],
+};
+
+/** A frame kept until a PONG proves the peer processed it (see PROTOCOL.md §6). */
+export type RetainedEntry =
+  | { kind: 'data'; stream: number; offset: number; payload: Buffer; tag: number }
+  | { kind: 'ack'; stream: number; tag: number }
+  | { kind: 'frame'; frame: Frame; tag: number };
+
+/** Callbacks a tunnel's owner installs. */
+export interface TunnelHandlers {
+  /** A frame arrived while handshaking. */
+  handshake?(frame: Frame): void;
+  /** A frame (other than PING/PONG) arrived on an open or draining tunnel. */
+  frame?(frame: Frame, tunnel: Tunnel): void;
+  /** The socket's send buffer drained below the high-water mark. */
+  drain?(tunnel: Tunnel): void;
+  /** The tunnel closed; `unconfirmed` are the frames the peer may not have processed. */
+  close?(tunnel: Tunnel, unconfirmed: RetainedEntry[], error: Error | undefined): void;
+}
+
+/** Tunnel settings, in ms and bytes. */
+export interface TunnelOptions {
+  index: number;
+  maxBody: number;
+  keepaliveInterval: number;
+  keepaliveTimeout: number;
+  confirmFrames: number;
+  confirmBytes: number;
+  highWater: number;
+}
+
+/** A snapshot of one tunnel for stats. */
+export interface TunnelStats {
+  id: number;
+  index: number;
+  state: TunnelState;
+  /** Smoothed round-trip time, in ms (null before the first PONG). */
+  rtt: number | null;
+  bytesIn: number;
+  bytesOut: number;
+  framesIn: number;
+  framesOut: number;
+  /** Bytes waiting in the socket's send buffer. */
+  queued: number;
+  /** Measured drain rate while backlogged, in bytes per second (null until measured). */
+  rate: number | null;
+  /** Frames sent but not yet confirmed by a PONG. */
+  unconfirmed: number;
+}
+
+let nextTunnelId = 1;
+
+/**
+ * One real connection (TCP, TLS or in-memory) carrying frames of one session: decoding, writing,
+ * keepalive, RTT, drain-rate measurement and the retained frames that make failover lossless.
+ */
+export class Tunnel {
+  readonly id = nextTunnelId++;
+  readonly index: number;
+  state: TunnelState = 'connecting';
+  handlers: TunnelHandlers = {};
+  /** Smoothed RTT in ms, or null before the first PONG. */
+  srtt: number | null = null;
+  /** Drain rate in bytes/s while backlogged, or null before it could be measured. */
+  rate: number | null = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  framesIn = 0;
+  framesOut = 0;
+
+  private readonly socket: Duplex;
+  private readonly decoder: Decoder;
+  private readonly opts: TunnelOptions;
+  private retained: RetainedEntry[] = [];
+  private retainedHead = 0;
+  private unconfirmedFrames = 0;
+  private unconfirmedBytes = 0;
+  private nextPingId = 1;
+  private confirmPingOutstanding = false;
+  private readonly pingSent = new Map<number, number>();
+  private lastReceived = Date.now();
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private rateTimer: NodeJS.Timeout | undefined;
+  private writtenTotal = 0;
+  private lastSample = { time: Date.now(), flushed: 0, backlogged: false };
+  private closeError: Error | undefined;
+  private early: Frame[] = [];
+
+  constructor(socket: Duplex, opts: TunnelOptions) {
+    this.socket = socket;
+    this.opts = opts;
+    this.index = opts.index;
+    this.decoder = new Decoder({ maxBody: opts.maxBody });
+    const s = socket as Duplex & { setNoDelay?: (v: boolean) => void; setKeepAlive?: (v: boolean, d: number) => void };
+    s.setNoDelay?.(true);
+    s.setKeepAlive?.(true, 10_000);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.handlers.drain?.(this));
+    socket.on('error', (err) => this.close(err));
+    socket.on('close', () => this.close(this.closeError));
+    socket.on('end', () => this.close(new GkdError('GKD_ERR_CLOSED', 'tunnel closed by peer')));
+  }
+
+  /** Move to `to`; throws on a transition the state machine does not have. */
+  transition(to: TunnelState): void {
+    if (this.state === to) return;
+    if (!allowed[this.state].includes(to)) throw new Error(`tunnel ${this.id}: illegal transition ${this.state} → ${to}`);
+    this.state = to;
+    if (to === 'open') this.startTimers();
+  }
+
+  /** True if the scheduler may give this tunnel new frames. */
+  get usable(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Bytes waiting in the socket's send buffer. */
+  get queued(): number {
+    return this.socket.writableLength;
+  }
+
+  /** True if the send buffer is below the high-water mark. */
+  get hasRoom(): boolean {
+    return this.socket.writableLength < this.opts.highWater;
+  }
+
+  /** Send a control frame (kept until confirmed unless it is PING/PONG). */
+  send(frame: Frame): void {
+    if (this.state === 'closed') return;
+    const buf = encode(frame);
+    this.write(buf);
+    this.framesOut++;
+    if (frame.type === FrameType.PING || frame.type === FrameType.PONG) return;
+    if (this.state !== 'open' && this.state !== 'draining') return; // handshake frames are not retained
+    const tag = this.nextPingId;
+    this.retained.push(frame.type === FrameType.ACK ? { kind: 'ack', stream: frame.stream, tag } : { kind: 'frame', frame, tag });
+    this.noteUnconfirmed(buf.length);
+  }
+
+  /** Send a DATA frame without copying the payload; it is kept (by reference) until confirmed. */
+  sendData(stream: number, offset: number, payload: Buffer): void {
+    if (this.state === 'closed') return;
+    const head = encodeDataHeader(stream, offset, payload.length);
+    this.write(head);
+    this.write(payload);
+    this.framesOut++;
+    this.retained.push({ kind: 'data', stream, offset, payload, tag: this.nextPingId });
+    this.noteUnconfirmed(head.length + payload.length);
+  }
+
+  /** Batch the writes of one scheduling round into few syscalls. */
+  cork(): void {
+    this.socket.cork();
+  }
+  uncork(): void {
+    this.socket.uncork();
+  }
+
+  /** Send GOAWAY and stop taking new frames; the peer may finish its streams. */
+  goAway(reason: number, message = ''): void {
+    if (this.state !== 'open') return;
+    this.send({ type: FrameType.GOAWAY, reason, message });
+    this.transition('draining');
+  }
+
+  /** Close the tunnel (idempotent). The unconfirmed frames go to the `close` handler. */
+  close(error?: Error): void {
+    if (this.state === 'closed') return;
+    this.closeError = error;
+    this.state = 'closed';
+    clearInterval(this.keepaliveTimer);
+    clearInterval(this.rateTimer);
+    const unconfirmed = this.retained.slice(this.retainedHead);
+    this.retained = [];
+    this.retainedHead = 0;
+    this.pingSent.clear();
+    this.socket.destroy();
+    this.handlers.close?.(this, unconfirmed, error);
+  }
+
+  /** Send a protocol-level complaint (if possible) and close. */
+  fail(error: Error & { reason?: number | undefined }): void {
+    if (this.state === 'closed') return;
+    try {
+      const reason = error.reason ?? Reason.PROTOCOL_ERROR;
+      if (this.state === 'handshaking') this.write(encode({ type: FrameType.REJECT, reason, message: error.message }));
+      else this.write(encode({ type: FrameType.GOAWAY, reason, message: error.message }));
+      this.socket.end();
+    } catch {
+      /* socket already gone */
+    }
+    this.close(error);
+  }
+
+  /** Write raw bytes (used by the handshake and by `send`). */
+  write(buf: Buffer): void {
+    this.bytesOut += buf.length;
+    this.writtenTotal += buf.length;
+    this.socket.write(buf);
+  }
+
+  stats(): TunnelStats {
+    return {
+      id: this.id,
+      index: this.index,
+      state: this.state,
+      rtt: this.srtt,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      framesIn: this.framesIn,
+      framesOut: this.framesOut,
+      queued: this.queued,
+      rate: this.rate,
+      unconfirmed: this.retained.length - this.retainedHead,
+    };
+  }
+
+  /** Dead-peer deadline in ms: the configured timeout, but at least 1 s + 4 × RTT. */
+  get deadline(): number {
+    return Math.max(this.opts.keepaliveTimeout, 1000 + 4 * (this.srtt ?? 0));
+  }
+
+  private noteUnconfirmed(bytes: number): void {
+    this.unconfirmedFrames++;
+    this.unconfirmedBytes += bytes;
+    if (!this.confirmPingOutstanding && (this.unconfirmedFrames >= this.opts.confirmFrames || this.unconfirmedBytes >= this.opts.confirmBytes)) {
+      this.confirmPingOutstanding = true;
+      this.ping();
+    }
+  }
+
+  private ping(): void {
+    const id = this.nextPingId;
+    this.nextPingId = (this.nextPingId + 1) >>> 0 || 1;
+    this.unconfirmedFrames = 0;
+    this.unconfirmedBytes = 0;
+    if (this.pingSent.size > 4096) this.pingSent.delete(this.pingSent.keys().next().value as number);
+    this.pingSent.set(id, performance.now());
+    this.send({ type: FrameType.PING, id });
+  }
+
+  private startTimers(): void {
+    this.lastReceived = Date.now();
+    this.keepaliveTimer = setInterval(() => {
+      if (Date.now() - this.lastReceived > this.deadline) {
+        this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
+        return;
+      }
+      this.ping();
+    }, Math.min(this.opts.keepaliveInterval, Math.max(50, this.opts.keepaliveTimeout / 4)));
+    this.keepaliveTimer.unref();
+    this.rateTimer = setInterval(() => this.sampleRate(), 200);
+    this.rateTimer.unref();
+  }
+
+  private sampleRate(): void {
+    const now = Date.now();
+    const queued = this.socket.writableLength;
+    const flushed = this.writtenTotal - queued;
+    const dt = (now - this.lastSample.time) / 1000;
+    // Only a backlogged interval says how fast the path drains; an idle one says how little we sent.
+    if (this.lastSample.backlogged && queued > 0 && dt > 0) {
+      const r = (flushed - this.lastSample.flushed) / dt;
+      this.rate = this.rate === null ? r : 0.7 * this.rate + 0.3 * r;
+    }
+    this.lastSample = { time: now, flushed, backlogged: queued > 0 };
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastReceived = Date.now();
+    this.bytesIn += chunk.length;
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    for (const frame of frames) {
+      if ((this.state as TunnelState) === 'closed') return;
+      this.framesIn++;
+      try {
+        this.dispatch(frame);
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+    }
+  }
+
+  private dispatch(frame: Frame): void {
+    if (this.state === 'handshaking' || this.state === 'connecting') {
+      this.handlers.handshake?.(frame);
+      return;
+    }
+    switch (frame.type) {
+      case FrameType.PING:
+        this.send({ type: FrameType.PONG, id: frame.id });
+        return;
+      case FrameType.PONG:
+        this.onPong(frame.id);
+        return;
+      case FrameType.GOAWAY:
+        if (this.state === 'open') this.transition('draining');
+        this.handlers.frame?.(frame, this);
+        return;
+      default:
+        // Frames may follow WELCOME in the same read, before the session has attached: hold them.
+        if (this.handlers.frame) this.handlers.frame(frame, this);
+        else if (this.early.length < 4096) this.early.push(frame);
+        else throw new Error('too many frames before the session attached');
+    }
+  }
+
+  /** Deliver frames that arrived before a frame handler was installed. */
+  flushEarly(): void {
+    const early = this.early;
+    this.early = [];
+    for (const f of early) {
+      if (this.state === 'closed' || !this.handlers.frame) return;
+      try {
+        this.handlers.frame(f, this);
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+    }
+  }
+
+  private onPong(id: number): void {
+    const sent = this.pingSent.get(id);
+    if (sent === undefined) return; // unknown or forged id: confirms nothing
+    for (const k of this.pingSent.keys()) {
+      if (k > id) break;
+      this.pingSent.delete(k);
+    }
+    const rtt = performance.now() - sent;
+    this.srtt = this.srtt === null ? rtt : 0.875 * this.srtt + 0.125 * rtt;
+    // Everything tagged with a ping id ≤ id was sent before that ping: the peer has processed it.
+    let h = this.retainedHead;
+    while (h < this.retained.length && this.retained[h]!.tag <= id) h++;
+    this.retainedHead = h;
+    if (h > 1024 && h * 2 > this.retained.length) {
+      this.retained = this.retained.slice(h);
+      this.retainedHead = 0;
+    }
+    if (this.confirmPingOutstanding) this.confirmPingOutstanding = false;
+  }
+}
