@@ -1,0 +1,3 @@
+import { complianceSuite } from './support/suite.js';
+
+complianceSuite('memory');

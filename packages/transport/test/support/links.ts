@@ -1,0 +1,97 @@
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Client, Server, duplexPair, type ClientOptions, type ServerOptions } from '../../src/index.js';
+import { Gate } from './gate.js';
+
+/** The tunnel kinds every compliance scenario runs on. */
+export type LinkKind = 'memory' | 'tcp';
+
+/** A client and a server joined by breakable tunnels. */
+export interface Rig {
+  kind: LinkKind;
+  server: Server;
+  client: Client;
+  /** The live gates, one per tunnel connection made so far (dead ones included until pruned). */
+  gates(): Gate[];
+  /** Refuse new tunnel connections (all tunnels down) until `restore()`. */
+  cutAll(mode: 'kill' | 'blackhole'): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+/** Build a rig of `kind`: the client's tunnels pass through gates to the server. */
+export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientOpts: Omit<ClientOptions, 'connect'>): Promise<Rig> {
+  const server = new Server(serverOpts);
+  const all: Gate[] = [];
+  let refusing = false;
+  let relay: net.Server | null = null;
+  let connect: (index: number) => Promise<Duplex>;
+  if (kind === 'memory') {
+    connect = async () => {
+      if (refusing) throw new Error('link is down');
+      const [clientEnd, gateA] = duplexPair();
+      const [gateB, serverEnd] = duplexPair();
+      all.push(new Gate(gateA, gateB));
+      server.handleConnection(serverEnd);
+      return clientEnd;
+    };
+  } else {
+    await server.listen({ host: '127.0.0.1', port: 0 });
+    const target = server.address().port;
+    relay = net.createServer((inbound) => {
+      if (refusing) {
+        inbound.resetAndDestroy();
+        return;
+      }
+      const outbound = net.connect(target, '127.0.0.1');
+      outbound.setNoDelay(true);
+      inbound.setNoDelay(true);
+      all.push(new Gate(inbound, outbound));
+    });
+    await new Promise<void>((r) => relay!.listen(0, '127.0.0.1', r));
+    const relayPort = (relay.address() as net.AddressInfo).port;
+    connect = (index: number) =>
+      new Promise((resolve, reject) => {
+        void index;
+        const s = net.connect(relayPort, '127.0.0.1');
+        s.once('connect', () => {
+          s.off('error', reject);
+          resolve(s);
+        });
+        s.once('error', reject);
+      });
+  }
+  const client = Client.create('gate:1', { ...clientOpts, connect });
+  await client.waitForTunnel(10_000);
+  return {
+    kind,
+    server,
+    client,
+    gates: () => all.filter((g) => !g.closed),
+    cutAll(mode) {
+      refusing = true;
+      for (const g of all) {
+        if (mode === 'kill') g.kill();
+        else g.blackhole();
+      }
+    },
+    restore() {
+      refusing = false;
+    },
+    async close() {
+      client.close();
+      await server.close();
+      for (const g of all) g.kill();
+      if (relay) await new Promise<void>((r) => relay!.close(() => r()));
+    },
+  };
+}
+
+/** Wait until `cond()` holds, polling every `everyMs`; rejects after `timeoutMs`. */
+export async function until(cond: () => boolean, timeoutMs: number, what: string, everyMs = 10): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
