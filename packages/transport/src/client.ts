@@ -102,7 +102,10 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   return r;
 }
 
-/** Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error), 'session-lost' (error), 'auth-failed' (error). */
+/**
+ * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
+ * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error).
+ */
 export class Client extends EventEmitter {
   readonly server: HostPort;
   private readonly opts: ResolvedClientOptions;
@@ -165,6 +168,24 @@ export class Client extends EventEmitter {
     });
   }
 
+  /** After a GOAWAY the session takes no new streams; wait until it is replaced (server restarted). */
+  private waitForNewSession(): Promise<void> {
+    const old = this.session;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('session', onNew);
+        reject(new NoTunnelError(`the server is going away and no new session came up within ${this.opts.tunnelWaitTimeout} ms`));
+      }, this.opts.tunnelWaitTimeout);
+      const onNew = () => {
+        if (this.session === old) return;
+        clearTimeout(timer);
+        this.off('session', onNew);
+        resolve();
+      };
+      this.on('session', onNew);
+    });
+  }
+
   /** Open a proxied connection to `destination`; resolves after the server connected it (OPEN_OK). */
   async open(destination: { host: string; port: number } | Address): Promise<Connection> {
     const addr = 'type' in destination ? destination : toAddress(destination.host, destination.port);
@@ -178,6 +199,7 @@ export class Client extends EventEmitter {
 
   private async openStream(addr: Address | null): Promise<Connection> {
     if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+    if (this.session.draining) await this.waitForNewSession();
     await this.waitForTunnel();
     return this.session.open(addr, this.opts.openTimeout);
   }
@@ -218,6 +240,7 @@ export class Client extends EventEmitter {
       this.newSession();
     });
     this.session = s;
+    this.emit('session', s.id);
   }
 
   private sleep(ms: number): Promise<void> {
@@ -241,12 +264,7 @@ export class Client extends EventEmitter {
       } catch (err) {
         if (this.closed) return;
         this.lastError = err as Error;
-        if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION) {
-          // The server forgot our session (it restarted): old streams cannot continue.
-          const lost = new SessionLostError('the server no longer knows this session (restarted?)', Reason.UNKNOWN_SESSION);
-          if (this.secret && !this.session.lost) this.session.expire(lost);
-          continue;
-        }
+        if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION) continue; // bringUp replaced the session
         if (err instanceof AuthError) this.emit('auth-failed', err);
         failures++;
         const base = Math.min(this.opts.reconnectMax, this.opts.reconnectMin * 2 ** Math.min(failures - 1, 20));
@@ -284,14 +302,24 @@ export class Client extends EventEmitter {
         highWater: c.tunnelHighWater,
       });
       t.transition('handshaking');
-      const { secret, welcome } = await clientHandshake(t, {
-        mode,
-        sessionId: this.sessionId,
-        tunnelIndex: index,
-        user: this.opts.user,
-        key: mode === AuthMode.NEW ? this.opts.key : this.secret!,
-        timeoutMs: this.opts.handshakeTimeout,
-      });
+      let hs: Awaited<ReturnType<typeof clientHandshake>>;
+      try {
+        hs = await clientHandshake(t, {
+          mode,
+          sessionId: this.sessionId,
+          tunnelIndex: index,
+          user: this.opts.user,
+          key: mode === AuthMode.NEW ? this.opts.key : this.secret!,
+          timeoutMs: this.opts.handshakeTimeout,
+        });
+      } catch (err) {
+        if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION && session === this.session && !session.lost) {
+          // The server forgot this session (it restarted): its streams cannot continue; start a new one.
+          session.expire(new SessionLostError('the server no longer knows this session (restarted?)', Reason.UNKNOWN_SESSION));
+        }
+        throw err;
+      }
+      const { secret, welcome } = hs;
       if (session !== this.session || session.lost) {
         t.close();
         throw new GkdError('GKD_ERR_CLOSED', 'session replaced during the handshake');

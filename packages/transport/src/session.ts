@@ -93,6 +93,11 @@ export class Session extends EventEmitter implements StreamHost {
     this.pick = pickerFor(config.scheduler);
   }
 
+  /** True after the peer sent GOAWAY (or goAway() was called): no new streams. */
+  get draining(): boolean {
+    return this.goingAway;
+  }
+
   /** True once the session expired (grace period) or was closed. */
   get lost(): boolean {
     return this.lostError !== null;
@@ -186,6 +191,8 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** Close the session: GOAWAY on every tunnel, fail the streams, close the tunnels. */
   close(reason: number = Reason.SHUTDOWN, message = 'session closed'): void {
+    // Tell the peer which streams die now, so it fails them at once instead of after its grace period.
+    for (const id of this.streams.keys()) this.sendControl({ type: FrameType.RST, stream: id, reason, message });
     for (const t of this.tunnels) {
       try {
         t.send({ type: FrameType.GOAWAY, reason, message });

@@ -9,10 +9,13 @@ export type LinkKind = 'memory' | 'tcp';
 /** A client and a server joined by breakable tunnels. */
 export interface Rig {
   kind: LinkKind;
-  server: Server;
+  /** The current server (a new object after `restartServer`). */
+  readonly server: Server;
   client: Client;
   /** The live gates, one per tunnel connection made so far (dead ones included until pruned). */
   gates(): Gate[];
+  /** Stop the server, keep it down for `downMs`, start a new one (same port for TCP). Resolves when it listens again. */
+  restartServer(downMs: number): Promise<void>;
   /** Refuse new tunnel connections (all tunnels down) until `restore()`. */
   cutAll(mode: 'kill' | 'blackhole'): void;
   restore(): void;
@@ -21,7 +24,7 @@ export interface Rig {
 
 /** Build a rig of `kind`: the client's tunnels pass through gates to the server. */
 export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientOpts: Omit<ClientOptions, 'connect'>): Promise<Rig> {
-  const server = new Server(serverOpts);
+  let server = new Server(serverOpts);
   const all: Gate[] = [];
   let refusing = false;
   let relay: net.Server | null = null;
@@ -37,7 +40,7 @@ export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientO
     };
   } else {
     await server.listen({ host: '127.0.0.1', port: 0 });
-    const target = server.address().port;
+    const target = server.address().port; // a restarted server listens on the same port
     relay = net.createServer((inbound) => {
       if (refusing) {
         inbound.resetAndDestroy();
@@ -65,8 +68,17 @@ export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientO
   await client.waitForTunnel(10_000);
   return {
     kind,
-    server,
+    get server() {
+      return server;
+    },
     client,
+    async restartServer(downMs) {
+      const port = kind === 'tcp' ? server.address().port : 0;
+      await server.close();
+      await new Promise((r) => setTimeout(r, downMs));
+      server = new Server(serverOpts);
+      if (kind === 'tcp') await server.listen({ host: '127.0.0.1', port });
+    },
     gates: () => all.filter((g) => !g.closed),
     cutAll(mode) {
       refusing = true;

@@ -237,6 +237,36 @@ export function complianceSuite(kind: LinkKind): void {
       expect(Date.now() - outageStart).toBeGreaterThanOrEqual(5000);
     });
 
+    it('server restart: old streams fail with a clear error; new streams work within 2 s of the server listening again', async () => {
+      rig = await makeRig(kind, baseServer, { key: baseServer.key, tunnels: 4, reconnectMin: 50, reconnectMax: 1000 });
+      serve(rig);
+      const old = await open(rig, 'echo');
+      const oldErr = new Promise<GkdError>((r) => old.once('error', r));
+      old.write(Buffer.alloc(10_000));
+      const sessionsBefore: string[] = [];
+      rig.client.on('session', (id: string) => sessionsBefore.push(id));
+      await rig.restartServer(1500);
+      const listening = Date.now();
+      serve(rig);
+      const err = await oldErr;
+      expect([ErrorCode.STREAM_RESET, ErrorCode.SESSION_LOST]).toContain(err.code);
+      expect(err.message).toMatch(/shutting down|no longer knows|session/);
+      // New streams work as soon as a tunnel is up again.
+      let conn: Awaited<ReturnType<typeof open>> | undefined;
+      while (!conn) {
+        try {
+          conn = await open(rig, 'echo');
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      await echoRoundTrip(conn, 100_000);
+      const took = Date.now() - listening;
+      console.log(`[${kind}] first new stream echoed ${took} ms after the server listened again`);
+      expect(took).toBeLessThan(2000);
+      expect(sessionsBefore.length).toBeGreaterThanOrEqual(1); // the client started a new session
+    });
+
     it('all tunnels cut longer than the grace period: SESSION_LOST on both sides, session freed', async () => {
       rig = await makeRig(
         kind,
