@@ -1,1 +1,3 @@
-export {};
+export * from './policy.js';
+export * from './dial.js';
+export * from './config.js';

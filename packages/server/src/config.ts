@@ -1,0 +1,174 @@
+import { ConfigError } from '@gkd/protocol';
+import { DEFAULT_CONNECT_TIMEOUT } from './dial.js';
+import { compilePolicy, type Policy } from './policy.js';
+
+/**
+ * Resource limits of one server. The transport enforces them; this module only defines and checks them.
+ * A "peer" is one authenticated identity: a user name, or the server's single key when it has no user
+ * list. Worst-case buffered memory is `maxPeers × maxBufferedBytesPerPeer` (1 GiB with the defaults).
+ */
+export interface ServerLimits {
+  /** Peers with at least one live session at once. Default 32. Beyond it: REJECT `LIMIT_EXCEEDED`. */
+  maxPeers: number;
+  /** Sessions on the whole server at once (including sessions in their no-tunnel grace period). Default 256. */
+  maxSessions: number;
+  /**
+   * Sessions one peer may hold at once. Default 8: a few devices, plus the old session that lingers for
+   * the grace period after a client restarts and opens a new one.
+   */
+  maxSessionsPerPeer: number;
+  /** Live tunnels in one session. Default 32 (clients typically use 4–8; 32 leaves room without letting one peer hog sockets). */
+  maxTunnelsPerSession: number;
+  /** Open streams in one session (PROTOCOL.md §9). Default 1024. Beyond it: OPEN_FAIL `LIMIT_EXCEEDED`. */
+  maxStreamsPerSession: number;
+  /**
+   * Bytes the server may buffer for one peer across all its sessions and streams (receive reorder
+   * buffers and unsent data towards the peer), in bytes. Default 32 MiB: two full 16 MiB windows, i.e.
+   * one stream at the maximum window in each direction (≈ 1.3 Gbit/s at 200 ms RTT).
+   */
+  maxBufferedBytesPerPeer: number;
+  /** Time a new tunnel has to complete its handshake, in milliseconds (PROTOCOL.md §4). Default 10 000. */
+  handshakeTimeout: number;
+  /**
+   * Time a session may stay with no open stream before the server sends GOAWAY `IDLE_TIMEOUT` and frees
+   * it, in milliseconds. Default 1 800 000 (30 min). 0 disables.
+   */
+  idleSessionTimeout: number;
+}
+
+/** The server component's configuration, every field filled in. */
+export interface ServerConfig {
+  /** Deadline of one dial, name resolution included, in milliseconds. Default 10 000. */
+  connectTimeout: number;
+  /** Destination allow rules (`policy.ts` syntax). Default none. */
+  allow: readonly string[];
+  /** Destination deny rules. Default none (the built-in default ranges still apply). */
+  deny: readonly string[];
+  /**
+   * Accept OPEN with no destination (ATYP 0x00): the stream goes to the embedding application instead
+   * of being dialed. Default false: such an OPEN gets OPEN_FAIL `NOT_ALLOWED`.
+   */
+  allowLibraryMode: boolean;
+  limits: ServerLimits;
+}
+
+/** What a caller may pass: any subset; `limits` may be partial too. */
+export type ServerConfigInput = Partial<Omit<ServerConfig, 'limits'>> & { limits?: Partial<ServerLimits> };
+
+/** A validated configuration with its destination policy compiled. */
+export interface ResolvedServerConfig extends ServerConfig {
+  /** `allow` and `deny` compiled; pass to `dialDestination`. */
+  readonly policy: Policy;
+}
+
+/** The default limits (the reasons are in the doc comments of `ServerLimits` and in LIMITS.md). */
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
+  maxPeers: 32,
+  maxSessions: 256,
+  maxSessionsPerPeer: 8,
+  maxTunnelsPerSession: 32,
+  maxStreamsPerSession: 1024,
+  maxBufferedBytesPerPeer: 32 * 1024 * 1024,
+  handshakeTimeout: 10_000,
+  idleSessionTimeout: 30 * 60_000,
+});
+
+/** The default server configuration. */
+export const DEFAULT_SERVER_CONFIG: Readonly<ServerConfig> = Object.freeze({
+  connectTimeout: DEFAULT_CONNECT_TIMEOUT,
+  allow: Object.freeze([]) as readonly string[],
+  deny: Object.freeze([]) as readonly string[],
+  allowLibraryMode: false,
+  limits: DEFAULT_LIMITS,
+});
+
+/** Largest delay a Node timer accepts, in milliseconds (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface IntRule {
+  min: number;
+  max: number;
+  /** Zero is accepted (and means "disabled") even when below `min`. */
+  zeroDisables?: boolean;
+  unit: string;
+}
+
+const LIMIT_RULES: Record<keyof ServerLimits, IntRule> = {
+  maxPeers: { min: 1, max: 2 ** 32 - 1, unit: 'peers' },
+  maxSessions: { min: 1, max: 2 ** 32 - 1, unit: 'sessions' },
+  maxSessionsPerPeer: { min: 1, max: 2 ** 32 - 1, unit: 'sessions' },
+  maxTunnelsPerSession: { min: 1, max: 65_536, unit: 'tunnels' }, // the tunnel index is a u16
+  maxStreamsPerSession: { min: 1, max: 2 ** 31, unit: 'streams' }, // odd u32 ids: 2^31 per session at most
+  maxBufferedBytesPerPeer: { min: 1, max: Number.MAX_SAFE_INTEGER, unit: 'bytes' },
+  handshakeTimeout: { min: 1, max: MAX_TIMER_MS, unit: 'ms' },
+  idleSessionTimeout: { min: 1, max: MAX_TIMER_MS, zeroDisables: true, unit: 'ms' },
+};
+
+function checkInt(option: string, value: unknown, rule: IntRule): number {
+  const ok =
+    typeof value === 'number' &&
+    Number.isInteger(value) &&
+    ((value >= rule.min && value <= rule.max) || (rule.zeroDisables === true && value === 0));
+  if (!ok) {
+    const range = `${rule.zeroDisables ? '0 (disabled) or ' : ''}an integer ${rule.min}–${rule.max} ${rule.unit}`;
+    throw new ConfigError(`invalid server option ${option}: must be ${range}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
+function rejectUnknown(prefix: string, input: object, known: readonly string[]): void {
+  for (const key of Object.keys(input)) {
+    if (!known.includes(key)) throw new ConfigError(`unknown server option ${prefix}${key}`);
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Fill in defaults, validate, and compile the destination policy. Throws ConfigError naming the first
+ * bad option (`limits.maxPeers`, `deny[2]`, …); unknown options are errors too, so a typo is not
+ * silently ignored. The result is frozen.
+ */
+export function resolveServerConfig(input: ServerConfigInput = {}): ResolvedServerConfig {
+  if (!isPlainObject(input)) throw new ConfigError('server options must be an object');
+  rejectUnknown('', input, ['connectTimeout', 'allow', 'deny', 'allowLibraryMode', 'limits']);
+  const d = DEFAULT_SERVER_CONFIG;
+
+  const connectTimeout = checkInt('connectTimeout', input.connectTimeout ?? d.connectTimeout, {
+    min: 1,
+    max: MAX_TIMER_MS,
+    unit: 'ms',
+  });
+
+  const allowLibraryMode = input.allowLibraryMode ?? d.allowLibraryMode;
+  if (typeof allowLibraryMode !== 'boolean') {
+    throw new ConfigError(`invalid server option allowLibraryMode: must be true or false, got ${describe(allowLibraryMode)}`);
+  }
+
+  const rules = (key: 'allow' | 'deny'): readonly string[] => {
+    const value: unknown = input[key] ?? d[key];
+    if (!Array.isArray(value)) throw new ConfigError(`invalid server option ${key}: must be an array of rule strings, got ${describe(value)}`);
+    return Object.freeze([...(value as unknown[])]) as readonly string[];
+  };
+  const allow = rules('allow');
+  const deny = rules('deny');
+  const policy = compilePolicy({ allow, deny }); // ConfigError names the rule, e.g. deny[2]
+
+  const limitsInput: unknown = input.limits ?? {};
+  if (!isPlainObject(limitsInput)) throw new ConfigError(`invalid server option limits: must be an object, got ${describe(limitsInput)}`);
+  rejectUnknown('limits.', limitsInput, Object.keys(LIMIT_RULES));
+  const limits = {} as ServerLimits;
+  for (const key of Object.keys(LIMIT_RULES) as (keyof ServerLimits)[]) {
+    limits[key] = checkInt(`limits.${key}`, limitsInput[key] ?? DEFAULT_LIMITS[key], LIMIT_RULES[key]);
+  }
+
+  return Object.freeze({ connectTimeout, allow, deny, allowLibraryMode, limits: Object.freeze(limits), policy });
+}
