@@ -10,7 +10,12 @@ export interface SessionConfig {
   initialWindow: number;
   /** Largest receive window a stream may grow to, in bytes; also caps how much unacknowledged data this end holds per stream. Default 16 MiB. */
   maxWindow: number;
-  /** Sum of all streams' receive windows beyond their initial windows that a session may grant, in bytes. Default 64 MiB. */
+  /**
+   * Bytes one session (or one peer, when the server shares the budget among a user's sessions) may
+   * make this end buffer, in bytes: half for the receive windows it grants, half for unacknowledged
+   * sent bytes. A stream always gets at least `maxPayload` of window, so the true bound is this plus
+   * streams × maxPayload. Default 64 MiB.
+   */
   sessionWindowBudget: number;
   /** Most DATA frames one stream may have unacknowledged. Default 1024 (the protocol's limit). */
   maxUnackedFrames: number;
@@ -60,7 +65,7 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   checkInt('maxPayload', c.maxPayload, 1, c.maxBody - 8);
   checkInt('initialWindow', c.initialWindow, c.maxPayload, MAX_WINDOW);
   checkInt('maxWindow', c.maxWindow, c.initialWindow, MAX_WINDOW);
-  checkInt('sessionWindowBudget', c.sessionWindowBudget, 0, Number.MAX_SAFE_INTEGER);
+  checkInt('sessionWindowBudget', c.sessionWindowBudget, 2 * c.maxPayload, Number.MAX_SAFE_INTEGER);
   checkInt('maxUnackedFrames', c.maxUnackedFrames, 1, 1024);
   checkInt('keepaliveInterval', c.keepaliveInterval, 10, 3_600_000);
   checkInt('keepaliveTimeout', c.keepaliveTimeout, c.keepaliveInterval, 3_600_000);

@@ -11,6 +11,7 @@ import {
   type Frame,
   type OpenFrame,
 } from '@gkd/protocol';
+import { ByteBudget } from './budget.js';
 import type { SessionConfig } from './config.js';
 import { pickerFor, type TunnelPicker } from './scheduler.js';
 import { Connection, type StreamHost, type StreamStats } from './stream.js';
@@ -40,7 +41,10 @@ export interface SessionStats {
   bytesIn: number;
   bytesOut: number;
   resentFrames: number;
-  windowGranted: number;
+  /** Receive-window bytes granted (reserved from the receive budget). */
+  recvBudgetUsed: number;
+  /** Unacknowledged sent bytes held (reserved from the send budget). */
+  sendBudgetUsed: number;
   tunnels: TunnelStats[];
   streams: StreamStats[];
 }
@@ -78,18 +82,23 @@ export class Session extends EventEmitter implements StreamHost {
   private nextLocalId = 1;
   private maxPeerId = 0;
   private graceTimer: NodeJS.Timeout | undefined;
-  private windowGranted = 0;
+  readonly recvBudget: ByteBudget;
+  readonly sendBudget: ByteBudget;
+  private readonly budgetBlocked = new Set<Connection>();
   private lostError: GkdError | null = null;
   private resentFrames = 0;
   private bytesInClosed = 0;
   private bytesOutClosed = 0;
   private goingAway = false;
 
-  constructor(role: 'client' | 'server', id: string, config: SessionConfig) {
+  /** @param budgets shared receive/send budgets (a server shares them among one user's sessions); by default the session's own. */
+  constructor(role: 'client' | 'server', id: string, config: SessionConfig, budgets?: { recv: ByteBudget; send: ByteBudget }) {
     super();
     this.role = role;
     this.id = id;
     this.config = config;
+    this.recvBudget = budgets?.recv ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
+    this.sendBudget = budgets?.send ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
     this.pick = pickerFor(config.scheduler);
   }
 
@@ -284,21 +293,23 @@ export class Session extends EventEmitter implements StreamHost {
     this.emit('stream-end', stream, how);
   }
 
+  waitSendBudget(stream: Connection): void {
+    this.budgetBlocked.add(stream);
+    if (this.budgetBlocked.size === 1) {
+      this.sendBudget.onRelease(() => {
+        const blocked = [...this.budgetBlocked];
+        this.budgetBlocked.clear();
+        for (const s of blocked) if (this.streams.has(s.id)) this.ready.add(s);
+        this.pump();
+      });
+    }
+  }
+
   rtt(): number {
     let best = Infinity;
     for (const t of this.tunnels) if (t.usable && t.srtt !== null && t.srtt < best) best = t.srtt;
     // Before any RTT is known, and on very fast paths, assume 5 ms so windows can still grow.
     return Number.isFinite(best) ? Math.max(best, 5) : 50;
-  }
-
-  grantWindow(bytes: number): boolean {
-    if (this.windowGranted + bytes > this.config.sessionWindowBudget) return false;
-    this.windowGranted += bytes;
-    return true;
-  }
-
-  releaseWindow(bytes: number): void {
-    this.windowGranted = Math.max(0, this.windowGranted - bytes);
   }
 
   // ------------------------------------------------------------------ scheduling
@@ -333,6 +344,7 @@ export class Session extends EventEmitter implements StreamHost {
         const s = this.ready.values().next().value as Connection;
         if (!s.canSend) {
           this.ready.delete(s);
+          if (s.blockedOnBudget) this.waitSendBudget(s);
           continue;
         }
         const t = this.pick(usable, this.config.maxPayload);
@@ -350,6 +362,7 @@ export class Session extends EventEmitter implements StreamHost {
         // Round-robin between streams: move this one to the back.
         this.ready.delete(s);
         if (s.canSend) this.ready.add(s);
+        else if (s.blockedOnBudget) this.waitSendBudget(s);
       }
     } finally {
       for (const t of corked) t.uncork();
@@ -479,7 +492,8 @@ export class Session extends EventEmitter implements StreamHost {
       bytesIn,
       bytesOut,
       resentFrames: resent,
-      windowGranted: this.windowGranted,
+      recvBudgetUsed: this.recvBudget.used,
+      sendBudgetUsed: this.sendBudget.used,
       tunnels: this.tunnels.map((t) => t.stats()),
       streams,
     };

@@ -12,6 +12,7 @@ import {
   type Address,
   type Frame,
 } from '@gkd/protocol';
+import type { ByteBudget } from './budget.js';
 import type { SessionConfig } from './config.js';
 
 /**
@@ -43,10 +44,12 @@ export interface StreamHost {
   streamEnded(stream: Connection, how: 'normal' | 'reset'): void;
   /** Smallest smoothed RTT of the live tunnels, in ms. */
   rtt(): number;
-  /** Ask for `bytes` more of the session's window budget; false if it is spent. */
-  grantWindow(bytes: number): boolean;
-  /** Give back window budget. */
-  releaseWindow(bytes: number): void;
+  /** Budget for the receive windows this end grants. */
+  readonly recvBudget: ByteBudget;
+  /** Budget for the unacknowledged bytes this end holds. */
+  readonly sendBudget: ByteBudget;
+  /** The stream cannot send until send budget is released: wake it then. */
+  waitSendBudget(stream: Connection): void;
 }
 
 /** A snapshot of one stream for stats. */
@@ -112,6 +115,8 @@ export class Connection extends Duplex {
   private epochTime = Date.now();
   private epochConsumed = 0;
   private resetByPeer = false;
+  private released = false;
+  private recvReleased = false;
   private openWaiter: { resolve: () => void; reject: (err: Error) => void } | null = null;
 
   constructor(host: StreamHost, id: number, destination: Address | null, state: 'opening', peerWindow: number) {
@@ -121,7 +126,8 @@ export class Connection extends Duplex {
     this.destination = destination;
     this.streamState = state;
     this.peerLimit = peerWindow;
-    this.window = host.config.initialWindow;
+    // The initial window comes out of the receive budget; when it is spent, a stream still gets one frame's worth.
+    this.window = host.recvBudget.reserve(host.config.initialWindow, host.config.maxPayload);
     this.advertisedLimit = this.window;
     this.reorder = new ReorderBuffer({ window: this.window, maxSegments: 1024 });
   }
@@ -189,6 +195,17 @@ export class Connection extends Duplex {
     this.maybeUpdateWindow();
   }
 
+  /**
+   * Every consumption path (flowing mode, pipe, async iteration, explicit read) goes through read().
+   * `_read` alone is not enough: after Node calls `_read` and we have nothing to push, it does not call
+   * it again until we push, so a reader that drains a full window would never open it again.
+   */
+  override read(size?: number): any {
+    const chunk: unknown = super.read(size);
+    if (chunk !== null && !this.remoteEnded) this.maybeUpdateWindow();
+    return chunk;
+  }
+
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     if (this.streamState !== 'closed' && this.streamState !== 'failed') {
       if (!this.resetByPeer) {
@@ -208,7 +225,13 @@ export class Connection extends Duplex {
   /** Bytes this stream may send now: the peer's limit, capped by our own max window. */
   private credit(): number {
     const limit = Math.min(this.peerLimit, this.ackedOffset + this.host.config.maxWindow);
-    return limit - this.sentOffset;
+    return Math.min(limit - this.sentOffset, this.host.sendBudget.free);
+  }
+
+  /** True if the peer granted credit but the send budget is spent (the session wakes us on release). */
+  get blockedOnBudget(): boolean {
+    const limit = Math.min(this.peerLimit, this.ackedOffset + this.host.config.maxWindow);
+    return this.pendingBytes > 0 && limit > this.sentOffset && this.host.sendBudget.free <= 0;
   }
 
   /** True if `takeFrame` would return a frame now. */
@@ -257,6 +280,7 @@ export class Connection extends Duplex {
       this.pending[0] = first.subarray(size);
     }
     this.pendingBytes -= payload.length;
+    this.host.sendBudget.reserve(payload.length);
     const offset = this.sentOffset;
     this.sentOffset += payload.length;
     this.unacked.push({ offset, payload });
@@ -372,6 +396,9 @@ export class Connection extends Duplex {
     if (this.remoteEnded || this.remoteFinal === null || this.reorder.next !== this.remoteFinal) return;
     if (this.reorder.size > 0) throw new ProtocolError('DATA beyond FIN');
     this.remoteEnded = true;
+    // No more bytes can arrive: the receive window's budget is free for other streams now.
+    this.host.recvBudget.release(this.window);
+    this.recvReleased = true;
     this.push(null);
     this.host.scheduleAck(this);
     if (this.streamState === 'open') this.transition('remote-fin');
@@ -386,6 +413,7 @@ export class Connection extends Duplex {
     const limit = f.ack + f.window;
     if (limit > this.peerLimit) this.peerLimit = limit;
     if (f.ack > this.ackedOffset) {
+      this.host.sendBudget.release(f.ack - this.ackedOffset);
       this.ackedOffset = f.ack;
       let h = this.unackedHead;
       while (h < this.unacked.length) {
@@ -422,7 +450,7 @@ export class Connection extends Duplex {
       const cfg = this.host.config;
       if (now - this.epochTime < 2 * this.host.rtt() && this.window < cfg.maxWindow) {
         const grow = Math.min(this.window, cfg.maxWindow - this.window);
-        if (this.host.grantWindow(grow)) this.window += grow;
+        if (this.host.recvBudget.tryReserve(grow)) this.window += grow;
       }
       this.epochTime = now;
       this.epochConsumed = consumed;
@@ -447,7 +475,12 @@ export class Connection extends Duplex {
     this.pendingBytes = 0;
     this.unacked = [];
     this.unackedHead = 0;
-    this.host.releaseWindow(this.window - this.host.config.initialWindow);
+    if (!this.released) {
+      this.released = true;
+      if (!this.recvReleased) this.host.recvBudget.release(this.window);
+      this.recvReleased = true;
+      this.host.sendBudget.release(this.sentOffset - this.ackedOffset);
+    }
     this.host.streamEnded(this, how);
   }
 

@@ -123,6 +123,18 @@ export function complianceSuite(kind: LinkKind): void {
       expect(await results.get(conn.id)).toEqual(await expectedHash(300_000));
     });
 
+    it('a reader paused with a full one-frame window gets the rest after it resumes (no window deadlock)', async () => {
+      const tiny = { initialWindow: 16 * 1024, maxWindow: 16 * 1024, maxPayload: 16 * 1024 };
+      rig = await makeRig(kind, { ...baseServer, session: tiny }, { key: baseServer.key, tunnels: 2, session: tiny });
+      serve(rig);
+      const conn = await open(rig, 'source-1000000');
+      conn.pause();
+      await until(() => rig!.client.stats().streams[0]!.buffered === 16 * 1024, 5000, 'the window to fill');
+      const got = hashOf(conn);
+      conn.resume();
+      expect(await got).toEqual(await expectedHash(1_000_000));
+    });
+
     it('reset propagates both ways with a clear error', async () => {
       rig = await makeRig(kind, baseServer, { key: baseServer.key, tunnels: 2 });
       let serverSide = rig.server.accept();
@@ -153,10 +165,19 @@ export function complianceSuite(kind: LinkKind): void {
         await Promise.all(conns.map((c) => hashOf(c)));
         return performance.now() - t0;
       };
+      const dog = process.env.GKD_DEBUG ? setTimeout(() => {
+        const c = rig!.client.stats();
+        const sv = rig!.server.stats().peers[0]!;
+        console.log('CLIENT', JSON.stringify({ ...c, tunnels: c.tunnels.map((t) => [t.state, t.queued, t.unconfirmed]) }));
+        console.log('SERVER', JSON.stringify({ ...sv, tunnels: sv.tunnels.map((t) => [t.state, t.queued, t.unconfirmed]) }));
+        console.log('STALLED', stalledRef && { flowing: stalledRef.readableFlowing, len: stalledRef.readableLength, paused: stalledRef.isPaused() });
+      }, 15000) : undefined;
+      let stalledRef: import('../../src/index.js').Connection | undefined;
       const baseline = await measure();
       // Now one stream whose reader never reads, while the others run.
       const stalled = await open(rig, `source-${64 * MiB}`);
       stalled.pause();
+      stalledRef = stalled;
       let maxBuffered = 0;
       let window = 0;
       const sampler = setInterval(() => {
@@ -178,6 +199,7 @@ export function complianceSuite(kind: LinkKind): void {
       const rest = hashOf(stalled);
       stalled.resume();
       expect(await rest).toEqual(await expectedHash(64 * MiB));
+      clearTimeout(dog);
     });
 
     // ------------------------------------------------------------------ failover (lossless)
