@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from './errors.js';
 
 /** A destination: an IPv4 or IPv6 literal or a domain name, and a TCP port. */
@@ -38,13 +39,15 @@ export function parseIPv6(input: string): Buffer | null {
   if (text.length === 0 || text.length > 45) return null;
   const halves = text.split('::');
   if (halves.length > 2) return null;
-  const parseGroups = (s: string): number[] | null => {
+  // An embedded IPv4 tail is allowed only as the last 32 bits of the address, i.e. at the end of
+  // the last half (`::ffff:1.2.3.4`, `1:2:3:4:5:6:1.2.3.4`), never before `::` (`1.2.3.4::`).
+  const parseGroups = (s: string, ipv4Tail: boolean): number[] | null => {
     if (s === '') return [];
     const groups = s.split(':');
     const out: number[] = [];
     for (let i = 0; i < groups.length; i++) {
       const g = groups[i]!;
-      if (i === groups.length - 1 && g.includes('.')) {
+      if (ipv4Tail && i === groups.length - 1 && g.includes('.')) {
         const v4 = parseIPv4(g);
         if (!v4) return null;
         out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
@@ -55,8 +58,8 @@ export function parseIPv6(input: string): Buffer | null {
     }
     return out;
   };
-  const head = parseGroups(halves[0]!);
-  const tail = halves.length === 2 ? parseGroups(halves[1]!) : [];
+  const head = parseGroups(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? parseGroups(halves[1]!, true) : [];
   if (!head || !tail) return null;
   let groups: number[];
   if (halves.length === 2) {
@@ -72,11 +75,19 @@ export function parseIPv6(input: string): Buffer | null {
   return out;
 }
 
-/** Format 16 bytes as canonical IPv6 text (RFC 5952: lower case, no leading zeros, longest zero run as `::`). */
+/**
+ * Format 16 bytes as canonical IPv6 text (RFC 5952 §4: lower case, no leading zeros, the longest run
+ * of two or more zero groups, the first of equal runs, as `::`). IPv4-mapped addresses
+ * (`::ffff:0:0/96`) use the mixed notation RFC 5952 §5 recommends, `::ffff:192.0.2.1`, which is also
+ * how Node reports such peers (`socket.remoteAddress`).
+ */
 export function formatIPv6(bytes: Uint8Array): string {
   if (bytes.length !== 16) throw new RangeError('an IPv6 address is 16 bytes');
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return `::ffff:${formatIPv4(bytes.subarray(12, 16))}`;
+  }
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
@@ -111,9 +122,16 @@ export function toAddress(host: string, port: number): Address {
   if (parseIPv4(host)) return { type: 'ipv4', host, port };
   const v6 = parseIPv6(host);
   if (v6) return { type: 'ipv6', host: formatIPv6(v6), port };
+  checkDomain(host);
+  return { type: 'domain', host, port };
+}
+
+/** Throw a RangeError unless `host` is a domain name the decoder accepts: 1–255 UTF-8 bytes, no NUL. */
+function checkDomain(host: string): number {
   const len = Buffer.byteLength(host);
   if (len < 1 || len > MAX_DOMAIN_LENGTH) throw new RangeError(`domain name must be 1–255 bytes, got ${len}`);
-  return { type: 'domain', host, port };
+  if (host.includes('\0')) throw new RangeError('domain name contains NUL');
+  return len;
 }
 
 /** Encoded length of an address field (ATYP octet, address, port), in bytes. */
@@ -126,6 +144,8 @@ export function addressLength(addr: Address | null): number {
       return 1 + 16 + 2;
     case 'domain':
       return 1 + 1 + Buffer.byteLength(addr.host) + 2;
+    default:
+      throw new RangeError(`unknown address type ${(addr as { type: unknown }).type}`);
   }
 }
 
@@ -154,13 +174,14 @@ export function writeAddress(buf: Buffer, offset: number, addr: Address | null):
       break;
     }
     case 'domain': {
-      const len = Buffer.byteLength(addr.host);
-      if (len < 1 || len > MAX_DOMAIN_LENGTH) throw new RangeError(`domain name must be 1–255 bytes, got ${len}`);
+      const len = checkDomain(addr.host);
       buf[o++] = AddressType.DOMAIN;
       buf[o++] = len;
       o += buf.write(addr.host, o, 'utf8');
       break;
     }
+    default:
+      throw new RangeError(`unknown address type ${(addr as { type: unknown }).type}`);
   }
   if (!Number.isInteger(addr.port) || addr.port < 0 || addr.port > 65535) throw new RangeError(`invalid port ${addr.port}`);
   buf.writeUInt16BE(addr.port, o);
@@ -196,6 +217,8 @@ export function readAddress(buf: Buffer, offset: number): { address: Address | n
       if (o + len + 2 > buf.length) throw new ProtocolError('address: truncated domain name');
       const raw = buf.subarray(o, o + len);
       if (raw.includes(0)) throw new ProtocolError('address: NUL in domain name');
+      // Decoding invalid UTF-8 would be lossy (and could grow past 255 bytes): refuse it.
+      if (!isUtf8(raw)) throw new ProtocolError('address: domain name is not valid UTF-8');
       type = 'domain';
       host = raw.toString('utf8');
       o += len;

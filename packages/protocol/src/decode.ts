@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { readAddress } from './address.js';
 import { BadVersionError, FrameTooLargeError, ProtocolError, UnknownTypeError } from './errors.js';
 import {
@@ -37,6 +38,7 @@ function readU64(buf: Buffer, offset: number): number {
   return hi * 0x1_0000_0000 + lo;
 }
 
+/** A human-readable message: decoded leniently (invalid UTF-8 becomes U+FFFD), it identifies nothing. */
 function readMessage(body: Buffer, from: number): string {
   const raw = body.subarray(from);
   if (raw.length > MAX_MESSAGE_LENGTH) throw new ProtocolError(`message longer than ${MAX_MESSAGE_LENGTH} bytes`);
@@ -117,7 +119,10 @@ export function decodeBody(h: FrameHeader, body: Buffer): Frame {
       o += NONCE_LENGTH;
       const userLen = body[o++]!;
       if (body.length !== fixed + userLen + PROOF_LENGTH) throw new ProtocolError('AUTH: length does not match user name length');
-      const user = body.subarray(o, o + userLen).toString('utf8');
+      const userBytes = body.subarray(o, o + userLen);
+      // A user name identifies a key: decode it exactly or not at all.
+      if (!isUtf8(userBytes)) throw new ProtocolError('AUTH: user name is not valid UTF-8');
+      const user = userBytes.toString('utf8');
       o += userLen;
       const proof = Buffer.from(body.subarray(o, o + PROOF_LENGTH));
       return { type: FrameType.AUTH, mode, sessionId, tunnelIndex, clientNonce, user, proof };

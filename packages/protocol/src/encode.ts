@@ -1,23 +1,37 @@
 import { addressLength, writeAddress } from './address.js';
 import {
+  AuthMode,
   FrameType,
   HEADER_LENGTH,
   MAX_MESSAGE_LENGTH,
   MAX_OFFSET,
+  MAX_STREAM_ID,
   MAX_USER_LENGTH,
   NONCE_LENGTH,
   PROOF_LENGTH,
   PROTOCOL_VERSION,
   SESSION_ID_LENGTH,
+  isStreamType,
   type Frame,
 } from './frame.js';
 
-/** Write the 12-byte header at the start of `buf`. */
+/**
+ * Write the 12-byte header at the start of `buf`. The stream id is checked, never masked: a stream
+ * frame needs an id in [1, 2^32 − 1] (an id wrapped to another stream's would corrupt that stream),
+ * every other frame writes 0.
+ */
 function writeHeader(buf: Buffer, type: number, stream: number, bodyLength: number): void {
+  if (isStreamType(type)) {
+    if (!Number.isInteger(stream) || stream < 1 || stream > MAX_STREAM_ID) {
+      throw new RangeError(`stream id must be an integer in [1, 2^32-1], got ${stream}`);
+    }
+  } else {
+    stream = 0;
+  }
   buf[0] = PROTOCOL_VERSION;
   buf[1] = type;
   buf.writeUInt16BE(0, 2); // flags: reserved, always 0 in version 1
-  buf.writeUInt32BE(stream >>> 0, 4);
+  buf.writeUInt32BE(stream, 4);
   buf.writeUInt32BE(bodyLength, 8);
 }
 
@@ -51,13 +65,20 @@ function checkLength(name: string, buf: Buffer, len: number): void {
  * payload puts a DATA frame on the wire without copying the payload.
  */
 export function encodeDataHeader(stream: number, offset: number, payloadLength: number): Buffer {
+  // An empty DATA is a protocol error at the receiver, so never produce one.
+  if (!Number.isInteger(payloadLength) || payloadLength < 1) throw new RangeError(`DATA payload must be at least 1 byte, got ${payloadLength}`);
   const buf = Buffer.allocUnsafe(HEADER_LENGTH + 8);
   writeHeader(buf, FrameType.DATA, stream, 8 + payloadLength);
   writeU64(buf, HEADER_LENGTH, offset);
   return buf;
 }
 
-/** Encode one frame into a new Buffer (header and body). Throws RangeError on out-of-range fields. */
+/**
+ * Encode one frame into a new Buffer (header and body). Throws RangeError on out-of-range fields
+ * (stream id, offsets, windows, ids, reason and flag octets, lengths), so it never writes a frame the
+ * receiver would read differently or refuse. Messages longer than 255 UTF-8 bytes are cut on a
+ * character boundary.
+ */
 export function encode(frame: Frame): Buffer {
   switch (frame.type) {
     case FrameType.DATA: {
@@ -90,7 +111,7 @@ export function encode(frame: Frame): Buffer {
       const msg = messageBytes(frame.message);
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + 1 + msg.length);
       writeHeader(buf, frame.type, frame.stream, 1 + msg.length);
-      buf[HEADER_LENGTH] = frame.reason;
+      buf.writeUInt8(frame.reason, HEADER_LENGTH);
       msg.copy(buf, HEADER_LENGTH + 1);
       return buf;
     }
@@ -99,7 +120,7 @@ export function encode(frame: Frame): Buffer {
       const msg = messageBytes(frame.message);
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + 1 + msg.length);
       writeHeader(buf, frame.type, 0, 1 + msg.length);
-      buf[HEADER_LENGTH] = frame.reason;
+      buf.writeUInt8(frame.reason, HEADER_LENGTH);
       msg.copy(buf, HEADER_LENGTH + 1);
       return buf;
     }
@@ -113,7 +134,7 @@ export function encode(frame: Frame): Buffer {
     case FrameType.PONG: {
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + 4);
       writeHeader(buf, frame.type, 0, 4);
-      buf.writeUInt32BE(frame.id >>> 0, HEADER_LENGTH);
+      buf.writeUInt32BE(frame.id, HEADER_LENGTH);
       return buf;
     }
     case FrameType.CHALLENGE: {
@@ -121,7 +142,7 @@ export function encode(frame: Frame): Buffer {
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + NONCE_LENGTH + 1);
       writeHeader(buf, frame.type, 0, NONCE_LENGTH + 1);
       frame.nonce.copy(buf, HEADER_LENGTH);
-      buf[HEADER_LENGTH + NONCE_LENGTH] = frame.flags;
+      buf.writeUInt8(frame.flags, HEADER_LENGTH + NONCE_LENGTH);
       return buf;
     }
     case FrameType.AUTH: {
@@ -130,6 +151,7 @@ export function encode(frame: Frame): Buffer {
       checkLength('proof', frame.proof, PROOF_LENGTH);
       const user = Buffer.from(frame.user, 'utf8');
       if (user.length > MAX_USER_LENGTH) throw new RangeError(`user name longer than ${MAX_USER_LENGTH} bytes`);
+      if (frame.mode !== AuthMode.NEW && frame.mode !== AuthMode.JOIN) throw new RangeError(`unknown AUTH mode ${frame.mode}`);
       const body = 1 + SESSION_ID_LENGTH + 2 + NONCE_LENGTH + 1 + user.length + PROOF_LENGTH;
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + body);
       writeHeader(buf, frame.type, 0, body);
@@ -153,5 +175,7 @@ export function encode(frame: Frame): Buffer {
       buf.writeUInt32BE(frame.maxStreams, HEADER_LENGTH + PROOF_LENGTH + 4);
       return buf;
     }
+    default:
+      throw new RangeError(`cannot encode frame type ${String((frame as { type: unknown }).type)}`);
   }
 }

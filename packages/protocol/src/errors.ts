@@ -1,6 +1,6 @@
 import { Reason, reasonName } from './reason.js';
 
-/** Stable error codes. Every error gkd raises has one; ERRORS.md documents each. */
+/** Stable error codes. Every error gkd raises has one; packages/protocol/README.md documents each. */
 export const ErrorCode = {
   PROTOCOL: 'GKD_ERR_PROTOCOL',
   BAD_VERSION: 'GKD_ERR_BAD_VERSION',
@@ -85,8 +85,11 @@ export class HandshakeTimeoutError extends GkdError {
 
 /** The server could not open the requested destination; `reason` is the OPEN_FAIL reason code. */
 export class OpenFailedError extends GkdError {
+  /** The human-readable detail (what OPEN_FAIL's message field carries). */
+  readonly detail: string | undefined;
   constructor(reason: number, detail?: string) {
     super(ErrorCode.OPEN_FAILED, `open failed: ${reasonName(reason)}${detail ? ` (${detail})` : ''}`, reason);
+    this.detail = detail;
   }
 }
 
