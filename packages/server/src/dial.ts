@@ -290,7 +290,8 @@ function connectFirst(
       let socket: net.Socket;
       try {
         // An IP literal as host: net.connect does no lookup, so only policy-checked addresses are dialed.
-        socket = net.connect({ host: target.address, port, family: target.family });
+        // allowHalfOpen: the destination's FIN must not end our side; the peer may still be sending (half-close).
+        socket = net.connect({ host: target.address, port, family: target.family, allowHalfOpen: true });
       } catch (err) {
         fail(err instanceof Error ? err : new Error(String(err)));
         return;

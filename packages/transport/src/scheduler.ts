@@ -23,9 +23,11 @@ export function roundRobin(): TunnelPicker {
 }
 
 /**
- * Least-queued: the tunnel whose send buffer would drain soonest, i.e. the smallest
- * (queued bytes + this frame) / measured drain rate. A tunnel with no rate measured yet is assumed
- * as fast as the fastest measured one. Ties rotate, so idle loopback tunnels share the load.
+ * Least-queued: the tunnel that would deliver this frame soonest, i.e. the smallest
+ * (bytes in flight + this frame) / measured delivery rate. "In flight" counts every byte not yet
+ * confirmed by a PONG, not just the socket's send buffer: a slow link hides its queue in kernel
+ * buffers, where `writableLength` never sees it. A tunnel with no rate measured yet is assumed as
+ * fast as the fastest measured one. Ties rotate, so idle loopback tunnels share the load.
  */
 export function leastQueued(): TunnelPicker {
   let rotate = 0;
@@ -41,7 +43,7 @@ export function leastQueued(): TunnelPicker {
       const t = tunnels[(rotate + i) % n]!;
       if (!t.hasRoom) continue;
       const rate = t.rate !== null && t.rate > 0 ? t.rate : fastest > 0 ? fastest : 1;
-      const score = (t.queued + bytes) / rate;
+      const score = (t.inflight + bytes) / rate;
       if (score < bestScore) {
         best = t;
         bestScore = score;

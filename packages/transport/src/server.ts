@@ -24,6 +24,7 @@ import {
 import { parseHostPort, type HostPort } from './address.js';
 import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { newNonce } from './handshake.js';
+import { ByteBudget } from './budget.js';
 import { Session, type OpenRequest, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
 import { Tunnel } from './tunnel.js';
@@ -63,6 +64,15 @@ export interface ServerOptions {
   maxTunnelsPerSession?: number;
   /** Most open streams per session. Default 1 024. */
   maxStreamsPerSession?: number;
+  /** Most distinct users (peers) with a live session at once. Default 1 024. */
+  maxPeers?: number;
+  /**
+   * Bytes one user may make the server buffer, over all its sessions and streams (receive windows plus
+   * unacknowledged sent bytes), in bytes. Default: each session has its own `session.sessionWindowBudget`.
+   */
+  maxBufferedBytesPerUser?: number;
+  /** Close a session with no open stream for this long (GOAWAY IDLE_TIMEOUT), in ms. 0 disables. Default 0. */
+  idleSessionTimeout?: number;
   /** Tunnels still handshaking, at most. Default 256. */
   maxHandshakes?: number;
   /** Connections waiting in `accept()`, at most; more are refused. Default 1 024. */
@@ -82,6 +92,9 @@ interface ResolvedServerOptions {
   maxStreamsPerSession: number;
   maxHandshakes: number;
   maxAcceptQueue: number;
+  maxPeers: number;
+  maxBufferedBytesPerUser: number | undefined;
+  idleSessionTimeout: number;
 }
 
 function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
@@ -109,7 +122,13 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     maxStreamsPerSession: o.maxStreamsPerSession ?? 1024,
     maxHandshakes: o.maxHandshakes ?? 256,
     maxAcceptQueue: o.maxAcceptQueue ?? 1024,
+    maxPeers: o.maxPeers ?? 1024,
+    maxBufferedBytesPerUser: o.maxBufferedBytesPerUser,
+    idleSessionTimeout: o.idleSessionTimeout ?? 0,
   };
+  checkInt('maxPeers', r.maxPeers, 1, 1_000_000);
+  if (r.maxBufferedBytesPerUser !== undefined) checkInt('maxBufferedBytesPerUser', r.maxBufferedBytesPerUser, 2 * r.session.maxPayload, Number.MAX_SAFE_INTEGER);
+  checkInt('idleSessionTimeout', r.idleSessionTimeout, 0, 2_147_483_647);
   checkInt('handshakeTimeout', r.handshakeTimeout, 1, 600_000);
   checkInt('maxSessions', r.maxSessions, 1, 1_000_000);
   checkInt('maxSessionsPerUser', r.maxSessionsPerUser, 1, 1_000_000);
@@ -136,6 +155,8 @@ export class Server extends EventEmitter {
   private listener: net.Server | null = null;
   private readonly sessions = new Map<string, SessionEntry>();
   private readonly perUser = new Map<string, number>();
+  private readonly budgets = new Map<string, { recv: ByteBudget; send: ByteBudget }>();
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly sockets = new Set<Duplex>();
   private handshaking = 0;
   private readonly queue: Connection[] = [];
@@ -145,6 +166,19 @@ export class Server extends EventEmitter {
   constructor(options: ServerOptions) {
     super();
     this.opts = resolveServerOptions(options);
+    const idle = this.opts.idleSessionTimeout;
+    if (idle > 0) {
+      this.idleTimer = setInterval(() => this.closeIdleSessions(), Math.max(50, Math.min(idle / 4, 60_000)));
+      this.idleTimer.unref();
+    }
+  }
+
+  private closeIdleSessions(): void {
+    const now = Date.now();
+    for (const e of [...this.sessions.values()]) {
+      const since = e.session.idleSince;
+      if (since !== null && now - since >= this.opts.idleSessionTimeout) e.session.close(Reason.IDLE_TIMEOUT, 'session idle');
+    }
   }
 
   /** Create a server and listen on `address` (`host:port`; port 0 picks a free one). */
@@ -260,6 +294,7 @@ export class Server extends EventEmitter {
       if (!key || !proofEquals(expected, f.proof)) throw new AuthError(key ? 'bad proof (wrong key?)' : `unknown user "${user}"`, Reason.BAD_PROOF);
       if (this.sessions.has(mapKey)) throw new AuthError('session id already in use', Reason.SESSION_EXISTS);
       if (this.sessions.size >= this.opts.maxSessions) throw new AuthError('too many sessions on this server', Reason.LIMIT_EXCEEDED);
+      if (!this.perUser.has(user) && this.perUser.size >= this.opts.maxPeers) throw new AuthError('too many peers on this server', Reason.LIMIT_EXCEEDED);
       if ((this.perUser.get(user) ?? 0) >= this.opts.maxSessionsPerUser) throw new AuthError(`too many sessions for user "${user}"`, Reason.LIMIT_EXCEEDED);
       const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress);
       return { entry, proof: welcomeProof(key, input), index: f.tunnelIndex };
@@ -272,7 +307,13 @@ export class Server extends EventEmitter {
   }
 
   private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined): SessionEntry {
-    const session = new Session('server', sid, this.opts.session);
+    let budgets = this.budgets.get(user);
+    if (!budgets && this.opts.maxBufferedBytesPerUser !== undefined) {
+      const half = Math.floor(this.opts.maxBufferedBytesPerUser / 2);
+      budgets = { recv: new ByteBudget(half), send: new ByteBudget(half) };
+      this.budgets.set(user, budgets);
+    }
+    const session = new Session('server', sid, this.opts.session, budgets);
     session.maxStreams = this.opts.maxStreamsPerSession;
     const peer: PeerInfo = { user, sessionId: sid, remoteAddress };
     const entry: SessionEntry = { session, secret, peer };
@@ -286,7 +327,10 @@ export class Server extends EventEmitter {
         this.sessions.delete(mapKey);
         const n = (this.perUser.get(user) ?? 1) - 1;
         if (n > 0) this.perUser.set(user, n);
-        else this.perUser.delete(user);
+        else {
+          this.perUser.delete(user);
+          this.budgets.delete(user);
+        }
       }
       this.emit('session-end', peer, err);
     });
@@ -353,6 +397,7 @@ export class Server extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.idleTimer);
     for (const w of this.waiters.splice(0)) w.reject(new GkdError('GKD_ERR_CLOSED', 'server closed'));
     for (const e of [...this.sessions.values()]) e.session.close(Reason.SHUTDOWN, 'server shutting down');
     for (const s of this.sockets) s.destroy();

@@ -90,6 +90,7 @@ export class Session extends EventEmitter implements StreamHost {
   private bytesInClosed = 0;
   private bytesOutClosed = 0;
   private goingAway = false;
+  private lastStreamChange = Date.now();
 
   /** @param budgets shared receive/send budgets (a server shares them among one user's sessions); by default the session's own. */
   constructor(role: 'client' | 'server', id: string, config: SessionConfig, budgets?: { recv: ByteBudget; send: ByteBudget }) {
@@ -100,6 +101,11 @@ export class Session extends EventEmitter implements StreamHost {
     this.recvBudget = budgets?.recv ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
     this.sendBudget = budgets?.send ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
     this.pick = pickerFor(config.scheduler);
+  }
+
+  /** When the session last became stream-less (ms since the epoch), or null while it has streams. */
+  get idleSince(): number | null {
+    return this.streams.size === 0 ? this.lastStreamChange : null;
   }
 
   /** True after the peer sent GOAWAY (or goAway() was called): no new streams. */
@@ -231,6 +237,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.streams.set(id, s);
     const opened = s.waitOpen();
     const timer = setTimeout(() => {
+      // Tell the server to drop it if the OPEN (or its answer) is merely late.
+      this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.CANCELLED, message: 'open timed out' });
       s.fail(new GkdError('GKD_ERR_OPEN_FAILED', `no answer to OPEN within ${timeoutMs} ms`, Reason.TIMEOUT));
     }, timeoutMs);
     this.sendControl({ type: FrameType.OPEN, stream: id, window: s.initialWindow, destination });
@@ -282,6 +290,7 @@ export class Session extends EventEmitter implements StreamHost {
   streamEnded(stream: Connection, how: 'normal' | 'reset'): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
+    this.lastStreamChange = Date.now();
     this.ready.delete(stream);
     this.pendingOpens.delete(stream.id);
     const st = stream.stats();
@@ -439,6 +448,7 @@ export class Session extends EventEmitter implements StreamHost {
     }
     const s = new Connection(this, id, frame.destination, 'opening', frame.window);
     this.streams.set(id, s);
+    this.lastStreamChange = Date.now();
     this.pendingOpens.add(id);
     const ac = new AbortController();
     s.once('close', () => ac.abort());
@@ -462,7 +472,7 @@ export class Session extends EventEmitter implements StreamHost {
         this.pendingOpens.delete(id);
         if (s.streamState === 'failed') return;
         this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason, message });
-        s.abort(new GkdError('GKD_ERR_OPEN_FAILED', `open rejected: ${message}`, reason));
+        s.discard(); // the application never saw it: no 'error' event
         // Remember it as reset: late frames get RST, a repeated OPEN gets OPEN_FAIL.
       },
     };

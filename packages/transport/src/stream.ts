@@ -357,9 +357,20 @@ export class Connection extends Duplex {
 
   /** Destroy with `err`, without sending RST if the peer already reset. */
   fail(err: Error): void {
-    this.openWaiter?.reject(err);
-    this.openWaiter = null;
+    if (this.openWaiter) {
+      // Nobody holds this stream yet: the error goes to whoever awaits the open, not to an 'error' event.
+      this.openWaiter.reject(err);
+      this.openWaiter = null;
+      this.discard();
+      return;
+    }
     this.destroy(err);
+  }
+
+  /** Drop a stream that was never handed out (a failed or refused open): no RST, no 'error' event. */
+  discard(): void {
+    this.resetByPeer = true;
+    this.destroy();
   }
 
   /** Mark the open as accepted (acceptor side, after OPEN_OK is sent). */

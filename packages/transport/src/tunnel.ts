@@ -62,7 +62,9 @@ export interface TunnelStats {
   framesOut: number;
   /** Bytes waiting in the socket's send buffer. */
   queued: number;
-  /** Measured drain rate while backlogged, in bytes per second (null until measured). */
+  /** Bytes written that no PONG has confirmed yet (socket buffer, kernel buffers, path, peer's unread input). */
+  inflight: number;
+  /** Delivery rate while bytes were in flight, measured from PONG confirmations, in bytes per second (null until measured). */
   rate: number | null;
   /** Frames sent but not yet confirmed by a PONG. */
   unconfirmed: number;
@@ -72,7 +74,7 @@ let nextTunnelId = 1;
 
 /**
  * One real connection (TCP, TLS or in-memory) carrying frames of one session: decoding, writing,
- * keepalive, RTT, drain-rate measurement and the retained frames that make failover lossless.
+ * keepalive, RTT, delivery-rate measurement and the retained frames that make failover lossless.
  */
 export class Tunnel {
   readonly id = nextTunnelId++;
@@ -81,7 +83,7 @@ export class Tunnel {
   handlers: TunnelHandlers = {};
   /** Smoothed RTT in ms, or null before the first PONG. */
   srtt: number | null = null;
-  /** Drain rate in bytes/s while backlogged, or null before it could be measured. */
+  /** Delivery rate in bytes/s while bytes were in flight (from PONG confirmations), or null before it could be measured. */
   rate: number | null = null;
   bytesIn = 0;
   bytesOut = 0;
@@ -97,12 +99,15 @@ export class Tunnel {
   private unconfirmedBytes = 0;
   private nextPingId = 1;
   private confirmPingOutstanding = false;
-  private readonly pingSent = new Map<number, number>();
+  /** Outstanding PINGs: when each was sent (performance.now()) and `writtenTotal` just before it. */
+  private readonly pingSent = new Map<number, { at: number; written: number }>();
   private lastReceived = Date.now();
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private rateTimer: NodeJS.Timeout | undefined;
   private writtenTotal = 0;
-  private lastSample = { time: Date.now(), flushed: 0, backlogged: false };
+  /** `writtenTotal` at the last PING a PONG answered: the peer has processed every byte below it. */
+  private confirmedTotal = 0;
+  private lastSample = { time: performance.now(), confirmed: 0, inflight: 0 };
   private closeError: Error | undefined;
   private early: Frame[] = [];
 
@@ -137,6 +142,16 @@ export class Tunnel {
   /** Bytes waiting in the socket's send buffer. */
   get queued(): number {
     return this.socket.writableLength;
+  }
+
+  /**
+   * Bytes written on this tunnel that no PONG has confirmed yet: the socket's send buffer plus whatever
+   * sits in kernel buffers, on the path and unread at the peer. Unlike `queued` it sees a queue that
+   * builds beyond the socket (a slow link behind a large kernel buffer). It over-counts by up to one
+   * confirmation interval (`confirmFrames` / `confirmBytes`, or a keepalive when traffic is light).
+   */
+  get inflight(): number {
+    return this.writtenTotal - this.confirmedTotal;
   }
 
   /** True if the send buffer is below the high-water mark. */
@@ -230,6 +245,7 @@ export class Tunnel {
       framesIn: this.framesIn,
       framesOut: this.framesOut,
       queued: this.queued,
+      inflight: this.inflight,
       rate: this.rate,
       unconfirmed: this.retained.length - this.retainedHead,
     };
@@ -255,12 +271,14 @@ export class Tunnel {
     this.unconfirmedFrames = 0;
     this.unconfirmedBytes = 0;
     if (this.pingSent.size > 4096) this.pingSent.delete(this.pingSent.keys().next().value as number);
-    this.pingSent.set(id, performance.now());
+    this.pingSent.set(id, { at: performance.now(), written: this.writtenTotal });
     this.send({ type: FrameType.PING, id });
   }
 
   private startTimers(): void {
     this.lastReceived = Date.now();
+    // Handshake bytes are not traffic the scheduler should weigh: count in-flight bytes from here.
+    this.confirmedTotal = this.writtenTotal;
     this.keepaliveTimer = setInterval(() => {
       if (Date.now() - this.lastReceived > this.deadline) {
         this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
@@ -269,21 +287,40 @@ export class Tunnel {
       this.ping();
     }, Math.min(this.opts.keepaliveInterval, Math.max(50, this.opts.keepaliveTimeout / 4)));
     this.keepaliveTimer.unref();
-    this.rateTimer = setInterval(() => this.sampleRate(), 200);
+    this.rateTimer = setInterval(() => this.tick(), 200);
     this.rateTimer.unref();
   }
 
-  private sampleRate(): void {
-    const now = Date.now();
-    const queued = this.socket.writableLength;
-    const flushed = this.writtenTotal - queued;
-    const dt = (now - this.lastSample.time) / 1000;
-    // Only a backlogged interval says how fast the path drains; an idle one says how little we sent.
-    if (this.lastSample.backlogged && queued > 0 && dt > 0) {
-      const r = (flushed - this.lastSample.flushed) / dt;
-      this.rate = this.rate === null ? r : 0.7 * this.rate + 0.3 * r;
+  /**
+   * Every 200 ms: confirm what is still unconfirmed, and take a delivery-rate sample.
+   *
+   * The rate is bytes confirmed by PONGs per second, over intervals that had bytes in flight from start
+   * to end. The socket's own drain rate is no substitute: a slow link behind large kernel buffers
+   * drains the socket at memory speed until megabytes are queued out of sight. An interval that began
+   * with less in flight than the tunnel could deliver in it at the current estimate was limited by what
+   * we sent, not by the tunnel: its sample may raise the estimate but never lower it, or a tunnel the
+   * scheduler stopped using would look slower and slower and never get traffic again.
+   */
+  private tick(): void {
+    // A few frames that never reach `confirmFrames` would otherwise wait for the keepalive PING, and
+    // count as in flight (and make the tunnel look busy) for up to a keepalive interval.
+    if (this.unconfirmedFrames > 0 && !this.confirmPingOutstanding) {
+      this.confirmPingOutstanding = true;
+      this.ping();
     }
-    this.lastSample = { time: now, flushed, backlogged: queued > 0 };
+    const now = performance.now();
+    const inflight = this.inflight;
+    const s = this.lastSample;
+    if (s.inflight > 0 && inflight > 0) {
+      const delivered = this.confirmedTotal - s.confirmed;
+      // No PONG yet (a slow or long path): let the interval grow rather than sample zero.
+      if (delivered === 0) return;
+      const dt = (now - s.time) / 1000;
+      const r = delivered / dt;
+      const backlogged = this.rate === null || s.inflight >= this.rate * dt;
+      if (backlogged || r > this.rate!) this.rate = this.rate === null ? r : 0.7 * this.rate + 0.3 * r;
+    }
+    this.lastSample = { time: now, confirmed: this.confirmedTotal, inflight };
   }
 
   private onData(chunk: Buffer): void {
@@ -349,8 +386,10 @@ export class Tunnel {
   }
 
   private onPong(id: number): void {
-    const sent = this.pingSent.get(id);
-    if (sent === undefined) return; // unknown or forged id: confirms nothing
+    const ping = this.pingSent.get(id);
+    if (ping === undefined) return; // unknown or forged id: confirms nothing
+    const sent = ping.at;
+    if (ping.written > this.confirmedTotal) this.confirmedTotal = ping.written;
     for (const k of this.pingSent.keys()) {
       if (k > id) break;
       this.pingSent.delete(k);
