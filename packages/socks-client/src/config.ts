@@ -1,0 +1,125 @@
+import { Buffer } from 'node:buffer';
+import { ConfigError } from '@gkd/protocol';
+import type { ProxyEvent } from './events.js';
+import type { Opener } from './opener.js';
+
+/** Username and password a local SOCKS client must present (RFC 1929); each 1–255 bytes of UTF-8. */
+export interface SocksAuth {
+  username: string;
+  password: string;
+}
+
+/** Settings of a SocksServer. All times in milliseconds. */
+export interface SocksServerConfig {
+  /** Address to listen on. Default `127.0.0.1`: an unauthenticated proxy on a public address is an open relay. */
+  host: string;
+  /** TCP port; 0 picks a free one. Default 1080. */
+  port: number;
+  /** Opens each proxied connection (the gkd transport in production). Required. */
+  opener: Opener;
+  /** Require username/password (method 0x02) instead of no authentication (0x00). Default: none. */
+  auth: SocksAuth | undefined;
+  /** From accept until the SOCKS request is complete (greeting, auth, request), in ms. Default 10 000. */
+  handshakeTimeout: number;
+  /** Longest wait for the opener's answer, in ms; then REP 0x01 and close. Default 15 000. */
+  openTimeout: number;
+  /** Most client connections open at once; more are refused at accept. Default 4096. */
+  maxConnections: number;
+  /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
+  onEvent: ((event: ProxyEvent) => void) | undefined;
+}
+
+/** What SocksServer.listen takes: `opener` and any settings to change from the defaults. */
+export type SocksServerOptions = Partial<SocksServerConfig> & { opener: Opener };
+
+/** Settings of an HttpProxyServer. All times in milliseconds, sizes in bytes. */
+export interface HttpProxyConfig {
+  /** Address to listen on. Default `127.0.0.1`. */
+  host: string;
+  /** TCP port; 0 picks a free one. Default 8080. */
+  port: number;
+  /** Opens each proxied connection. Required. */
+  opener: Opener;
+  /** Longest time to receive a request's headers, in ms (against slowloris); then 408 and close. Default 10 000. */
+  headersTimeout: number;
+  /** Longest wait for the opener's answer, in ms; then 504. Default 15 000. */
+  openTimeout: number;
+  /** Largest request line plus headers, in bytes; larger gets 431 and close. Default 16 384. */
+  maxHeaderSize: number;
+  /** Most client connections open at once; more are refused at accept. Default 4096. */
+  maxConnections: number;
+  /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
+  onEvent: ((event: ProxyEvent) => void) | undefined;
+}
+
+/** What HttpProxyServer.listen takes: `opener` and any settings to change from the defaults. */
+export type HttpProxyOptions = Partial<HttpProxyConfig> & { opener: Opener };
+
+export const defaultSocksServerConfig: Omit<SocksServerConfig, 'opener'> = {
+  host: '127.0.0.1',
+  port: 1080,
+  auth: undefined,
+  handshakeTimeout: 10_000,
+  openTimeout: 15_000,
+  maxConnections: 4096,
+  onEvent: undefined,
+};
+
+export const defaultHttpProxyConfig: Omit<HttpProxyConfig, 'opener'> = {
+  host: '127.0.0.1',
+  port: 8080,
+  headersTimeout: 10_000,
+  openTimeout: 15_000,
+  maxHeaderSize: 16 * 1024,
+  maxConnections: 4096,
+  onEvent: undefined,
+};
+
+const HOUR = 3_600_000;
+
+/** Merge `options` over the defaults and validate every field; throws ConfigError naming the option. */
+export function resolveSocksServerConfig(options: SocksServerOptions): SocksServerConfig {
+  const c: SocksServerConfig = { ...defaultSocksServerConfig, ...withoutUndefined(options) } as SocksServerConfig;
+  checkCommon(c);
+  checkInt('handshakeTimeout', c.handshakeTimeout, 1, HOUR);
+  if (c.auth !== undefined) {
+    if (typeof c.auth !== 'object' || c.auth === null) throw new ConfigError('auth must be { username, password }');
+    checkCredential('auth.username', c.auth.username);
+    checkCredential('auth.password', c.auth.password);
+  }
+  return c;
+}
+
+/** Merge `options` over the defaults and validate every field; throws ConfigError naming the option. */
+export function resolveHttpProxyConfig(options: HttpProxyOptions): HttpProxyConfig {
+  const c: HttpProxyConfig = { ...defaultHttpProxyConfig, ...withoutUndefined(options) } as HttpProxyConfig;
+  checkCommon(c);
+  checkInt('headersTimeout', c.headersTimeout, 1, HOUR);
+  checkInt('maxHeaderSize', c.maxHeaderSize, 1024, 1024 * 1024);
+  return c;
+}
+
+function checkCommon(c: SocksServerConfig | HttpProxyConfig): void {
+  if (typeof c.host !== 'string' || c.host.length === 0) throw new ConfigError(`host must be a non-empty string, got ${String(c.host)}`);
+  checkInt('port', c.port, 0, 65535);
+  if (typeof c.opener !== 'function') throw new ConfigError('opener must be a function (destination, signal) => Promise<Duplex>');
+  checkInt('openTimeout', c.openTimeout, 1, HOUR);
+  checkInt('maxConnections', c.maxConnections, 1, 1_000_000);
+  if (c.onEvent !== undefined && typeof c.onEvent !== 'function') throw new ConfigError('onEvent must be a function');
+}
+
+function checkInt(name: string, value: unknown, min: number, max: number): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+}
+
+function checkCredential(name: string, value: unknown): void {
+  if (typeof value !== 'string') throw new ConfigError(`${name} must be a string`);
+  const bytes = Buffer.byteLength(value);
+  if (bytes < 1 || bytes > 255) throw new ConfigError(`${name} must be 1–255 bytes of UTF-8 (RFC 1929), got ${bytes}`);
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,115 @@
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { resolveHttpProxyConfig, type HttpProxyConfig, type HttpProxyOptions } from './config.js';
+import { Counters, peerOf, type ProxyCounters } from './events.js';
+import { openTunnel } from './http-connect.js';
+import { emitHttp, type HttpContext } from './http-context.js';
+import { forwardRequest } from './http-forward.js';
+import { rawResponse } from './http-headers.js';
+import { endAfterReply } from './linger.js';
+
+/**
+ * The optional HTTP proxy front-end: `CONNECT host:port` tunnels and absolute-URI plain-HTTP requests,
+ * both through the opener.
+ *
+ * Built on node:http rather than a hand-rolled parser: llhttp is strict and fuzzed, and node:http
+ * already gives us what a proxy must get right: a bound on the header size (431), a headers deadline
+ * (408, against slowloris), chunked and length-delimited bodies, 100-continue, and client keep-alive.
+ * What a proxy needs beyond that (CONNECT, header rewriting) is small and lives in http-connect.ts and
+ * http-forward.ts.
+ */
+export class HttpProxyServer {
+  /** The validated settings in force. */
+  readonly config: HttpProxyConfig;
+  private readonly server: http.Server;
+  private readonly counters = new Counters();
+  private readonly tunnels = new Set<Socket>();
+  /** Responses being written per client socket: a parse error then must not write into one. */
+  private readonly inFlight = new WeakMap<Duplex, number>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(config: HttpProxyConfig) {
+    this.config = config;
+    const ctx: HttpContext = { config, counters: this.counters, tunnels: this.tunnels };
+    this.server = http.createServer({
+      maxHeaderSize: config.maxHeaderSize,
+      headersTimeout: config.headersTimeout,
+      requestTimeout: 0, // a proxied upload takes as long as it takes; headersTimeout guards the start
+      connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(config.headersTimeout / 4))),
+    });
+    this.server.maxConnections = config.maxConnections;
+    this.server.on('drop', () => this.counters.dropped++);
+    this.server.on('connection', (socket: Socket) => {
+      this.counters.accepted++;
+      this.counters.active++;
+      socket.once('close', () => this.counters.active--);
+    });
+    this.server.on('request', (req, res) => {
+      const socket = req.socket;
+      this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
+      res.once('close', () => this.inFlight.set(socket, (this.inFlight.get(socket) ?? 1) - 1));
+      forwardRequest(req, res, ctx);
+    });
+    this.server.on('connect', (req, socket, head) => openTunnel(req, socket as Socket, head, ctx));
+    this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
+  }
+
+  /** Validate `options`, start listening, and resolve once the port is bound. Throws ConfigError or the listen error. */
+  static async listen(options: HttpProxyOptions): Promise<HttpProxyServer> {
+    const server = new HttpProxyServer(resolveHttpProxyConfig(options));
+    await server.bind();
+    return server;
+  }
+
+  /** The bound address and port. */
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Counters since listen (a snapshot). */
+  stats(): ProxyCounters {
+    return this.counters.snapshot();
+  }
+
+  /** Stop listening and drop every client connection and tunnel (pending opens are aborted). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+      for (const socket of this.tunnels) socket.destroy();
+    });
+    return this.closing;
+  }
+
+  private bind(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(this.config.port, this.config.host, () => {
+        this.server.off('error', onError);
+        this.server.on('error', () => {}); // none expected once bound
+        resolve();
+      });
+    });
+  }
+
+  /** A request node:http could not parse, too large a header, or a headers timeout: answer if we can, then close. */
+  private onClientError(err: Error & { code?: string }, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy(); // the client went away: not a protocol error
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    this.counters.clientErrors++;
+    emitHttp(
+      { config: this.config, counters: this.counters, tunnels: this.tunnels },
+      { type: 'client-error', proxy: 'http', client: peerOf(socket as Socket), state: 'headers', message: `${status}: ${err.code ?? ''} ${err.message}`.trim() },
+    );
+    if ((this.inFlight.get(socket) ?? 0) > 0) {
+      socket.destroy(); // a response is being written on this socket; another would corrupt it
+      return;
+    }
+    endAfterReply(socket as Socket, rawResponse(status, `gkd: ${status === 431 ? `request headers exceed ${this.config.maxHeaderSize} bytes` : err.message}`));
+  }
+}
