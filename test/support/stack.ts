@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { GkdServer, type GkdServerOptions } from '@gkd/server';
+import { HttpProxyServer, SocksServer, type Opener, type SocksAuth } from '@gkd/socks-client';
+import { Client } from '@gkd/transport';
+
+/** A whole gkd deployment on loopback: server, client with N tunnels, SOCKS5 and HTTP front-ends. */
+export interface Stack {
+  server: GkdServer;
+  client: Client;
+  socks: SocksServer;
+  http: HttpProxyServer;
+  socksPort: number;
+  httpPort: number;
+  /** Destinations the server opened, as it saw them (`host:port`; a name stays a name). */
+  opened: string[];
+  close(): Promise<void>;
+}
+
+/** The opener the gkd client uses: a CONNECT becomes an OPEN; a late answer after an abort is dropped. */
+export function transportOpener(client: Client): Opener {
+  return async (destination, signal) => {
+    const conn: Duplex = await client.open(destination);
+    if (signal?.aborted) {
+      conn.destroy();
+      throw signal.reason ?? new Error('aborted');
+    }
+    return conn;
+  };
+}
+
+export async function startStack(opts: { tunnels?: number; allow?: string[]; deny?: string[]; socksAuth?: SocksAuth; server?: Partial<GkdServerOptions> } = {}): Promise<Stack> {
+  const key = randomBytes(32);
+  const server = await GkdServer.start({ listen: '127.0.0.1:0', key, allow: opts.allow ?? [], deny: opts.deny ?? [], ...opts.server });
+  const opened: string[] = [];
+  server.on('open', (e: { destination: string }) => opened.push(e.destination));
+  const client = await Client.connect(`127.0.0.1:${server.address().port}`, { key, tunnels: opts.tunnels ?? 8 });
+  const opener = transportOpener(client);
+  const socks = await SocksServer.listen({ host: '127.0.0.1', port: 0, opener, ...(opts.socksAuth ? { auth: opts.socksAuth } : {}) });
+  const http = await HttpProxyServer.listen({ host: '127.0.0.1', port: 0, opener });
+  return {
+    server,
+    client,
+    socks,
+    http,
+    socksPort: socks.address().port,
+    httpPort: http.address().port,
+    opened,
+    async close() {
+      await socks.close();
+      await http.close();
+      client.close();
+      await server.close();
+    },
+  };
+}
