@@ -29,7 +29,9 @@ export function splice(conn: Connection, socket: net.Socket, hooks: SpliceHooks 
   conn.pipe(socket); // the stream's FIN → socket.end()
   socket.pipe(conn); // the destination's FIN → FIN on the stream
   socket.on('error', (err: NodeJS.ErrnoException) => {
-    const reason = err.code === 'ECONNRESET' ? Reason.CONNECTION_REFUSED : Reason.GENERAL_FAILURE;
+    // ECONNRESET: the destination reset. EPIPE: a write after its reset (once the kernel has reported
+    // ECONNRESET to an earlier call, later writes get EPIPE); we never write after our own FIN.
+    const reason = err.code === 'ECONNRESET' || err.code === 'EPIPE' ? Reason.CONNECTION_REFUSED : Reason.GENERAL_FAILURE;
     conn.destroy(new GkdError('GKD_ERR_STREAM_RESET', `destination: ${err.code ?? err.message}`, reason));
   });
   conn.on('error', () => {

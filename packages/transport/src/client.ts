@@ -389,7 +389,12 @@ export class Client extends EventEmitter {
       }, timeout);
       socket.once('error', (err) => {
         clearTimeout(timer);
-        reject(err);
+        // A certificate that does not verify (unknown CA, wrong name, expired) is as final as a wrong
+        // fingerprint: report it as an AuthError, so Client.connect fails now instead of retrying
+        // until its timeout. Node sets authorizationError just before it destroys the socket for it.
+        const verifyError = tlsOpts ? (socket as tls.TLSSocket).authorizationError : null;
+        if (verifyError) reject(new AuthError(`server certificate rejected: ${err.message}`));
+        else reject(err);
       });
     });
   }

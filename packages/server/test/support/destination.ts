@@ -103,12 +103,22 @@ export async function recordingDestination(behaviour: Behaviour = replySha256, h
 }
 
 /** Resolves once `log` has received at least `n` bytes; rejects if the connection ends first. */
-export async function receivedAtLeast(log: DestinationLog, n: number): Promise<void> {
+export function receivedAtLeast(log: DestinationLog, n: number): Promise<void> {
   const total = () => log.chunks.reduce((a, c) => a + c.length, 0);
-  while (total() < n) {
-    if (log.socket.readableEnded || log.socket.destroyed) throw new Error(`destination got ${total()} bytes, expected at least ${n}`);
-    await Promise.race([once(log.socket, 'data'), once(log.socket, 'close'), once(log.socket, 'end')]);
-  }
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (total() >= n) done();
+      else if (log.socket.readableEnded || log.socket.destroyed) done(new Error(`destination got ${total()} bytes, expected at least ${n}`));
+    };
+    const done = (err?: Error) => {
+      log.socket.off('data', check).off('end', check).off('close', check);
+      if (err) reject(err);
+      else resolve();
+    };
+    // Listeners run in order: the recording one (added at accept) has counted a chunk before `check` runs.
+    log.socket.on('data', check).on('end', check).on('close', check);
+    check();
+  });
 }
 
 /** sha256 (hex) of `data`. */

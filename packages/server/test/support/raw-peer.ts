@@ -15,6 +15,8 @@ import {
   type ChallengeFrame,
   type Frame,
   type ProofInput,
+  type RejectFrame,
+  type WelcomeFrame,
 } from '@gkd/protocol';
 
 /**
@@ -34,6 +36,8 @@ export class RawPeer {
   private challengeFrame: ChallengeFrame | null = null;
   private cursor = 0;
   private isClosed = false;
+  private readonly pongs = new Set<number>();
+  private nextPingId = 1;
   /** Set when the server sent bytes that do not decode. */
   decodeError: Error | null = null;
 
@@ -108,13 +112,28 @@ export class RawPeer {
   }
 
   /** Send AUTH and wait for the answer: WELCOME or REJECT. */
-  async handshake(p: AuthParams): Promise<{ answer: Extract<Frame, { type: 0x03 | 0x04 }>; input: ProofInput }> {
+  async handshake(p: AuthParams): Promise<{ answer: WelcomeFrame | RejectFrame; input: ProofInput }> {
     const { input } = this.auth(p);
-    const answer = (await this.next((f) => f.type === FrameType.WELCOME || f.type === FrameType.REJECT, 'WELCOME or REJECT')) as Extract<
-      Frame,
-      { type: 0x03 | 0x04 }
-    >;
+    const answer = (await this.next((f) => f.type === FrameType.WELCOME || f.type === FrameType.REJECT, 'WELCOME or REJECT')) as
+      | WelcomeFrame
+      | RejectFrame;
     return { answer, input };
+  }
+
+  /**
+   * PING and wait for the PONG. True: the server processed every frame sent before the PING and kept
+   * the tunnel (PROTOCOL.md §6: a tunnel is ordered, and PONG confirms processing). False: it closed
+   * the tunnel instead.
+   */
+  async ping(): Promise<boolean> {
+    const id = this.nextPingId++;
+    this.send({ type: FrameType.PING, id });
+    try {
+      await this.waitFor(() => this.pongs.has(id), `PONG ${id}`);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Resolves once the socket is closed. */
@@ -142,7 +161,8 @@ export class RawPeer {
     for (const f of frames) {
       if (f.type === FrameType.CHALLENGE && !this.challengeFrame) this.challengeFrame = f;
       else if (f.type === FrameType.PING) this.send({ type: FrameType.PONG, id: f.id });
-      else if (f.type !== FrameType.PONG) this.received.push(f);
+      else if (f.type === FrameType.PONG) this.pongs.add(f.id);
+      else this.received.push(f);
     }
     this.wake();
   }

@@ -1,0 +1,43 @@
+import { once } from 'node:events';
+import net from 'node:net';
+
+/** A loopback TCP relay in front of a server that records what each client connection sent. */
+export interface RecordingRelay {
+  port: number;
+  /** Per relayed connection, in accept order: every byte the client sent towards the server. */
+  fromClient: Buffer[][];
+  close(): Promise<void>;
+}
+
+/** Relay 127.0.0.1:(port 0) → 127.0.0.1:`targetPort`, recording the client → server direction (a wiretap). */
+export async function recordingRelay(targetPort: number): Promise<RecordingRelay> {
+  const fromClient: Buffer[][] = [];
+  const sockets = new Set<net.Socket>();
+  const track = (s: net.Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+  };
+  const server = net.createServer((inbound) => {
+    const chunks: Buffer[] = [];
+    fromClient.push(chunks);
+    const outbound = net.connect({ host: '127.0.0.1', port: targetPort });
+    track(inbound);
+    track(outbound);
+    inbound.on('data', (d: Buffer) => chunks.push(Buffer.from(d)));
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+    inbound.once('close', () => outbound.destroy());
+    outbound.once('close', () => inbound.destroy());
+  });
+  server.listen({ host: '127.0.0.1', port: 0 });
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    fromClient,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
