@@ -223,7 +223,7 @@ export class Client extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
-    this.session.close(Reason.SHUTDOWN, 'client closed');
+    this.session.close(Reason.NORMAL, 'client closed');
     for (const s of this.sockets) s.destroy();
   }
 

@@ -329,7 +329,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.pumping = true;
     const corked = new Set<Tunnel>();
     try {
-      const usable = this.tunnels.filter((t) => t.usable);
+      // Draining tunnels (GOAWAY SHUTDOWN, either way) still carry the streams already open (PROTOCOL.md §7).
+      const usable = this.tunnels.filter((t) => t.usable || t.state === 'draining');
       if (usable.length === 0) return;
       while (this.resendQueue.length > 0) {
         const e = this.resendQueue[0]!;
@@ -384,7 +385,12 @@ export class Session extends EventEmitter implements StreamHost {
   private onFrame(frame: Frame, tunnel: Tunnel): void {
     if (this.lostError) return;
     if (frame.type === FrameType.GOAWAY) {
-      if (frame.reason === Reason.SHUTDOWN || frame.reason === Reason.NORMAL) {
+      if (frame.reason === Reason.NORMAL) {
+        // The peer closed the session for good (its streams were reset before): free it now, no grace period.
+        this.expire(new GkdError('GKD_ERR_CLOSED', `peer closed the session${frame.message ? `: ${frame.message}` : ''}`, Reason.NORMAL));
+        return;
+      }
+      if (frame.reason === Reason.SHUTDOWN) {
         this.goingAway = true;
         this.emit('goaway', frame);
       }

@@ -439,7 +439,10 @@ export class Connection extends Duplex {
       }
       this.maybeFinish();
     }
-    if (this.canSend) this.host.requestSend(this);
+    // Also when only the send budget stops us: the pump then registers the stream for the budget's
+    // release. Waking it only when it can send now would lose it when it ran out of window credit and
+    // budget at once: the budget's release would find nobody waiting, and the stream would hang.
+    if (this.canSend || this.blockedOnBudget) this.host.requestSend(this);
   }
 
   /** The ACK to send now: everything below `next`, and the (never shrinking) limit. */

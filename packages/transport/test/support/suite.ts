@@ -289,6 +289,17 @@ export function complianceSuite(kind: LinkKind): void {
       expect(sessionsBefore.length).toBeGreaterThanOrEqual(1); // the client started a new session
     });
 
+    it('a client that closes frees its session on the server at once (GOAWAY NORMAL), not after the grace period', async () => {
+      rig = await makeRig(kind, baseServer, { key: baseServer.key, tunnels: 4 });
+      serve(rig);
+      await echoRoundTrip(await open(rig, 'echo'), 10_000);
+      expect(rig.server.stats().sessions).toBe(1);
+      const t0 = Date.now();
+      rig.client.close();
+      await until(() => rig!.server.stats().sessions === 0, 5000, 'the server to free the session');
+      expect(Date.now() - t0).toBeLessThan(5000); // the grace period is 30 s
+    });
+
     it('all tunnels cut longer than the grace period: SESSION_LOST on both sides, session freed', async () => {
       rig = await makeRig(
         kind,
