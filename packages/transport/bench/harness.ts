@@ -8,11 +8,16 @@ import { fileURLToPath } from 'node:url';
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 
-/** How the benchmark scripts are run: TypeScript sources through tsx, like `pnpm bench`. */
-const EXEC_ARGV = ['--conditions=@gkd/source', '--import', 'tsx'];
+/**
+ * How the benchmark scripts are run: TypeScript sources through tsx, like `pnpm bench`, plus any
+ * `--node-args="..."` (e.g. `--max-semi-space-size=32`, `--trace-gc`) for every process of a chain.
+ */
+const EXEC_ARGV = ['--conditions=@gkd/source', '--import', 'tsx', ...option('node-args', '').split(' ').filter(Boolean)];
 
 interface Mark {
   cpu: NodeJS.CpuUsage;
+  /** Run-queue wait of the main thread so far, in ns (0 where unknown). */
+  wait: number;
   at: number;
   bytes: number;
   stats: unknown;
@@ -27,7 +32,8 @@ export class Proc {
 
   constructor(name: string, args: string[], profileDir?: string) {
     this.name = name;
-    const execArgv = profileDir ? [...EXEC_ARGV, '--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${process.hrtime.bigint()}.cpuprofile`] : EXEC_ARGV;
+    // One directory per role: tsx's loader runs in a worker thread that writes a profile of its own.
+    const execArgv = profileDir ? [...EXEC_ARGV, '--cpu-prof', `--cpu-prof-dir=${profileDir}/${name}`] : EXEC_ARGV;
     this.child = fork(WORKER, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.ready = new Promise((resolve, reject) => {
       const onExit = (code: number | null) => reject(new Error(`${name} exited with ${code} before it was ready`));
@@ -77,6 +83,8 @@ export interface Measurement {
   mbps: number;
   /** CPU time per process over the window, as a share of one core (1 = 100 %). */
   cpu: Record<string, number>;
+  /** Time each process was runnable but waiting for a CPU, as a share of the window: high means the machine was the limit. */
+  waiting: Record<string, number>;
   /** The `stats` each process reported at the start and at the end of the window. */
   statsBefore: Record<string, unknown>;
   stats: Record<string, unknown>;
@@ -93,15 +101,17 @@ export async function measure(procs: Proc[], warmupMs: number, windowMs: number)
   const i = procs.findIndex((p) => p.name === 'sink');
   const seconds = (last[i]!.at - first[i]!.at) / 1000;
   const cpu: Record<string, number> = {};
+  const waiting: Record<string, number> = {};
   const stats: Record<string, unknown> = {};
   const statsBefore: Record<string, unknown> = {};
   procs.forEach((p, k) => {
     const dt = (last[k]!.at - first[k]!.at) * 1000; // µs
     cpu[p.name] = (last[k]!.cpu.user - first[k]!.cpu.user + last[k]!.cpu.system - first[k]!.cpu.system) / dt;
+    waiting[p.name] = (last[k]!.wait - first[k]!.wait) / 1000 / dt;
     stats[p.name] = last[k]!.stats;
     statsBefore[p.name] = first[k]!.stats;
   });
-  return { mbps: (last[i]!.bytes - first[i]!.bytes) / seconds / 1e6, cpu, statsBefore, stats };
+  return { mbps: (last[i]!.bytes - first[i]!.bytes) / seconds / 1e6, cpu, waiting, statsBefore, stats };
 }
 
 /** Stop every process of a chain. */

@@ -10,17 +10,17 @@
  *   source <port>                      connect and write as fast as the socket takes it
  *   relay <port>                       plain Node relay: each accepted socket piped both ways to 127.0.0.1:<port>
  *   throttle <port> <bytesPerSecond>   like relay, but each direction limited by a token bucket
- *   gkd-server <scheduler>             gkd Server; every OPEN dials its destination with node:net and pipes
- *   gkd-client <serverPort> <tunnels> <sinkPort> <scheduler> [slowIndex:throttlePort]
+ *   gkd-server <session>               gkd Server; every OPEN dials its destination with node:net and pipes
+ *   gkd-client <serverPort> <tunnels> <sinkPort> <session> [slowIndex:throttlePort]
  *                                      gkd Client with N tunnels and a TCP listener: each accepted socket
  *                                      becomes client.open(sink) piped both ways; tunnel slowIndex (if
  *                                      given) is dialled through the throttle at throttlePort
+ * <session> is a JSON Partial<SessionConfig>, e.g. {"scheduler":"round-robin"}.
  */
+import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, Server, type OpenRequest } from '@gkd/transport';
-
-type Scheduler = 'least-queued' | 'round-robin';
+import { Client, Server, type OpenRequest, type SessionConfig } from '@gkd/transport';
 
 /** A fixed key: the benchmark measures the data path, not the handshake. */
 const KEY = Buffer.alloc(32, 7);
@@ -34,8 +34,17 @@ const send = (msg: object): void => {
 let received = 0;
 let stats: () => unknown = () => undefined;
 
+/** Nanoseconds the main thread spent runnable but waiting for a CPU (Linux), or 0 where unknown. */
+function runQueueWait(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
 process.on('message', (m: { cmd: string }) => {
-  if (m.cmd === 'mark') send({ mark: true, cpu: process.cpuUsage(), at: performance.now(), bytes: received, stats: stats() });
+  if (m.cmd === 'mark') send({ mark: true, cpu: process.cpuUsage(), wait: runQueueWait(), at: performance.now(), bytes: received, stats: stats() });
   else if (m.cmd === 'exit') process.exit(0);
 });
 process.on('disconnect', () => process.exit(0));
@@ -163,19 +172,20 @@ async function main(): Promise<void> {
         out.once('connect', () => join(req.accept(), out));
         out.once('error', (err) => req.reject(0x05, err.message));
       };
-      const server = await Server.bind(`${HOST}:0`, { key: KEY, onOpen, session: { scheduler: (args[0] ?? 'least-queued') as Scheduler } });
+      const session = JSON.parse(args[0] ?? '{}') as Partial<SessionConfig>;
+      const server = await Server.bind(`${HOST}:0`, { key: KEY, onOpen, session });
       stats = () => server.stats().peers[0]?.tunnels.map((t) => ({ index: t.index, bytesOut: t.bytesOut, rate: t.rate }));
       send({ ready: true, port: server.address().port });
       return;
     }
     case 'gkd-client': {
-      const [serverPort, tunnelsText, sinkPort, scheduler, slow] = args;
+      const [serverPort, tunnelsText, sinkPort, sessionText, slow] = args;
       const tunnels = Number(tunnelsText);
       const [slowIndex, throttlePort] = slow ? slow.split(':').map(Number) : [-1, 0];
       const client = await Client.connect(`${HOST}:${serverPort}`, {
         key: KEY,
         tunnels,
-        session: { scheduler: scheduler as Scheduler },
+        session: JSON.parse(sessionText ?? '{}') as Partial<SessionConfig>,
         connect: (index) => dial(index === slowIndex ? throttlePort! : Number(serverPort)),
       });
       const deadline = Date.now() + 10_000;

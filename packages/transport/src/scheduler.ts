@@ -24,10 +24,12 @@ export function roundRobin(): TunnelPicker {
 
 /**
  * Least-queued: the tunnel that would deliver this frame soonest, i.e. the smallest
- * (bytes in flight + this frame) / measured delivery rate. "In flight" counts every byte not yet
- * confirmed by a PONG, not just the socket's send buffer: a slow link hides its queue in kernel
- * buffers, where `writableLength` never sees it. A tunnel with no rate measured yet is assumed as
- * fast as the fastest measured one. Ties rotate, so idle loopback tunnels share the load.
+ * (bytes in flight + this frame) / measured delivery rate + half the smoothed RTT. "In flight" counts
+ * every byte not yet confirmed by a PONG, not just the socket's send buffer: a slow link hides its
+ * queue in kernel buffers, where `writableLength` never sees it. The RTT term keeps a high-latency
+ * tunnel idle until the others are that far behind: a frame it carries holds up the receiver's
+ * in-order delivery (and so the stream's window) for that long. A tunnel with no rate measured yet is
+ * assumed as fast as the fastest measured one. Ties rotate, so idle loopback tunnels share the load.
  */
 export function leastQueued(): TunnelPicker {
   let rotate = 0;
@@ -43,7 +45,7 @@ export function leastQueued(): TunnelPicker {
       const t = tunnels[(rotate + i) % n]!;
       if (!t.hasRoom) continue;
       const rate = t.rate !== null && t.rate > 0 ? t.rate : fastest > 0 ? fastest : 1;
-      const score = (t.inflight + bytes) / rate;
+      const score = (t.inflight + bytes) / rate + (t.srtt ?? 0) / 2000;
       if (score < bestScore) {
         best = t;
         bestScore = score;
