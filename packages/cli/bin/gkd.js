@@ -3,12 +3,16 @@
 // or by `pnpm build`).
 import { main } from '../dist/main.js';
 
+/** Exit once main() is done, even if a stray handle would keep Node alive (logs are written synchronously). */
+function exitSoon(code) {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 1000).unref();
+}
+
 main(process.argv.slice(2)).then(
-  (code) => {
-    if (typeof code === 'number') process.exitCode = code;
-  },
+  (code) => exitSoon(typeof code === 'number' ? code : 0),
   (err) => {
     console.error(`gkd: ${err instanceof Error ? err.message : String(err)}`);
-    process.exitCode = 1;
+    exitSoon(1);
   },
 );

@@ -1,1 +1,1 @@
-export { main } from './main.js';
+export { main, ExitCode } from './main.js';

@@ -72,6 +72,15 @@ export class HttpProxyServer {
     return this.counters.snapshot();
   }
 
+  /**
+   * Stop accepting new clients (the port is released at once; idle keep-alive clients are closed);
+   * requests and CONNECT tunnels in progress go on until they finish or `close()` drops them. For a
+   * graceful shutdown. Idempotent.
+   */
+  stopListening(): void {
+    if (this.server.listening) this.server.close();
+  }
+
   /** Stop listening and drop every client connection and tunnel (pending opens are aborted). Idempotent. */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {

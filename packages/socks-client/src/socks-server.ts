@@ -64,6 +64,14 @@ export class SocksServer {
     return this.counters.snapshot();
   }
 
+  /**
+   * Stop accepting new clients (the port is released at once); connected clients go on until they
+   * finish or `close()` drops them. For a graceful shutdown. Idempotent.
+   */
+  stopListening(): void {
+    if (this.server._srv.listening) this.server._srv.close();
+  }
+
   /** Stop listening and drop every client connection (pending opens are aborted). Idempotent. */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {

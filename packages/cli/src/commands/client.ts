@@ -1,0 +1,212 @@
+import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
+import { Client, type ClientTlsOptions, type HostPort } from '@gkd/transport';
+import type { Args } from '../args.js';
+import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
+import { LogSink, createLogger, errorText, type Logger } from '../logger.js';
+import type { ClientMetricsSource } from '../metrics.js';
+import { clientOpener } from '../opener.js';
+import { clientSettings, type ProxySettings } from '../options.js';
+import { RetryLog } from '../retry-log.js';
+import { TransportSampler } from '../sampler.js';
+import type { DrainPlan, Resources } from '../shutdown.js';
+import { StatusLine, clientStatusRenderer } from '../status-line.js';
+import { runService, startMetrics } from './service.js';
+
+/** What the client part of a process needs. */
+export interface ClientSideOptions extends ProxySettings {
+  server: HostPort;
+  key: Buffer;
+  user: string | undefined;
+  tls: ClientTlsOptions | undefined;
+  /** Inside `gkd up`: the server part logs failed OPENs with the policy's reason, so the proxy's own line goes to debug. */
+  serverLogsOpenFailures: boolean;
+}
+
+/** A running client part: the transport client and the local proxies. */
+export interface ClientSide {
+  client: Client;
+  socks: SocksServer;
+  http: HttpProxyServer | undefined;
+  sampler: TransportSampler;
+  /** Resolves when every tunnel is up, or some are and 2 s passed since the first. */
+  ready: Promise<void>;
+  /** Stop: close the proxies' listeners and refuse new opens; drain the open streams; close the proxies and the client. */
+  plan: DrainPlan;
+}
+
+/** How long the ready line waits for the remaining tunnels once one is up, in ms. */
+const READY_SETTLE_MS = 2000;
+
+/** Start the transport client and the SOCKS5 (and HTTP) proxies, logging their events. Throws StartError when a proxy cannot listen. */
+export async function startClientSide(opts: ClientSideOptions, logger: Logger, resources: Resources): Promise<ClientSide> {
+  const server = formatHostPort(opts.server);
+  const client = Client.create(opts.server, { key: opts.key, user: opts.user, tunnels: opts.tunnels, tls: opts.tls });
+  let stopping = false;
+  resources.add('client', () => {
+    stopping = true;
+    client.close();
+  });
+  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping);
+
+  const opener = clientOpener(client);
+  const onEvent = (e: ProxyEvent): void => logProxyEvent(e, logger, opts.serverLogsOpenFailures);
+  const socks = await listenWithFallback(
+    '--socks',
+    opts.socks,
+    opts.socksIsDefault,
+    (at) => SocksServer.listen({ host: at.host, port: at.port, opener: opener.open, auth: opts.socksAuth, onEvent }),
+    logger,
+  );
+  resources.add('SOCKS5 proxy', () => socks.close());
+  let http: HttpProxyServer | undefined;
+  if (opts.http) {
+    const at = opts.http;
+    try {
+      http = await HttpProxyServer.listen({ host: at.host, port: at.port, opener: opener.open, onEvent });
+    } catch (err) {
+      throw listenFailure('--http', at, err);
+    }
+    resources.add('HTTP proxy', () => http?.close());
+  }
+
+  return {
+    client,
+    socks,
+    http,
+    sampler: new TransportSampler(() => [client.stats()]),
+    ready: tunnelsReady(client),
+    plan: {
+      stopAccepting: () => {
+        // Release the ports at once; a client accepted just before still gets a failure reply, not a stream.
+        socks.stopListening();
+        http?.stopListening();
+        opener.close();
+      },
+      active: () => client.stats().streamsOpen,
+      close: async () => {
+        stopping = true;
+        await Promise.all([socks.close(), http?.close()]);
+        client.close();
+      },
+    },
+  };
+}
+
+function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean): void {
+  const retries = new RetryLog(logger, server);
+  let lastAuthError = '';
+  client.on('tunnel-up', (index: number) => {
+    retries.up(index);
+    lastAuthError = '';
+    logger.info(`tunnel ${index} up (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-up', tunnel: index, up: client.tunnelsUp });
+  });
+  client.on('tunnel-down', (index: number, err?: Error) => {
+    const level = stopping() ? 'debug' : 'info';
+    logger.log(level, `tunnel ${index} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp });
+  });
+  client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
+    if (!stopping()) retries.failed(index, delayMs, err);
+  });
+  client.on('auth-failed', (err: Error) => {
+    const text = errorText(err);
+    const level = text === lastAuthError ? 'debug' : 'error';
+    lastAuthError = text;
+    logger.log(level, `the server refused us: ${text}; check the key (GKD_KEY / --key)${hasUser ? ' and --user' : ''}`, { event: 'auth-failed' });
+  });
+  client.on('session', (id: string) => logger.debug(`new session ${id.slice(0, 8)}`, { event: 'session', session: id }));
+  client.on('session-lost', (err: Error) => {
+    if (!stopping()) logger.warn(`session lost (${errorText(err)}): its connections were closed; starting a new session`, { event: 'session-lost' });
+  });
+}
+
+/** Failures the server reports too (OPEN_FAIL reasons), as opposed to ones only this side sees. */
+const SERVER_REPORTED = new Set(['GENERAL_FAILURE', 'NOT_ALLOWED', 'NETWORK_UNREACHABLE', 'HOST_UNREACHABLE', 'CONNECTION_REFUSED', 'TIMEOUT']);
+
+function logProxyEvent(e: ProxyEvent, logger: Logger, serverLogsOpenFailures: boolean): void {
+  const proxy = e.proxy === 'socks' ? 'SOCKS5' : 'HTTP';
+  if (e.type === 'opened') {
+    logger.debug(`${proxy} ${e.client} → ${e.destination} open in ${e.ms} ms`, { event: 'opened', ...e });
+  } else if (e.type === 'open-failed') {
+    const level = serverLogsOpenFailures && SERVER_REPORTED.has(e.kind) ? 'debug' : 'warn';
+    logger.log(level, `${proxy} ${e.client} → ${e.destination} failed: ${e.kind} (${e.message})`, { event: 'open-failed', ...e });
+  } else {
+    logger.info(`${proxy} client ${e.client} dropped (${e.state}): ${e.message}`, { event: 'client-error', ...e });
+  }
+}
+
+/** Resolves when every tunnel is up, or at least one is and READY_SETTLE_MS passed since the first came up. */
+function tunnelsReady(client: Client): Promise<void> {
+  return new Promise((resolve) => {
+    let settle: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      if (client.tunnelsUp >= client.tunnelCount) done();
+      else if (client.tunnelsUp > 0 && !settle) settle = setTimeout(done, READY_SETTLE_MS);
+    };
+    const done = (): void => {
+      clearTimeout(settle);
+      client.off('tunnel-up', check);
+      resolve();
+    };
+    client.on('tunnel-up', check);
+    check();
+  });
+}
+
+/** The machine-readable ready line: `gkd: SOCKS5 proxy on 127.0.0.1:1080 (server 127.0.0.1:9990, 8 tunnels up)`. */
+export function readyLine(side: ClientSide, server: string): string {
+  const proxies = [`SOCKS5 proxy on ${formatHostPort(side.socks.address())}`];
+  if (side.http) proxies.push(`HTTP proxy on ${formatHostPort(side.http.address())}`);
+  const n = side.client.tunnelsUp;
+  return `gkd: ${proxies.join(', ')} (server ${server}, ${n} tunnel${n === 1 ? '' : 's'} up)`;
+}
+
+/**
+ * After the client side started: the status line (on a terminal, unless --quiet), the ready line on
+ * stdout once the tunnels are up, and metrics.
+ */
+export function showProgress(side: ClientSide, server: string, quiet: boolean, sink: LogSink, resources: Resources): void {
+  let status: StatusLine | undefined;
+  if (StatusLine.wanted(process.stdout, quiet)) {
+    const line = new StatusLine(process.stdout, clientStatusRenderer(side.client, side.sampler));
+    status = line;
+    if ((sink.stream as { isTTY?: boolean }).isTTY) sink.around = (write) => line.interrupt(write);
+    line.start();
+    resources.add('status line', () => {
+      sink.around = undefined;
+      line.stop();
+    });
+  }
+  let cancelled = false;
+  resources.add('ready line', () => (cancelled = true));
+  void side.ready.then(() => {
+    if (cancelled) return;
+    const text = `${readyLine(side, server)}\n`;
+    if (status) status.interrupt(() => process.stdout.write(text));
+    else process.stdout.write(text);
+  });
+}
+
+/** `gkd client`: run until SIGINT/SIGTERM. Returns the exit code. */
+export async function clientCommand(args: Args): Promise<number> {
+  const settings = clientSettings(args);
+  const sink = new LogSink();
+  const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, sink });
+  if (settings.keyOnCommandLine) logger.warn('the key was given with --key, where other users of this machine can see it (ps); prefer GKD_KEY');
+  return runService(logger, settings.drainMs, async (resources) => {
+    const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources);
+    const server = formatHostPort(settings.server);
+    logger.info(`connecting ${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'} to ${server}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
+    await startMetrics(settings.metrics, { client: clientMetricsSource(side) }, resources, logger);
+    showProgress(side, server, settings.quiet, sink, resources);
+    return side.plan;
+  });
+}
+
+/** The metrics view of a client side. */
+export function clientMetricsSource(side: ClientSide): ClientMetricsSource {
+  return {
+    client: side.client,
+    sampler: side.sampler,
+    proxies: () => [{ proxy: 'socks' as const, counters: side.socks.stats() }, ...(side.http ? [{ proxy: 'http' as const, counters: side.http.stats() }] : [])],
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * Every flag of every command, in one table: yargs builds its options and help from it, the
+ * unknown-flag check reads it, the config-file check reads it, and the README table mirrors it.
+ *
+ * Defaults are NOT given to yargs (only shown in the help): options.ts applies them last, so the
+ * precedence stays flags > environment > config file > defaults, and `gkd up` can tell a `--socks`
+ * the user asked for from the default one (which may move to a free port).
+ */
+
+/** A command of the gkd binary. */
+export type CommandName = 'server' | 'client' | 'up' | 'keygen';
+
+/** One flag. */
+export interface FlagSpec {
+  /** Kebab-case name, without the dashes: `log-level`. */
+  readonly name: string;
+  /** `list` flags may be repeated (and take comma-separated values); `boolean` flags take no value. */
+  readonly kind: 'string' | 'boolean' | 'list';
+  /** What the value looks like in the help, e.g. `HOST:PORT`. */
+  readonly placeholder?: string;
+  /** One line of help. */
+  readonly describe: string;
+  /** The default, as shown in the help (options.ts applies it). */
+  readonly default?: string;
+  /** The commands that take this flag. */
+  readonly commands: readonly CommandName[];
+}
+
+const RUNNING: readonly CommandName[] = ['server', 'client', 'up'];
+const PROXYING: readonly CommandName[] = ['client', 'up'];
+const DIALING: readonly CommandName[] = ['server', 'up'];
+
+/** All flags, grouped as the help shows them. */
+export const FLAGS: readonly FlagSpec[] = [
+  // server
+  { name: 'listen', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the server accepts tunnels', default: '0.0.0.0:9990', commands: ['server'] },
+  { name: 'users', kind: 'string', placeholder: 'FILE', describe: 'JSON file of users and their keys, { "alice": "<key>" } (instead of --key)', commands: ['server'] },
+  { name: 'tls-cert', kind: 'string', placeholder: 'FILE', describe: 'PEM certificate: serve tunnels over TLS (with --tls-key)', commands: ['server'] },
+  { name: 'tls-key', kind: 'string', placeholder: 'FILE', describe: 'PEM private key of --tls-cert', commands: ['server'] },
+  { name: 'allow', kind: 'list', placeholder: 'RULE', describe: 'Destinations to allow despite the default-denied ranges (loopback, private, link-local…), e.g. 127.0.0.1, 10.0.0.0/8:443, *.lan; repeatable', commands: DIALING },
+  { name: 'deny', kind: 'list', placeholder: 'RULE', describe: 'Destinations to refuse, e.g. :25, example.com; deny beats allow; repeatable', commands: DIALING },
+  // client
+  { name: 'server', kind: 'string', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted)', commands: ['client'] },
+  { name: 'tunnels', kind: 'string', placeholder: 'N', describe: 'TCP tunnels to stripe each connection over (1–256)', default: '8', commands: PROXYING },
+  { name: 'socks', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the local SOCKS5 proxy listens (`gkd up` moves to a free port when the default is taken)', default: '127.0.0.1:1080', commands: PROXYING },
+  { name: 'http', kind: 'string', placeholder: 'HOST:PORT', describe: 'Also serve an HTTP proxy (CONNECT and plain HTTP) here', commands: PROXYING },
+  { name: 'socks-user', kind: 'string', placeholder: 'NAME', describe: 'Require this SOCKS5 username (with --socks-pass)', commands: PROXYING },
+  { name: 'socks-pass', kind: 'string', placeholder: 'PASSWORD', describe: 'Require this SOCKS5 password (prefer GKD_SOCKS_PASS: argv is visible to other users)', commands: PROXYING },
+  { name: 'user', kind: 'string', placeholder: 'NAME', describe: 'User name, when the server has a --users file', commands: ['client'] },
+  { name: 'tls', kind: 'boolean', describe: 'Connect to the server over TLS (verified with the system CAs unless --tls-ca or --tls-fingerprint)', default: 'false', commands: ['client'] },
+  { name: 'tls-fingerprint', kind: 'string', placeholder: 'SHA256', describe: "Pin the server certificate's SHA-256 fingerprint (hex; the server logs it); implies --tls", commands: ['client'] },
+  { name: 'tls-ca', kind: 'string', placeholder: 'FILE', describe: 'Verify the server certificate with this PEM CA; implies --tls', commands: ['client'] },
+  { name: 'quiet', kind: 'boolean', describe: 'No live status line on the terminal', default: 'false', commands: PROXYING },
+  // shared
+  { name: 'key', kind: 'string', placeholder: 'KEY', describe: 'The pre-shared key from `gkd keygen` (prefer GKD_KEY: argv is visible to other users)', commands: ['server', 'client'] },
+  { name: 'metrics', kind: 'string', placeholder: 'HOST:PORT', describe: 'Serve Prometheus metrics at http://HOST:PORT/metrics', commands: RUNNING },
+  { name: 'drain-timeout', kind: 'string', placeholder: 'SECONDS', describe: 'On SIGINT/SIGTERM, how long open connections may finish before they are closed, in seconds', default: '10', commands: RUNNING },
+  { name: 'log-level', kind: 'string', placeholder: 'LEVEL', describe: 'error, warn, info or debug', default: 'info', commands: RUNNING },
+  { name: 'log-format', kind: 'string', placeholder: 'FORMAT', describe: 'pretty (one line per event) or json (one JSON object per line); logs go to stderr', default: 'pretty', commands: RUNNING },
+];
+
+/** The flags a command takes. */
+export function flagsFor(command: CommandName): FlagSpec[] {
+  return FLAGS.filter((f) => f.commands.includes(command));
+}
+
+/** The environment variable that sets a flag: `--log-level` → `GKD_LOG_LEVEL`. */
+export function envName(flag: string): string {
+  return `GKD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** `log-level` → `logLevel` (yargs accepts both spellings; so does the config file). */
+export function camelName(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Flags every command takes besides its own (yargs adds them). */
+export const BUILTIN_FLAGS: readonly string[] = ['help', 'version', 'config'];

@@ -1,0 +1,174 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { GkdServer } from '@gkd/server';
+import type { ProxyCounters } from '@gkd/socks-client';
+import type { Client, HostPort } from '@gkd/transport';
+import type { TransportSampler, TransportSnapshot } from './sampler.js';
+
+/** The client side of a process, for metrics. */
+export interface ClientMetricsSource {
+  client: Client;
+  sampler: TransportSampler;
+  /** The local proxies' counters (SOCKS, and HTTP when enabled). */
+  proxies: () => { proxy: 'socks' | 'http'; counters: ProxyCounters }[];
+}
+
+/** The server side of a process, for metrics. */
+export interface ServerMetricsSource {
+  server: GkdServer;
+  sampler: TransportSampler;
+  /** Tunnel handshakes refused so far. */
+  refused: () => number;
+}
+
+type Side = 'client' | 'server';
+
+/**
+ * Prometheus metrics of one gkd process, in a private registry. Values are read from `stats()` and
+ * the counters when scraped (and once a second, so counters of tunnels that die between scrapes are
+ * kept): nothing runs per frame. Series carry `side="client"|"server"` (`gkd up` has both).
+ */
+export class Metrics {
+  /** The registry `/metrics` renders. */
+  readonly registry = new Registry();
+  private timer: NodeJS.Timeout | undefined;
+
+  private readonly tunnelBytes = this.counter('gkd_tunnel_bytes_total', 'Bytes on the wire per tunnel slot (frame headers included); direction "in" is received, "out" sent', ['side', 'tunnel', 'direction']);
+  private readonly tunnelFrames = this.counter('gkd_tunnel_frames_total', 'Frames per tunnel slot; direction "in" is received, "out" sent', ['side', 'tunnel', 'direction']);
+  private readonly rtt = this.gauge('gkd_tunnel_rtt_seconds', 'Smoothed round-trip time per open tunnel slot (on a server: the largest over its sessions)', ['side', 'tunnel']);
+  private readonly tunnelsUp = this.gauge('gkd_tunnels_up', 'Tunnels up now', ['side']);
+  private readonly tunnelsConfigured = this.gauge('gkd_tunnels_configured', 'Tunnels the client keeps up (--tunnels)', []);
+  private readonly streamBytes = this.counter('gkd_stream_bytes_total', 'Stream payload bytes; direction "in" is received from the peer, "out" sent to it', ['side', 'direction']);
+  private readonly streamsOpen = this.gauge('gkd_streams_open', 'Streams (proxied connections) open now', ['side']);
+  private readonly resent = this.counter('gkd_resent_frames_total', 'DATA frames sent again on another tunnel after a tunnel was lost', ['side']);
+  private readonly reorder = this.gauge('gkd_reorder_depth', 'Out-of-order segments held for reassembly, over all streams', ['side']);
+  private readonly opens = this.counter('gkd_opens_total', 'Connections opened through the tunnels', ['side']);
+  private readonly openFailures = this.counter('gkd_open_failures_total', 'Failed OPENs by reason (client: as the local proxy classified them)', ['side', 'reason']);
+  private readonly proxyConnections = this.gauge('gkd_proxy_connections', 'Local proxy client connections open now', ['proxy']);
+  private readonly peers = this.gauge('gkd_peers_connected', 'Peers (users, or the single key) with a live session', []);
+  private readonly sessions = this.gauge('gkd_sessions', 'Sessions on the server, including those in their no-tunnel grace period', []);
+  private readonly refused = this.counter('gkd_refused_total', 'Tunnel handshakes the server refused (bad key, limits, timeouts)', []);
+
+  constructor(private readonly sources: { client?: ClientMetricsSource; server?: ServerMetricsSource }) {}
+
+  /** Read the transports every `intervalMs` between scrapes, so short-lived tunnels are counted. */
+  startSampling(intervalMs = 1000): void {
+    this.timer ??= setInterval(() => {
+      this.sources.client?.sampler.sample();
+      this.sources.server?.sampler.sample();
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stop the background reads. */
+  stopSampling(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** The Prometheus text exposition, read now. */
+  async render(): Promise<string> {
+    this.registry.resetMetrics();
+    const { client, server } = this.sources;
+    if (client) {
+      const snap = client.sampler.sample();
+      this.transport('client', snap);
+      this.tunnelsUp.set({ side: 'client' }, client.client.tunnelsUp);
+      this.tunnelsConfigured.set(client.client.tunnelCount);
+      let opened = 0;
+      const failed: Record<string, number> = {};
+      for (const { proxy, counters } of client.proxies()) {
+        opened += counters.opened;
+        this.proxyConnections.set({ proxy }, counters.active);
+        for (const [kind, n] of Object.entries(counters.failed)) failed[kind] = (failed[kind] ?? 0) + n;
+      }
+      this.opens.inc({ side: 'client' }, opened);
+      for (const [reason, n] of Object.entries(failed)) this.openFailures.inc({ side: 'client', reason }, n);
+    }
+    if (server) {
+      const snap = server.sampler.sample();
+      this.transport('server', snap);
+      this.tunnelsUp.set({ side: 'server' }, snap.sessions.reduce((n, s) => n + s.tunnelsUp, 0));
+      const c = server.server.counters;
+      this.opens.inc({ side: 'server' }, c.opens);
+      for (const [reason, n] of Object.entries(c.openFailures)) this.openFailures.inc({ side: 'server', reason }, n);
+      this.peers.set(new Set(server.server.transport.peers().map((p) => p.user)).size);
+      this.sessions.set(snap.sessions.length);
+      this.refused.inc(server.refused());
+    }
+    return this.registry.metrics();
+  }
+
+  private transport(side: Side, snap: TransportSnapshot): void {
+    for (const [index, t] of snap.tunnels) {
+      const tunnel = String(index);
+      this.tunnelBytes.inc({ side, tunnel, direction: 'in' }, t.bytesIn);
+      this.tunnelBytes.inc({ side, tunnel, direction: 'out' }, t.bytesOut);
+      this.tunnelFrames.inc({ side, tunnel, direction: 'in' }, t.framesIn);
+      this.tunnelFrames.inc({ side, tunnel, direction: 'out' }, t.framesOut);
+    }
+    const rtt = new Map<number, number>();
+    let streams = 0;
+    let reorder = 0;
+    for (const s of snap.sessions) {
+      streams += s.streamsOpen;
+      for (const st of s.streams) reorder += st.reorderDepth;
+      for (const t of s.tunnels) {
+        if (t.state === 'open' && t.rtt !== null) rtt.set(t.index, Math.max(rtt.get(t.index) ?? 0, t.rtt));
+      }
+    }
+    for (const [index, ms] of rtt) this.rtt.set({ side, tunnel: String(index) }, ms / 1000);
+    this.streamBytes.inc({ side, direction: 'in' }, snap.bytesIn);
+    this.streamBytes.inc({ side, direction: 'out' }, snap.bytesOut);
+    this.streamsOpen.set({ side }, streams);
+    this.resent.inc({ side }, snap.resentFrames);
+    this.reorder.set({ side }, reorder);
+  }
+
+  private counter<L extends string>(name: string, help: string, labelNames: L[]): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private gauge<L extends string>(name: string, help: string, labelNames: L[]): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+}
+
+/** A running /metrics endpoint. */
+export interface MetricsServer {
+  address: AddressInfo;
+  close(): Promise<void>;
+}
+
+/** Serve `GET /metrics` on `at`. Rejects with the listen error (EADDRINUSE, …). */
+export async function serveMetrics(at: HostPort, metrics: Metrics): Promise<MetricsServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('gkd: metrics are at /metrics\n');
+      return;
+    }
+    metrics.render().then(
+      (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
+      (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`gkd: ${String(err)}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  metrics.startSampling();
+  return {
+    address: server.address() as AddressInfo,
+    close: () =>
+      new Promise<void>((resolve) => {
+        metrics.stopSampling();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

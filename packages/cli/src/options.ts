@@ -1,0 +1,313 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import { ConfigError } from '@gkd/protocol';
+import { compilePolicy } from '@gkd/server';
+import type { SocksAuth } from '@gkd/socks-client';
+import { parseHostPort, parseKey, type ClientTlsOptions, type HostPort } from '@gkd/transport';
+import { UsageError, type Args } from './args.js';
+
+/** Log verbosity. */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+/** `pretty`: one human line per event; `json`: one JSON object per line. */
+export type LogFormat = 'pretty' | 'json';
+
+/** Default port of a gkd server. */
+export const DEFAULT_SERVER_PORT = 9990;
+/** Default SOCKS5 address. */
+export const DEFAULT_SOCKS: HostPort = { host: '127.0.0.1', port: 1080 };
+
+/** What every long-running command takes. */
+export interface CommonSettings {
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  /** Where to serve /metrics; undefined: no metrics. */
+  metrics: HostPort | undefined;
+  /** How long streams may drain after SIGINT/SIGTERM, in milliseconds. */
+  drainMs: number;
+}
+
+/** The server's destination policy rules (validated). */
+export interface PolicySettings {
+  allow: string[];
+  deny: string[];
+}
+
+/** `gkd server`. */
+export interface ServerSettings extends CommonSettings, PolicySettings {
+  listen: HostPort;
+  /** One key, or several users (name → key). */
+  auth: { key: Buffer } | { users: Record<string, Buffer>; file: string };
+  /** TLS certificate, key and the certificate's SHA-256 fingerprint (for clients to pin). */
+  tls: { cert: Buffer; key: Buffer; fingerprint: string } | undefined;
+  /** The key was given with --key (visible in `ps`). */
+  keyOnCommandLine: boolean;
+}
+
+/** The local proxy side, shared by `gkd client` and `gkd up`. */
+export interface ProxySettings {
+  tunnels: number;
+  socks: HostPort;
+  /** --socks was not given anywhere: `gkd up` may move to a free port. */
+  socksIsDefault: boolean;
+  http: HostPort | undefined;
+  socksAuth: SocksAuth | undefined;
+  /** No status line. */
+  quiet: boolean;
+}
+
+/** `gkd client`. */
+export interface ClientSettings extends CommonSettings, ProxySettings {
+  server: HostPort;
+  key: Buffer;
+  user: string | undefined;
+  tls: ClientTlsOptions | undefined;
+  keyOnCommandLine: boolean;
+}
+
+/** `gkd up`. */
+export interface UpSettings extends CommonSettings, ProxySettings, PolicySettings {}
+
+const NO_KEY_HINT =
+  'Make one with `gkd keygen` and pass it as GKD_KEY=<key> (preferred: command lines are visible to other users), --key <key>, or "key" in the --config file.';
+
+/** Validate the flags of `gkd server`. Throws UsageError naming the flag. */
+export function serverSettings(args: Args): ServerSettings {
+  const usersFile = args.string('users');
+  const keyText = args.string('key');
+  let auth: ServerSettings['auth'];
+  if (usersFile !== undefined && keyText !== undefined) {
+    throw new UsageError(`give ${args.label('users')} or ${args.label('key')}, not both`);
+  }
+  if (usersFile !== undefined) auth = { users: loadUsers(args.label('users'), usersFile), file: usersFile };
+  else if (keyText !== undefined) auth = { key: key(args, keyText) };
+  else throw new UsageError(`no key: the server needs one (or a --users file). ${NO_KEY_HINT}`);
+
+  const certFile = args.string('tls-cert');
+  const keyFile = args.string('tls-key');
+  let tls: ServerSettings['tls'];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError(`${certFile === undefined ? args.label('tls-key') : args.label('tls-cert')} needs ${certFile === undefined ? '--tls-cert' : '--tls-key'} too`);
+  }
+  if (certFile !== undefined && keyFile !== undefined) tls = serverTls(args, certFile, keyFile);
+
+  return {
+    ...common(args),
+    ...policy(args),
+    listen: hostPort(args, 'listen', args.string('listen') ?? `0.0.0.0:${DEFAULT_SERVER_PORT}`, { host: '0.0.0.0' }),
+    auth,
+    tls,
+    keyOnCommandLine: args.onCommandLine('key'),
+  };
+}
+
+/** Validate the flags of `gkd client`. Throws UsageError naming the flag. */
+export function clientSettings(args: Args): ClientSettings {
+  const keyText = args.string('key');
+  if (keyText === undefined) throw new UsageError(`no key: the client needs the server's key. ${NO_KEY_HINT}`);
+  const serverText = args.string('server');
+  if (serverText === undefined) throw new UsageError('needs --server HOST[:PORT], the gkd server to connect to');
+  const server = hostPort(args, 'server', withDefaultPort(serverText), { minPort: 1 });
+
+  const user = args.string('user');
+  if (user !== undefined && (user.length === 0 || Buffer.byteLength(user) > 255)) throw new UsageError(`${args.label('user')} must be 1–255 bytes, got "${user}"`);
+
+  return {
+    ...common(args),
+    ...proxy(args),
+    server,
+    key: key(args, keyText),
+    user,
+    tls: clientTls(args),
+    keyOnCommandLine: args.onCommandLine('key'),
+  };
+}
+
+/** Validate the flags of `gkd up`. Throws UsageError naming the flag. */
+export function upSettings(args: Args): UpSettings {
+  return { ...common(args), ...proxy(args), ...policy(args) };
+}
+
+function common(args: Args): CommonSettings {
+  const metrics = args.string('metrics');
+  return {
+    logLevel: oneOf(args, 'log-level', args.string('log-level') ?? 'info', ['error', 'warn', 'info', 'debug'] as const),
+    logFormat: oneOf(args, 'log-format', args.string('log-format') ?? 'pretty', ['pretty', 'json'] as const),
+    metrics: metrics === undefined ? undefined : hostPort(args, 'metrics', metrics),
+    drainMs: seconds(args, 'drain-timeout', args.string('drain-timeout') ?? '10', 3600),
+  };
+}
+
+function proxy(args: Args): ProxySettings {
+  const socksText = args.string('socks');
+  const httpText = args.string('http');
+  const user = args.string('socks-user');
+  const pass = args.string('socks-pass');
+  if ((user === undefined) !== (pass === undefined)) {
+    throw new UsageError(`${user === undefined ? args.label('socks-pass') : args.label('socks-user')} needs ${user === undefined ? '--socks-user' : '--socks-pass'} too`);
+  }
+  for (const [name, v] of [['socks-user', user], ['socks-pass', pass]] as const) {
+    if (v !== undefined && (v.length === 0 || Buffer.byteLength(v) > 255)) throw new UsageError(`${args.label(name)} must be 1–255 bytes (RFC 1929)`);
+  }
+  const socks = socksText === undefined ? DEFAULT_SOCKS : hostPort(args, 'socks', socksText);
+  const http = httpText === undefined ? undefined : hostPort(args, 'http', httpText);
+  if (http && http.port !== 0 && http.port === socks.port && http.host === socks.host) {
+    throw new UsageError(`${args.label('http')} and --socks cannot share ${http.host}:${http.port}`);
+  }
+  return {
+    tunnels: integer(args, 'tunnels', args.string('tunnels') ?? '8', 1, 256),
+    socks,
+    socksIsDefault: socksText === undefined,
+    http,
+    socksAuth: user !== undefined && pass !== undefined ? { username: user, password: pass } : undefined,
+    quiet: args.bool('quiet') ?? false,
+  };
+}
+
+function policy(args: Args): PolicySettings {
+  const allow = args.list('allow') ?? [];
+  const deny = args.list('deny') ?? [];
+  for (const [name, rules] of [['allow', allow], ['deny', deny]] as const) {
+    for (const rule of rules) {
+      try {
+        compilePolicy({ [name]: [rule] });
+      } catch (err) {
+        const why = (err as Error).message.replace(/^invalid (allow|deny)\[\d+\] rule "[^"]*": /, '');
+        throw new UsageError(`${args.label(name)} ${JSON.stringify(rule)}: ${why}`);
+      }
+    }
+  }
+  return { allow, deny };
+}
+
+function key(args: Args, text: string): Buffer {
+  try {
+    return parseKey(args.label('key'), text);
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.replace(/; make one with `gkd keygen`$/, '')}. ${NO_KEY_HINT}`);
+  }
+}
+
+/**
+ * Read and validate a users file: `{ "alice": "<key>", … }`. Throws UsageError naming the file and
+ * the user.
+ */
+export function loadUsers(label: string, file: string): Record<string, Buffer> {
+  const where = `${label} ${file}`;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${where}: cannot read it (${(err as Error).message})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${where}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`${where}: must be a JSON object of user names and keys, like { "alice": "<key from gkd keygen>" }`);
+  }
+  const users: Record<string, Buffer> = {};
+  for (const [user, value] of Object.entries(parsed)) {
+    if (user.length === 0 || Buffer.byteLength(user) > 255) throw new UsageError(`${where}: user name "${user}" must be 1–255 bytes`);
+    if (typeof value !== 'string') throw new UsageError(`${where}: user "${user}": the key must be a string (from \`gkd keygen\`), got ${JSON.stringify(value)}`);
+    try {
+      users[user] = parseKey('the key', value);
+    } catch (err) {
+      throw new UsageError(`${where}: user "${user}": ${(err as Error).message.replace(/; make one with `gkd keygen`$/, '')}; make one with \`gkd keygen\``);
+    }
+  }
+  if (Object.keys(users).length === 0) throw new UsageError(`${where}: no users in it`);
+  return users;
+}
+
+function serverTls(args: Args, certFile: string, keyFile: string): NonNullable<ServerSettings['tls']> {
+  const cert = readFlagFile(args, 'tls-cert', certFile);
+  const key = readFlagFile(args, 'tls-key', keyFile);
+  let fingerprint: string;
+  try {
+    fingerprint = new X509Certificate(cert).fingerprint256;
+  } catch (err) {
+    throw new UsageError(`${args.label('tls-cert')} ${certFile}: not a PEM certificate (${(err as Error).message})`);
+  }
+  try {
+    createPrivateKey(key);
+  } catch (err) {
+    throw new UsageError(`${args.label('tls-key')} ${keyFile}: not a PEM private key (${(err as Error).message})`);
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new UsageError(`${args.label('tls-key')} ${keyFile} does not go with --tls-cert ${certFile} (${(err as Error).message})`);
+  }
+  return { cert, key, fingerprint };
+}
+
+function clientTls(args: Args): ClientTlsOptions | undefined {
+  const caFile = args.string('tls-ca');
+  const fp = args.string('tls-fingerprint');
+  if (caFile !== undefined && fp !== undefined) throw new UsageError(`give ${args.label('tls-ca')} or ${args.label('tls-fingerprint')}, not both`);
+  if (fp !== undefined) {
+    const hex = fp.replace(/:/g, '');
+    if (!/^[0-9a-fA-F]{64}$/.test(hex)) {
+      throw new UsageError(`${args.label('tls-fingerprint')} must be a SHA-256 fingerprint: 64 hex digits, colons allowed (the server logs it), got "${fp}"`);
+    }
+    return { fingerprint: hex };
+  }
+  if (caFile !== undefined) {
+    const ca = readFlagFile(args, 'tls-ca', caFile);
+    try {
+      new X509Certificate(ca);
+    } catch (err) {
+      throw new UsageError(`${args.label('tls-ca')} ${caFile}: not a PEM certificate (${(err as Error).message})`);
+    }
+    return { ca };
+  }
+  return args.bool('tls') ? {} : undefined;
+}
+
+function readFlagFile(args: Args, name: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${args.label(name)} ${file}: cannot read it (${(err as Error).message})`);
+  }
+}
+
+function hostPort(args: Args, name: string, text: string, opts: { host?: string; minPort?: number } = {}): HostPort {
+  let hp: HostPort;
+  try {
+    hp = parseHostPort(text, opts.host ?? '127.0.0.1', args.label(name));
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  if (hp.port < (opts.minPort ?? 0)) throw new UsageError(`${args.label(name)}: invalid port in "${text}" (must be ${opts.minPort}–65535)`);
+  return hp;
+}
+
+/** `host` → `host:9990`, `[::1]` → `[::1]:9990`; anything with a port as it is. */
+function withDefaultPort(text: string): string {
+  const s = text.trim();
+  if (s.startsWith('[')) return s.endsWith(']') ? `${s}:${DEFAULT_SERVER_PORT}` : s;
+  return s.includes(':') ? s : `${s}:${DEFAULT_SERVER_PORT}`;
+}
+
+function integer(args: Args, name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n < min || n > max) throw new UsageError(`${args.label(name)} must be an integer ${min}–${max}, got "${text}"`);
+  return n;
+}
+
+function seconds(args: Args, name: string, text: string, max: number): number {
+  const n = Number(text);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(text) || n > max) throw new UsageError(`${args.label(name)} must be a number of seconds 0–${max}, got "${text}"`);
+  return Math.round(n * 1000);
+}
+
+function oneOf<T extends string>(args: Args, name: string, text: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(text)) throw new UsageError(`${args.label(name)} must be one of ${choices.join(', ')}, got "${text}"`);
+  return text as T;
+}

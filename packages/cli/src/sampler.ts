@@ -1,0 +1,88 @@
+import type { SessionStats } from '@gkd/transport';
+
+/** Wire totals of one tunnel slot (tunnel index), over every tunnel that ever had that index. */
+export interface TunnelTotals {
+  bytesIn: number;
+  bytesOut: number;
+  framesIn: number;
+  framesOut: number;
+}
+
+/** One reading: the sessions as they are now, plus totals that only ever grow. */
+export interface TransportSnapshot {
+  /** When it was taken (performance.now(), in ms). */
+  at: number;
+  sessions: SessionStats[];
+  /** By tunnel index. */
+  tunnels: Map<number, TunnelTotals>;
+  /** Stream payload bytes received and sent, over every session so far. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Frames re-sent after a tunnel loss, over every session so far. */
+  resentFrames: number;
+}
+
+/**
+ * Turns `stats()` snapshots into monotonic totals for metrics and the status line. The transport's
+ * counters restart with each tunnel and session (a reconnected tunnel 3 starts at 0); this keeps the
+ * last reading of each tunnel (by its unique id) and session and adds only the growth, so a Prometheus
+ * counter never goes down. What a tunnel carried between its last reading and its death is not seen:
+ * read often (metrics does every second) to keep that small.
+ */
+export class TransportSampler {
+  private readonly tunnelSeen = new Map<number, TunnelTotals>();
+  private readonly sessionSeen = new Map<string, { bytesIn: number; bytesOut: number; resentFrames: number }>();
+  private readonly totals = { tunnels: new Map<number, TunnelTotals>(), bytesIn: 0, bytesOut: 0, resentFrames: 0 };
+  private last: TransportSnapshot | undefined;
+
+  /** `read` returns every live session's stats (one for a client, all peers' for a server). */
+  constructor(private readonly read: () => SessionStats[]) {}
+
+  /** Read the transport now. */
+  sample(): TransportSnapshot {
+    const sessions = this.read();
+    const liveTunnels = new Set<number>();
+    const liveSessions = new Set<string>();
+    const t = this.totals;
+    for (const s of sessions) {
+      liveSessions.add(s.id);
+      const seen = this.sessionSeen.get(s.id) ?? { bytesIn: 0, bytesOut: 0, resentFrames: 0 };
+      t.bytesIn += growth(s.bytesIn, seen.bytesIn);
+      t.bytesOut += growth(s.bytesOut, seen.bytesOut);
+      t.resentFrames += growth(s.resentFrames, seen.resentFrames);
+      this.sessionSeen.set(s.id, { bytesIn: s.bytesIn, bytesOut: s.bytesOut, resentFrames: s.resentFrames });
+      for (const tun of s.tunnels) {
+        if (tun.index < 0) continue; // still handshaking
+        liveTunnels.add(tun.id);
+        const before = this.tunnelSeen.get(tun.id) ?? { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
+        const sum = t.tunnels.get(tun.index) ?? { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
+        sum.bytesIn += growth(tun.bytesIn, before.bytesIn);
+        sum.bytesOut += growth(tun.bytesOut, before.bytesOut);
+        sum.framesIn += growth(tun.framesIn, before.framesIn);
+        sum.framesOut += growth(tun.framesOut, before.framesOut);
+        t.tunnels.set(tun.index, sum);
+        this.tunnelSeen.set(tun.id, { bytesIn: tun.bytesIn, bytesOut: tun.bytesOut, framesIn: tun.framesIn, framesOut: tun.framesOut });
+      }
+    }
+    for (const id of this.tunnelSeen.keys()) if (!liveTunnels.has(id)) this.tunnelSeen.delete(id);
+    for (const id of this.sessionSeen.keys()) if (!liveSessions.has(id)) this.sessionSeen.delete(id);
+    this.last = {
+      at: performance.now(),
+      sessions,
+      tunnels: new Map([...t.tunnels].map(([i, v]) => [i, { ...v }])),
+      bytesIn: t.bytesIn,
+      bytesOut: t.bytesOut,
+      resentFrames: t.resentFrames,
+    };
+    return this.last;
+  }
+
+  /** The last reading (taking one if there is none yet). */
+  latest(): TransportSnapshot {
+    return this.last ?? this.sample();
+  }
+}
+
+function growth(now: number, before: number): number {
+  return now > before ? now - before : 0;
+}

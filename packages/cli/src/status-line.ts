@@ -1,0 +1,128 @@
+import type { Client } from '@gkd/transport';
+import type { TransportSampler, TransportSnapshot } from './sampler.js';
+
+const CLEAR = '\r\x1b[2K';
+
+/**
+ * One live line at the bottom of the terminal, redrawn in place (`\r` + clear line) at most every
+ * `intervalMs`. Only for a terminal: the caller checks `StatusLine.wanted`. Anything else written to
+ * the same terminal (log lines, the ready line) goes through `interrupt`, which clears the line first
+ * and redraws it after, so the two never mix.
+ */
+export class StatusLine {
+  private timer: NodeJS.Timeout | undefined;
+  private shown = false;
+  private text = '';
+
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly render: () => string,
+    private readonly intervalMs = 500,
+  ) {}
+
+  /** True when a status line should be shown: stdout is a terminal and `--quiet` was not given. */
+  static wanted(out: NodeJS.WriteStream, quiet: boolean): boolean {
+    return out.isTTY === true && !quiet;
+  }
+
+  /** Start redrawing. */
+  start(): void {
+    if (this.timer) return;
+    this.draw();
+    this.timer = setInterval(() => this.draw(), Math.max(500, this.intervalMs));
+    this.timer.unref();
+  }
+
+  /** Stop and erase the line. */
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.erase();
+  }
+
+  /** Run `write` (which writes to the same terminal) with the line out of the way; the line comes back unchanged. */
+  interrupt(write: () => void): void {
+    this.erase();
+    write();
+    if (this.timer && this.text) this.show(this.text);
+  }
+
+  private erase(): void {
+    if (!this.shown) return;
+    this.out.write(CLEAR);
+    this.shown = false;
+  }
+
+  /** Render anew (only here, on the timer: at most once per interval). */
+  private draw(): void {
+    let text = this.render();
+    const width = this.out.columns;
+    if (width && text.length > width - 1) text = `${text.slice(0, Math.max(0, width - 2))}…`;
+    this.text = text;
+    this.show(text);
+  }
+
+  private show(text: string): void {
+    this.out.write(CLEAR + text);
+    this.shown = true;
+  }
+}
+
+/** Bytes per second as `12.3 MB/s`. */
+export function formatRate(bytesPerSecond: number): string {
+  const units = ['B/s', 'kB/s', 'MB/s', 'GB/s'];
+  let v = bytesPerSecond;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return `${v >= 100 || u === 0 ? Math.round(v) : v.toFixed(1)} ${units[u]}`;
+}
+
+/** What the client's line shows; computed from two readings. */
+export interface ClientStatus {
+  tunnelsUp: number;
+  tunnels: number;
+  /** RTT in ms by tunnel index; null when that tunnel is down or not measured yet. */
+  rtt: (number | null)[];
+  /** Bytes per second from the server (down) and to it (up). */
+  down: number;
+  up: number;
+  streams: number;
+}
+
+/** `tunnels 8/8 · rtt 0.4 0.5 - 0.3 ms · ↓ 12.3 MB/s ↑ 140 kB/s · 3 streams` */
+export function formatClientStatus(s: ClientStatus): string {
+  const rtt = s.rtt.map((ms) => (ms === null ? '-' : ms < 10 ? ms.toFixed(1) : String(Math.round(ms)))).join(' ');
+  return `tunnels ${s.tunnelsUp}/${s.tunnels} · rtt ${rtt} ms · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}`;
+}
+
+/**
+ * The render function of a client's status line: throughput over the last ~2 s of readings, RTT per
+ * tunnel index, streams open.
+ */
+export function clientStatusRenderer(client: Client, sampler: TransportSampler): () => string {
+  const window: TransportSnapshot[] = [];
+  return () => {
+    const now = sampler.sample();
+    window.push(now);
+    while (window.length > 2 && now.at - window[0]!.at > 2000) window.shift();
+    const first = window[0]!;
+    const seconds = (now.at - first.at) / 1000;
+    const rtt: (number | null)[] = Array.from({ length: client.tunnelCount }, () => null);
+    let streams = 0;
+    for (const s of now.sessions) {
+      streams += s.streamsOpen;
+      for (const t of s.tunnels) if (t.state === 'open' && t.index >= 0 && t.index < rtt.length) rtt[t.index] = t.rtt;
+    }
+    return formatClientStatus({
+      tunnelsUp: client.tunnelsUp,
+      tunnels: client.tunnelCount,
+      rtt,
+      down: seconds > 0 ? (now.bytesIn - first.bytesIn) / seconds : 0,
+      up: seconds > 0 ? (now.bytesOut - first.bytesOut) / seconds : 0,
+      streams,
+    });
+  };
+}

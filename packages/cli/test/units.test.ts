@@ -1,0 +1,250 @@
+// The CLI's pieces in process (no child processes): flag sources and precedence, validation,
+// monotonic stats, the status line's rate limit, retry-log throttling, port fallback, draining.
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { Writable } from 'node:stream';
+import getPort from 'get-port';
+import type { SessionStats, TunnelStats } from '@gkd/transport';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Args, UsageError, checkCommandLine } from '../src/args.js';
+import { newKey } from '../src/commands/keygen.js';
+import { FLAGS, envName } from '../src/flags.js';
+import { StartError, listenWithFallback } from '../src/listen.js';
+import { LogSink, createLogger } from '../src/logger.js';
+import { clientSettings, serverSettings, upSettings } from '../src/options.js';
+import { RetryLog } from '../src/retry-log.js';
+import { TransportSampler } from '../src/sampler.js';
+import { drainAndClose } from '../src/shutdown.js';
+import { StatusLine, formatClientStatus, formatRate } from '../src/status-line.js';
+
+const KEY = 'Svz_12V9Gfa-V67vHKw3uXVQjGziO1yg9CmhRRNUqrE';
+
+/** A logger whose JSON lines land in `records`. */
+function capture(): { logger: ReturnType<typeof createLogger>; records: { level: string; message: string }[] } {
+  const records: { level: string; message: string }[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) records.push(JSON.parse(l) as { level: string; message: string });
+      cb();
+    },
+  });
+  return { logger: createLogger({ level: 'debug', format: 'json', sink: new LogSink(stream) }), records };
+}
+
+function args(values: Record<string, unknown>, argv: string[] = [], env: Record<string, string> = {}): Args {
+  return new Args(values, argv, env);
+}
+
+describe('Args: where a value came from', () => {
+  it('booleans: command line > GKD_* (1/0, yes/no) > config file', () => {
+    expect(args({ quiet: false }, [], { GKD_QUIET: '1' }).bool('quiet')).toBe(true); // yargs reads "1" as false
+    expect(args({ quiet: false }, ['--no-quiet'], { GKD_QUIET: 'yes' }).bool('quiet')).toBe(false);
+    expect(args({ quiet: true }, ['--quiet'], { GKD_QUIET: '0' }).bool('quiet')).toBe(true);
+    expect(args({ quiet: true }).bool('quiet')).toBe(true);
+    expect(args({}).bool('quiet')).toBeUndefined();
+    expect(() => args({}, [], { GKD_QUIET: 'maybe' }).bool('quiet')).toThrow(/GKD_QUIET must be true or false/);
+  });
+
+  it('labels name the flag and, when not from the command line, the source', () => {
+    expect(args({ tunnels: '3' }, ['--tunnels', '3']).label('tunnels')).toBe('--tunnels');
+    expect(args({ tunnels: '3' }, [], { GKD_TUNNELS: '3' }).label('tunnels')).toBe('--tunnels (from GKD_TUNNELS)');
+    expect(args({ tunnels: 3, config: 'gkd.json' }).label('tunnels')).toBe('--tunnels (from "tunnels" in gkd.json)');
+  });
+
+  it('the last of a repeated flag wins; lists split on commas', () => {
+    expect(args({ tunnels: ['5', '6'] }).string('tunnels')).toBe('6');
+    expect(args({ allow: ['a,b', 'c'] }).list('allow')).toEqual(['a', 'b', 'c']);
+    expect(args({ allow: 'x' }).list('allow')).toEqual(['x']);
+  });
+
+  it('every flag maps to a GKD_ variable', () => {
+    expect(envName('log-level')).toBe('GKD_LOG_LEVEL');
+    expect(FLAGS.map((f) => envName(f.name))).toContain('GKD_SOCKS_PASS');
+  });
+
+  it('refuses unknown flags and stray arguments, pointing at the right command', () => {
+    expect(() => checkCommandLine('up', ['up', '--tunnels', '3', '--no-quiet'], ['up'])).not.toThrow();
+    expect(() => checkCommandLine('up', ['up', '--tunels', '3'], ['up'])).toThrow(/unknown flag --tunels/);
+    expect(() => checkCommandLine('server', ['server', '--socks', 'x'], ['server'])).toThrow(/it is a flag of gkd client, gkd up/);
+    expect(() => checkCommandLine('up', ['up', 'x'], ['up', 'x'])).toThrow(/unexpected argument "x"/);
+  });
+});
+
+describe('keygen', () => {
+  it('makes 32-byte base64url keys that never start with "-" (so `--key $(gkd keygen)` is not a flag)', () => {
+    const keys = Array.from({ length: 500 }, newKey);
+    for (const k of keys) {
+      expect(k).toMatch(/^[A-Za-z0-9_][A-Za-z0-9_-]{42}$/);
+      expect(Buffer.from(k, 'base64url')).toHaveLength(32);
+    }
+    expect(new Set(keys).size).toBe(500);
+  });
+});
+
+describe('README', () => {
+  it('documents every flag with its environment variable', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const f of FLAGS) {
+      expect(readme).toMatch(new RegExp(`\\| \`--${f.name}[ \`]`));
+      expect(readme).toContain(`\`${envName(f.name)}\``);
+    }
+  });
+});
+
+describe('options', () => {
+  it('client: --server without a port means 9990; defaults fill in', () => {
+    const s = clientSettings(args({ server: 'example.com', key: KEY }));
+    expect(s.server).toEqual({ host: 'example.com', port: 9990 });
+    expect(clientSettings(args({ server: '[::1]', key: KEY })).server).toEqual({ host: '::1', port: 9990 });
+    expect(s).toMatchObject({ tunnels: 8, socks: { host: '127.0.0.1', port: 1080 }, socksIsDefault: true, http: undefined, quiet: false, drainMs: 10_000, logLevel: 'info', logFormat: 'pretty', tls: undefined });
+    expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
+  });
+
+  it('client TLS: --tls-fingerprint implies TLS; --tls alone uses the system CAs', () => {
+    const fp = 'AB:'.repeat(31) + 'AB';
+    expect(clientSettings(args({ server: 'h:1', key: KEY, 'tls-fingerprint': fp })).tls).toEqual({ fingerprint: 'AB'.repeat(32) });
+    expect(clientSettings(args({ server: 'h:1', key: KEY, tls: true }, ['--tls'])).tls).toEqual({});
+    expect(() => clientSettings(args({ server: 'h:1', key: KEY, 'tls-fingerprint': fp, 'tls-ca': '/x' }))).toThrow(/not both/);
+  });
+
+  it('server: a key or a users file; listen defaults to 0.0.0.0:9990', () => {
+    const s = serverSettings(args({ key: KEY }, ['--key', KEY]));
+    expect(s.listen).toEqual({ host: '0.0.0.0', port: 9990 });
+    expect(s.keyOnCommandLine).toBe(true);
+    expect(() => serverSettings(args({}))).toThrow(UsageError);
+    expect(() => serverSettings(args({}))).toThrow(/gkd keygen/);
+  });
+
+  it('up: --socks given is not the default; --drain-timeout is seconds', () => {
+    const s = upSettings(args({ socks: '127.0.0.1:1081', 'drain-timeout': '2.5', allow: ['127.0.0.1'] }));
+    expect(s).toMatchObject({ socksIsDefault: false, socks: { port: 1081 }, drainMs: 2500, allow: ['127.0.0.1'] });
+    expect(() => upSettings(args({ socks: '127.0.0.1:1080', http: '127.0.0.1:1080' }))).toThrow(/cannot share/);
+  });
+});
+
+function tunnel(id: number, index: number, bytesIn: number, framesIn = 1): TunnelStats {
+  return { id, index, state: 'open', rtt: 2, bytesIn, bytesOut: 10, framesIn, framesOut: 1, queued: 0, inflight: 0, rate: null, unconfirmed: 0 };
+}
+
+function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFrames = 0): SessionStats {
+  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, recvBudgetUsed: 0, sendBudgetUsed: 0, tunnels, streams: [] };
+}
+
+describe('TransportSampler', () => {
+  it('totals never go down when tunnels reconnect or the session is replaced', () => {
+    let now: SessionStats[] = [session('a', 1000, [tunnel(1, 0, 100), tunnel(2, 1, 50)], 3)];
+    const sampler = new TransportSampler(() => now);
+    let snap = sampler.sample();
+    expect(snap.tunnels.get(0)!.bytesIn).toBe(100);
+    now = [session('a', 1500, [tunnel(1, 0, 160), tunnel(2, 1, 50)], 4)];
+    snap = sampler.sample();
+    expect(snap.tunnels.get(0)!.bytesIn).toBe(160);
+    expect(snap.resentFrames).toBe(4);
+    // Tunnel 0 reconnected (new id, counters from 0); then a new session.
+    now = [session('a', 1600, [tunnel(3, 0, 30), tunnel(2, 1, 50)], 4)];
+    snap = sampler.sample();
+    expect(snap.tunnels.get(0)!.bytesIn).toBe(190);
+    now = [session('b', 200, [tunnel(4, 0, 5)], 1)];
+    snap = sampler.sample();
+    expect(snap.tunnels.get(0)!.bytesIn).toBe(195);
+    expect(snap.bytesIn).toBe(1800);
+    expect(snap.resentFrames).toBe(5);
+  });
+});
+
+describe('status line', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('formats tunnels, per-tunnel RTT, throughput and streams', () => {
+    expect(formatRate(999)).toBe('999 B/s');
+    expect(formatRate(12_345_678)).toBe('12.3 MB/s');
+    expect(formatClientStatus({ tunnelsUp: 2, tunnels: 3, rtt: [0.42, 12.6, null], down: 2_000_000, up: 1500, streams: 1 })).toBe(
+      'tunnels 2/3 · rtt 0.4 13 - ms · ↓ 2.0 MB/s ↑ 1.5 kB/s · 1 stream',
+    );
+  });
+
+  it('renders at most twice a second, redraws in place, fits the width, and clears on stop', () => {
+    vi.useFakeTimers();
+    const writes: string[] = [];
+    const out = { isTTY: true, columns: 20, write: (s: string) => writes.push(s) } as unknown as NodeJS.WriteStream;
+    let renders = 0;
+    const line = new StatusLine(out, () => `render ${++renders} ${'x'.repeat(40)}`, 100); // asks for 100 ms: held to 500
+    line.start();
+    for (let i = 0; i < 20; i++) line.interrupt(() => writes.push('log\n')); // log lines do not re-render
+    vi.advanceTimersByTime(5000);
+    expect(renders).toBe(11); // at start, then every 500 ms
+    expect(writes.every((w) => w === 'log\n' || w.startsWith('\r\x1b[2K'))).toBe(true);
+    expect(writes.filter((w) => w.startsWith('\r\x1b[2Kr')).every((w) => w.length - 5 <= 19)).toBe(true);
+    line.stop();
+    expect(writes[writes.length - 1]).toBe('\r\x1b[2K');
+    expect(StatusLine.wanted(out, false)).toBe(true);
+    expect(StatusLine.wanted(out, true)).toBe(false);
+    expect(StatusLine.wanted({ isTTY: false } as NodeJS.WriteStream, false)).toBe(false);
+  });
+});
+
+describe('RetryLog', () => {
+  it('warns on attempts 1, 2, 4, 8 … and once per round for tunnels failing alike', () => {
+    const { logger, records } = capture();
+    const log = new RetryLog(logger, '127.0.0.1:9');
+    const err = new Error('connect ECONNREFUSED');
+    for (let attempt = 1; attempt <= 8; attempt++) for (let t = 0; t < 4; t++) log.failed(t, 100, err);
+    const warns = records.filter((r) => r.level === 'warn');
+    expect(warns.map((r) => /attempt (\d+)/.exec(r.message)![1])).toEqual(['1', '2', '4', '8']);
+    expect(warns[0]!.message).toBe('cannot reach the server 127.0.0.1:9 (connect ECONNREFUSED); tunnel 0 retrying in 0.1 s (attempt 1)');
+    expect(records.filter((r) => r.level === 'debug')).toHaveLength(28);
+    log.up(2);
+    log.failed(2, 100, new Error('other'));
+    expect(records[records.length - 1]).toMatchObject({ level: 'warn', message: expect.stringContaining('tunnel 2 retrying in 0.1 s (attempt 1)') });
+  });
+});
+
+describe('listenWithFallback', () => {
+  it('moves to a free port when the preferred one is taken (and says so), or fails naming the flag', async () => {
+    const port = await getPort({ host: '127.0.0.1' });
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
+    const { logger, records } = capture();
+    const listen = (at: { host: string; port: number }): Promise<net.Server> =>
+      new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.once('error', reject);
+        s.listen(at.port, at.host, () => resolve(s));
+      });
+    try {
+      const moved = await listenWithFallback('--socks', { host: '127.0.0.1', port }, true, listen, logger);
+      const got = (moved.address() as net.AddressInfo).port;
+      expect(got).not.toBe(port);
+      expect(records.find((r) => r.level === 'warn')?.message).toBe(`127.0.0.1:${port} is already in use; using 127.0.0.1:${got} instead (pass --socks HOST:PORT to choose)`);
+      moved.close();
+      const err = await listenWithFallback('--socks', { host: '127.0.0.1', port }, false, listen, logger).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StartError);
+      expect((err as Error).message).toBe(`--socks 127.0.0.1:${port}: address already in use`);
+    } finally {
+      blocker.close();
+    }
+  });
+});
+
+describe('drainAndClose', () => {
+  it('stops accepting, waits for the streams, closes; cuts them at the timeout; a second signal cuts at once', async () => {
+    const { logger } = capture();
+    const calls: string[] = [];
+    let open = 2;
+    const plan = { stopAccepting: () => calls.push('stop'), active: () => open, close: async () => void calls.push('close') };
+    setTimeout(() => (open = 0), 100);
+    expect(await drainAndClose(plan, { timeoutMs: 5000, logger })).toBe(0);
+    expect(calls).toEqual(['stop', 'close']);
+
+    open = 1;
+    let t0 = Date.now();
+    expect(await drainAndClose(plan, { timeoutMs: 200, logger })).toBe(1);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+
+    const force = new AbortController();
+    setTimeout(() => force.abort(), 50);
+    t0 = Date.now();
+    expect(await drainAndClose(plan, { timeoutMs: 10_000, logger, force: force.signal })).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+});
