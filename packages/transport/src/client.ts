@@ -19,7 +19,7 @@ import { checkInt, parseKey, resolveSessionConfig, stripUndefined, type KeyInput
 import { clientHandshake } from './handshake.js';
 import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
-import { Tunnel } from './tunnel.js';
+import { Tunnel, tunnelOptions } from './tunnel.js';
 import { parseHostPort, type HostPort } from './address.js';
 
 /** TLS settings of a client: verify the server with a CA, or pin its certificate's SHA-256 fingerprint. */
@@ -292,15 +292,7 @@ export class Client extends EventEmitter {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       const c = this.opts.session;
-      const t = new Tunnel(socket, {
-        index,
-        maxBody: c.maxBody,
-        keepaliveInterval: c.keepaliveInterval,
-        keepaliveTimeout: c.keepaliveTimeout,
-        confirmFrames: c.confirmFrames,
-        confirmBytes: c.confirmBytes,
-        highWater: c.tunnelHighWater,
-      });
+      const t = new Tunnel(socket, tunnelOptions(c, index));
       t.transition('handshaking');
       let hs: Awaited<ReturnType<typeof clientHandshake>>;
       try {

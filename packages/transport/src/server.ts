@@ -27,7 +27,7 @@ import { newNonce } from './handshake.js';
 import { ByteBudget } from './budget.js';
 import { Session, type OpenRequest, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
-import { Tunnel } from './tunnel.js';
+import { Tunnel, tunnelOptions } from './tunnel.js';
 
 /** Who is on the other end of a session. */
 export interface PeerInfo {
@@ -232,15 +232,7 @@ export class Server extends EventEmitter {
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
     const c = this.opts.session;
-    const t = new Tunnel(socket, {
-      index: -1,
-      maxBody: c.maxBody,
-      keepaliveInterval: c.keepaliveInterval,
-      keepaliveTimeout: c.keepaliveTimeout,
-      confirmFrames: c.confirmFrames,
-      confirmBytes: c.confirmBytes,
-      highWater: c.tunnelHighWater,
-    });
+    const t = new Tunnel(socket, tunnelOptions(c, -1));
     t.transition('handshaking');
     this.handshaking++;
     const nonce = newNonce();

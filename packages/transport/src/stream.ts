@@ -78,6 +78,9 @@ interface Unacked {
   payload: Buffer;
 }
 
+/** Put in the slots of acknowledged frames, so their payloads are freed now, not at the next compaction. */
+const ACKED: Unacked = { offset: 0, payload: Buffer.alloc(0) };
+
 /**
  * One virtual connection: a Node Duplex whose bytes travel as DATA frames over all tunnels of its
  * session. `write()` returns false when the buffer is full, then `'drain'`; `end()` sends FIN
@@ -338,15 +341,17 @@ export class Connection extends Duplex {
         }
         return;
       case FrameType.OPEN_OK:
-        if (this.streamState !== 'opening') return; // a repeat (re-sent after a tunnel loss)
+        // Only an answer to our own OPEN counts: a repeat (re-sent after a tunnel loss) is ignored, and
+        // so is one sent to the acceptor, which must not open a stream its application has not accepted.
+        if (this.streamState !== 'opening' || !this.openWaiter) return;
         this.peerLimit = Math.max(this.peerLimit, frame.window);
         this.transition('open');
-        this.openWaiter?.resolve();
+        this.openWaiter.resolve();
         this.openWaiter = null;
         this.host.requestSend(this);
         return;
       case FrameType.OPEN_FAIL:
-        if (this.streamState !== 'opening') return;
+        if (this.streamState !== 'opening' || !this.openWaiter) return;
         this.resetByPeer = true;
         this.fail(new OpenFailedError(frame.reason, frame.message));
         return;
@@ -361,6 +366,17 @@ export class Connection extends Duplex {
       // Nobody holds this stream yet: the error goes to whoever awaits the open, not to an 'error' event.
       this.openWaiter.reject(err);
       this.openWaiter = null;
+      this.discard();
+      return;
+    }
+    if (this.streamState === 'opening') {
+      // The acceptor's side of an OPEN not answered yet (the server is still dialing): the application
+      // has not got the stream, so nobody listens for 'error', and emitting it would crash the process.
+      // Tell the peer (unless it reset first) and drop the stream quietly; its 'close' aborts the open.
+      if (!this.resetByPeer) {
+        const reason = err instanceof GkdError && err.reason !== undefined ? err.reason : Reason.GENERAL_FAILURE;
+        this.host.sendControl({ type: FrameType.RST, stream: this.id, reason, message: err.message });
+      }
       this.discard();
       return;
     }
@@ -430,6 +446,7 @@ export class Connection extends Duplex {
       while (h < this.unacked.length) {
         const u = this.unacked[h]!;
         if (u.offset + u.payload.length > f.ack) break;
+        this.unacked[h] = ACKED;
         h++;
       }
       this.unackedHead = h;

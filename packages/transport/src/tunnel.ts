@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { SessionConfig } from './config.js';
 import {
   Decoder,
   FrameType,
@@ -70,7 +71,23 @@ export interface TunnelStats {
   unconfirmed: number;
 }
 
+/** The tunnel settings that come from a session config, for tunnel `index` (-1 until the handshake names it). */
+export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
+  return {
+    index,
+    maxBody: c.maxBody,
+    keepaliveInterval: c.keepaliveInterval,
+    keepaliveTimeout: c.keepaliveTimeout,
+    confirmFrames: c.confirmFrames,
+    confirmBytes: c.confirmBytes,
+    highWater: c.tunnelHighWater,
+  };
+}
+
 let nextTunnelId = 1;
+
+/** Put in the slots of confirmed frames (see `onPong`). */
+const CONFIRMED: RetainedEntry = { kind: 'ack', stream: 0, tag: 0 };
 
 /**
  * One real connection (TCP, TLS or in-memory) carrying frames of one session: decoding, writing,
@@ -110,6 +127,8 @@ export class Tunnel {
   private lastSample = { time: performance.now(), confirmed: 0, inflight: 0 };
   private closeError: Error | undefined;
   private early: Frame[] = [];
+  /** True while reading is paused because the peer does not read what we send (see `onData`). */
+  private readPaused = false;
 
   constructor(socket: Duplex, opts: TunnelOptions) {
     this.socket = socket;
@@ -120,7 +139,13 @@ export class Tunnel {
     s.setNoDelay?.(true);
     s.setKeepAlive?.(true, 10_000);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.handlers.drain?.(this));
+    socket.on('drain', () => {
+      if (this.readPaused) {
+        this.readPaused = false;
+        this.socket.resume();
+      }
+      this.handlers.drain?.(this);
+    });
     socket.on('error', (err) => this.close(err));
     socket.on('close', () => this.close(this.closeError));
     socket.on('end', () => this.close(new GkdError('GKD_ERR_CLOSED', 'tunnel closed by peer')));
@@ -344,6 +369,14 @@ export class Tunnel {
         return;
       }
     }
+    // Most frames we send are answers to the peer's (PONG, ACK, RST, OPEN_FAIL), and the scheduler
+    // stops giving us DATA at `highWater`. So a send buffer far past `highWater` means the peer sends
+    // but does not read: stop reading it until the buffer drains, or it could make us queue answers
+    // without bound (a PING flood). If it stays silent meanwhile, the keepalive deadline closes us.
+    if (!this.readPaused && this.socket.writableLength > 4 * this.opts.highWater) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
   }
 
   private dispatch(frame: Frame): void {
@@ -398,7 +431,11 @@ export class Tunnel {
     this.srtt = this.srtt === null ? rtt : 0.875 * this.srtt + 0.125 * rtt;
     // Everything tagged with a ping id ≤ id was sent before that ping: the peer has processed it.
     let h = this.retainedHead;
-    while (h < this.retained.length && this.retained[h]!.tag <= id) h++;
+    while (h < this.retained.length && this.retained[h]!.tag <= id) {
+      // Free the confirmed frame (and a DATA payload) now: compaction waits for 1024 of them.
+      this.retained[h] = CONFIRMED;
+      h++;
+    }
     this.retainedHead = h;
     if (h > 1024 && h * 2 > this.retained.length) {
       this.retained = this.retained.slice(h);
