@@ -20,6 +20,9 @@ import type { RetainedEntry, Tunnel, TunnelStats } from './tunnel.js';
 /** How many ended stream ids a session remembers (to answer late frames correctly). */
 const CLOSED_MEMORY = 4096;
 
+/** How many ids below the highest one seen a session remembers as not opened yet (see `onOpen`). */
+const UNSEEN_MEMORY = 4096;
+
 /** An OPEN the acceptor has to answer: accept it (OPEN_OK) or reject it (OPEN_FAIL). */
 export interface OpenRequest {
   readonly stream: number;
@@ -81,6 +84,8 @@ export class Session extends EventEmitter implements StreamHost {
   private readonly pick: TunnelPicker;
   private nextLocalId = 1;
   private maxPeerId = 0;
+  /** Peer ids below `maxPeerId` whose OPEN has not arrived yet (it was overtaken on another tunnel). */
+  private readonly unseenPeerIds = new Set<number>();
   private graceTimer: NodeJS.Timeout | undefined;
   readonly recvBudget: ByteBudget;
   readonly sendBudget: ByteBudget;
@@ -421,6 +426,8 @@ export class Session extends EventEmitter implements StreamHost {
     const peerOpened = (id % 2 === 1) === (this.role === 'server');
     const known = peerOpened ? id <= this.maxPeerId : id < this.nextLocalId;
     if (!known) throw new ProtocolError(`frame type 0x${frame.type.toString(16)} for stream ${id}, which was never opened`);
+    // The opener gave up on an OPEN that has not arrived yet: when it does, it is a repeat (refused), not new.
+    if (frame.type === FrameType.RST) this.unseenPeerIds.delete(id);
     if (frame.type !== FrameType.DATA && frame.type !== FrameType.FIN) return;
     const end = this.ended.get(id);
     if (end?.how === 'normal') {
@@ -436,14 +443,21 @@ export class Session extends EventEmitter implements StreamHost {
       this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.NOT_ALLOWED, message: 'this end accepts no streams' });
       return;
     }
-    if (id <= this.maxPeerId) {
+    if (id <= this.maxPeerId && !this.unseenPeerIds.delete(id)) {
       // A repeat after a tunnel loss: answer with the current state, never open twice.
       const s = this.streams.get(id);
       if (s && !this.pendingOpens.has(id)) this.sendControl({ type: FrameType.OPEN_OK, stream: id, window: s.initialWindow });
       else if (!s) this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.GENERAL_FAILURE, message: 'stream already closed' });
       return;
     }
-    this.maxPeerId = id;
+    if (id > this.maxPeerId) {
+      // Ids are allocated in order, but OPENs travel on different tunnels: one whose tunnel died is
+      // re-sent after OPENs sent later on others. Remember the ids skipped, so that late first OPEN is
+      // taken as new, not as a repeat of a closed stream (which would fail it). Bounded: a peer that
+      // skips ids wholesale gets the repeat answer for the ids past the bound.
+      for (let k = this.maxPeerId === 0 ? 1 : this.maxPeerId + 2; k < id && this.unseenPeerIds.size < UNSEEN_MEMORY; k += 2) this.unseenPeerIds.add(k);
+      this.maxPeerId = id;
+    }
     if (this.goingAway) {
       this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.GENERAL_FAILURE, message: 'server is shutting down' });
       return;

@@ -1,0 +1,312 @@
+/**
+ * gkd for the benchmark: the server in one namespace, a client with N tunnels and its SOCKS5 port in
+ * the other. Two implementations of the same deployment:
+ *   - 'cli' (default): the `gkd` command users run (packages/cli/bin/gkd.js, the built dist); per-tunnel
+ *     bytes and RTT come from its Prometheus endpoint (--metrics), read from inside the namespace;
+ *   - 'lib': scripts/bench/gkd-probe.ts, the same components in library mode, which records the
+ *     transport's full stats() (inflight, rate, queued, stream windows, reorder depth) for diagnosis.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Proc, run, sleep } from './proc.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = `${ROOT}packages/cli/bin/gkd.js`;
+const PROBE = `${ROOT}scripts/bench/gkd-probe.ts`;
+const SERVER_METRICS = '127.0.0.1:9464';
+const CLIENT_METRICS = '127.0.0.1:9465';
+
+export type GkdMode = 'cli' | 'lib';
+
+/** Per-tunnel view of one measured window (the server is the sender of a download). */
+export interface TunnelDiag {
+  index: number;
+  /** Share of the bytes the server sent in the window (1/N when balanced). */
+  share: number;
+  /** Smoothed RTT as the server saw it (average of samples in 'lib' mode, last value in 'cli' mode), in ms. */
+  rttMs: number | null;
+  /** lib mode: average bytes written but not yet confirmed by a PONG, in KiB. */
+  inflightKiB?: number;
+  /** lib mode: average bytes in the socket's send buffer, in KiB. */
+  queuedKiB?: number;
+  /** lib mode: the tunnel's measured delivery rate at the end, in Mbit/s. */
+  rateMbps?: number | null;
+}
+
+/** What gkd's own stats say about one measured download. */
+export interface GkdDiag {
+  tunnels: TunnelDiag[];
+  /** Smallest and largest tunnel share × N (1 = fair). */
+  shareMin: number;
+  shareMax: number;
+  resentFrames: number;
+  /** lib mode: the download stream on the client (receiver): largest receive window, in KiB. */
+  windowKiB?: number;
+  /** lib mode: average out-of-order segments held by the client's reorder buffer. */
+  reorderAvg?: number;
+  reorderMax?: number;
+  /** lib mode: average bytes received but not yet read by the client application (reorder + readable), in KiB. */
+  bufferedKiB?: number;
+  /** lib mode: the server's download stream: average and largest unacknowledged bytes, in KiB. */
+  unackedAvgKiB?: number;
+  unackedMaxKiB?: number;
+  /** lib mode: samples in the window. */
+  samples?: number;
+}
+
+export interface GkdOptions {
+  mode: GkdMode;
+  nsServer: string;
+  nsClient: string;
+  /** host:port the server listens on (in nsServer). */
+  listen: string;
+  /** Destinations to allow (the file server is on a loopback address, denied by default). */
+  allow: string;
+  /** host:port of the client's SOCKS5 port (in nsClient). */
+  socks: string;
+  logDir: string;
+  /** Transport settings for 'lib' mode (JSON Partial<SessionConfig>), to try a change without editing the packages. */
+  session?: string;
+  /** 'lib' mode: a run-time patch of the transport to measure (GKD_BENCH_PATCH, see gkd-probe.ts). */
+  patch?: string;
+}
+
+type Metrics = Map<string, number>;
+
+export class Gkd {
+  private readonly key = randomBytes(32).toString('base64url');
+  private server: Proc | undefined;
+  private client: Proc | undefined;
+  private readonly tag = Math.random().toString(36).slice(2, 8);
+  private n = 0;
+
+  constructor(private readonly o: GkdOptions) {}
+
+  private get env(): NodeJS.ProcessEnv {
+    return { GKD_KEY: this.key, ...(this.o.session ? { GKD_BENCH_SESSION: this.o.session } : {}), ...(this.o.patch ? { GKD_BENCH_PATCH: this.o.patch } : {}) };
+  }
+
+  private statsFile(side: string): string {
+    return `${this.o.logDir}/gkd-${this.tag}-${side}.stats.jsonl`;
+  }
+
+  private node(args: string[]): [string, string[]] {
+    return this.o.mode === 'cli' ? ['node', [CLI, ...args]] : ['node', ['--conditions=@gkd/source', '--import', 'tsx', PROBE, ...args]];
+  }
+
+  get serverPid(): number {
+    return this.server?.pid ?? -1;
+  }
+  get clientPid(): number {
+    return this.client?.pid ?? -1;
+  }
+
+  async startServer(): Promise<void> {
+    const [cmd, args] =
+      this.o.mode === 'cli'
+        ? this.node(['server', '--listen', this.o.listen, '--allow', this.o.allow, '--metrics', SERVER_METRICS, '--log-level', 'warn', '--drain-timeout', '0'])
+        : this.node(['server', this.o.listen, this.o.allow, this.statsFile('server')]);
+    this.server = new Proc('gkd server', this.o.nsServer, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-server.log` });
+    await this.server.waitFor(/gkd: server (listening )?on/, 30_000);
+  }
+
+  /** Start a client with `n` tunnels; resolves once the ready line reports them up (or after 10 s with fewer). */
+  async startClient(n: number): Promise<number> {
+    await this.stopClient();
+    this.n = n;
+    const [cmd, args] =
+      this.o.mode === 'cli'
+        ? this.node(['client', '--server', this.o.listen, '--tunnels', String(n), '--socks', this.o.socks, '--quiet', '--metrics', CLIENT_METRICS, '--log-level', 'warn', '--drain-timeout', '0'])
+        : this.node(['client', this.o.listen, String(n), this.o.socks, this.statsFile('client')]);
+    this.client = new Proc(`gkd client (${n} tunnels)`, this.o.nsClient, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-client.log` });
+    const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
+    let up = Number(m[1]);
+    // The CLI's ready line may come 2 s after the first tunnel with some still connecting: wait for all.
+    for (let i = 0; i < 50 && up < n && this.o.mode === 'cli'; i++) {
+      await sleep(200);
+      up = (await this.metrics(this.o.nsClient, CLIENT_METRICS)).get('gkd_tunnels_up{side="client"}') ?? up;
+    }
+    return up;
+  }
+
+  async stopClient(): Promise<void> {
+    await this.client?.stop();
+    this.client = undefined;
+  }
+
+  async stop(): Promise<void> {
+    await this.stopClient();
+    await this.server?.stop();
+    this.server = undefined;
+  }
+
+  /** Read a Prometheus endpoint inside a namespace. */
+  private async metrics(ns: string, at: string): Promise<Metrics> {
+    const r = await run(ns, 'curl', ['-s', '--max-time', '5', `http://${at}/metrics`], 10_000);
+    const m: Metrics = new Map();
+    for (const line of r.stdout.split('\n')) {
+      if (line.startsWith('#') || !line.trim()) continue;
+      const i = line.lastIndexOf(' ');
+      m.set(line.slice(0, i), Number(line.slice(i + 1)));
+    }
+    return m;
+  }
+
+  /** A mark taken before a download: the counters in 'cli' mode, the time in 'lib' mode. */
+  async mark(): Promise<{ t: number; server?: Metrics }> {
+    if (this.o.mode === 'lib') return { t: Date.now() };
+    return { t: Date.now(), server: await this.metrics(this.o.nsServer, SERVER_METRICS) };
+  }
+
+  /** gkd's view of the download between `before` and now. */
+  async diagnose(before: { t: number; server?: Metrics }): Promise<GkdDiag> {
+    return this.o.mode === 'cli' ? this.diagnoseCli(before.server ?? new Map()) : this.diagnoseLib(before.t, Date.now());
+  }
+
+  private async diagnoseCli(before: Metrics): Promise<GkdDiag> {
+    const after = await this.metrics(this.o.nsServer, SERVER_METRICS);
+    const out = new Map<number, number>();
+    for (const [k, v] of after) {
+      const m = /^gkd_tunnel_bytes_total\{side="server",tunnel="(\d+)",direction="out"\}$/.exec(k);
+      if (m) out.set(Number(m[1]), v - (before.get(k) ?? 0));
+    }
+    const tunnels: TunnelDiag[] = [];
+    const total = [...out.values()].reduce((a, b) => a + b, 0);
+    for (const [index, bytes] of [...out].sort((a, b) => a[0] - b[0])) {
+      if (index >= this.n) continue;
+      const rtt = after.get(`gkd_tunnel_rtt_seconds{side="server",tunnel="${index}"}`);
+      tunnels.push({ index, share: total > 0 ? bytes / total : 0, rttMs: rtt === undefined ? null : rtt * 1000 });
+    }
+    const resent = (after.get('gkd_resent_frames_total{side="server"}') ?? 0) - (before.get('gkd_resent_frames_total{side="server"}') ?? 0);
+    return { tunnels, ...shares(tunnels, this.n), resentFrames: resent };
+  }
+
+  private diagnoseLib(t0: number, t1: number): GkdDiag {
+    const srv = samples(this.statsFile('server'), t0, t1);
+    const cli = samples(this.statsFile('client'), t0, t1);
+    // The server's session of this client: the one whose tunnels carried the most bytes in the window.
+    const pick = (s: Sample[]): SessionSample[] => {
+      if (s.length === 0) return [];
+      const ids = s[s.length - 1]!.sessions.length;
+      let best = 0;
+      let bestOut = -1;
+      for (let k = 0; k < ids; k++) {
+        const sum = (x: SessionSample | undefined): number => (x ? x.tunnels.reduce((a, t) => a + t.out, 0) : 0);
+        const d = sum(s[s.length - 1]!.sessions[k]) - sum(s[0]!.sessions[k]);
+        if (d > bestOut) {
+          bestOut = d;
+          best = k;
+        }
+      }
+      return s.map((x) => x.sessions[best]).filter((x): x is SessionSample => x !== undefined);
+    };
+    const S = pick(srv);
+    const C = pick(cli);
+    const diag: GkdDiag = { tunnels: [], shareMin: NaN, shareMax: NaN, resentFrames: 0, samples: S.length };
+    if (S.length < 2) return diag;
+    const first = S[0]!;
+    const last = S[S.length - 1]!;
+    const outAt = (x: SessionSample, i: number): number => x.tunnels.find((t) => t.i === i)?.out ?? 0;
+    const indices = [...new Set(last.tunnels.filter((t) => t.st === 'open').map((t) => t.i))].sort((a, b) => a - b);
+    const deltas = indices.map((i) => outAt(last, i) - outAt(first, i));
+    const total = deltas.reduce((a, b) => a + b, 0);
+    indices.forEach((i, k) => {
+      const seen = S.map((x) => x.tunnels.find((t) => t.i === i)).filter((t): t is TunnelSample => t !== undefined);
+      const rtts = seen.map((t) => t.rtt).filter((r): r is number => r !== null);
+      const rate = seen[seen.length - 1]?.rate ?? null;
+      diag.tunnels.push({
+        index: i,
+        share: total > 0 ? deltas[k]! / total : 0,
+        rttMs: rtts.length ? avg(rtts) : null,
+        inflightKiB: avg(seen.map((t) => t.fl)) / 1024,
+        queuedKiB: avg(seen.map((t) => t.q)) / 1024,
+        rateMbps: rate === null ? null : (rate * 8) / 1e6,
+      });
+    });
+    Object.assign(diag, shares(diag.tunnels, this.n));
+    diag.resentFrames = last.resent - first.resent;
+    // The download stream: most bytes out on the server, most bytes in on the client.
+    // (It may have ended before the last sample: look at every sample.)
+    const down = (xs: SessionSample[], key: 'out' | 'in'): StreamSample[] => {
+      let best: StreamSample | undefined;
+      for (const x of xs) for (const st of x.streams) if (!best || st[key] > best[key]) best = st;
+      if (!best) return [];
+      const id = best.id;
+      return xs.map((x) => x.streams.find((st) => st.id === id)).filter((st): st is StreamSample => st !== undefined);
+    };
+    const sd = down(S, 'out');
+    if (sd.length) {
+      diag.unackedAvgKiB = avg(sd.map((s) => s.unacked)) / 1024;
+      diag.unackedMaxKiB = Math.max(...sd.map((s) => s.unacked)) / 1024;
+    }
+    const cd = down(C, 'in');
+    if (cd.length) {
+      diag.windowKiB = Math.max(...cd.map((s) => s.win)) / 1024;
+      diag.reorderAvg = avg(cd.map((s) => s.reorder));
+      diag.reorderMax = Math.max(...cd.map((s) => s.reorder));
+      diag.bufferedKiB = avg(cd.map((s) => s.buf)) / 1024;
+    }
+    return diag;
+  }
+}
+
+interface TunnelSample {
+  i: number;
+  st: string;
+  rtt: number | null;
+  in: number;
+  out: number;
+  q: number;
+  fl: number;
+  rate: number | null;
+}
+interface StreamSample {
+  id: number;
+  win: number;
+  unacked: number;
+  reorder: number;
+  buf: number;
+  in: number;
+  out: number;
+}
+interface SessionSample {
+  resent: number;
+  tunnels: TunnelSample[];
+  streams: StreamSample[];
+}
+interface Sample {
+  t: number;
+  sessions: SessionSample[];
+}
+
+function samples(file: string, t0: number, t1: number): Sample[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    try {
+      const s = JSON.parse(line) as Sample;
+      if (s.t >= t0 && s.t <= t1) out.push(s);
+    } catch {
+      /* a line being written */
+    }
+  }
+  return out;
+}
+
+function avg(xs: number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+}
+
+function shares(tunnels: TunnelDiag[], n: number): { shareMin: number; shareMax: number } {
+  if (tunnels.length === 0) return { shareMin: NaN, shareMax: NaN };
+  const s = tunnels.map((t) => t.share * n);
+  // Tunnels that carried nothing are missing from the metrics: count them as 0.
+  return { shareMin: tunnels.length < n ? 0 : Math.min(...s), shareMax: Math.max(...s) };
+}
