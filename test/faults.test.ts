@@ -65,8 +65,10 @@ describe('faults under load', () => {
       // ... and the server holds nothing unacknowledged beyond its per-peer send budget (half of 32 MiB).
       expect(r.stalledSendBudget).toBeLessThanOrEqual(16 * MiB);
       expect(r.stalledUnacked).toBeLessThanOrEqual(16 * MiB);
-      // Generous for a shared 2-core machine: the point is that bob is not stuck behind carol.
-      expect(r.during).toBeGreaterThan(r.before * 0.5);
+      // The failure this guards against is head-of-line blocking: bob stuck behind carol's full windows,
+      // near 0 MB/s. Generous, because another test file may start on this 2-core machine mid-measurement
+      // (the ratio measured so far: 0.68–1.3).
+      expect(r.during).toBeGreaterThan(r.before * 0.3);
       expect(r.resumedOk).toBe(r.stalledStreams);
     }, 180_000);
 

@@ -159,6 +159,21 @@ describe('regressions found by the reliability suite', () => {
       }, 30_000);
     }
 
+    it('an OPEN_OK sent to the server for its own OPEN is ignored (it used to open the stream before the dial and crash on the next error)', async () => {
+      const { stack, peer, open } = await server();
+      peer.socket.write(
+        Buffer.concat([
+          open({ type: 'ipv4', host: '127.0.0.1', port: stack.ports.hold }),
+          encode({ type: FrameType.OPEN_OK, stream: 1, window: 65536 }),
+          encode({ type: FrameType.FIN, stream: 1, offset: 1 << 20 }),
+        ]),
+      );
+      const pong = peer.waitPong(1);
+      await peer.write(encode({ type: FrameType.PING, id: 1 }));
+      expect(await pong).toBe(true);
+      expect(stack.server.alive).toBe(true);
+    }, 30_000);
+
     it('an OPEN overtaken by a later one (another tunnel) is a new stream, not a repeat of a closed one (it used to fail)', async () => {
       const { stack, peer, open } = await server();
       const hold = { type: 'ipv4' as const, host: '127.0.0.1', port: stack.ports.hold };

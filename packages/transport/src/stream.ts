@@ -117,6 +117,8 @@ export class Connection extends Duplex {
   private remoteEnded = false;
   private epochTime = Date.now();
   private epochConsumed = 0;
+  /** Most bytes held in the reorder buffer (behind a gap) during the current window epoch. */
+  private epochHeld = 0;
   private resetByPeer = false;
   private released = false;
   private recvReleased = false;
@@ -400,6 +402,7 @@ export class Connection extends Duplex {
       throw new ProtocolError(`DATA beyond FIN offset ${this.remoteFinal}`);
     }
     const { released, duplicate } = this.reorder.insert(offset, payload);
+    if (this.reorder.size > this.epochHeld) this.epochHeld = this.reorder.size;
     for (const buf of released) {
       this.delivered += buf.length;
       this.push(buf);
@@ -472,19 +475,30 @@ export class Connection extends Duplex {
     return { type: FrameType.ACK, stream: this.id, ack: next, window: Math.min(0xffffffff, limit - next) };
   }
 
-  /** Grow the window if the reader consumed a whole window in under two RTTs; ACK if the limit moved enough. */
+  /**
+   * Grow (double) the window when, over the window just consumed, the window and not the reader was
+   * the limit: the reader consumed a whole window in under two RTTs, or at least half a window sat in
+   * the reorder buffer behind a gap. The second rule matters under loss: a segment lost on one tunnel
+   * holds back what the other tunnels delivered, each window then takes longer than two RTTs to drain,
+   * and without it the window never grows and caps the stream at window / stall time. A slow reader
+   * fills the readable buffer in order and leaves the reorder buffer empty, so it does not grow it.
+   * Then ACK if the limit moved enough.
+   */
   private maybeUpdateWindow(): void {
     if (this.streamState === 'failed' || this.remoteEnded) return;
     const consumed = this.delivered - this.readableLength;
     if (consumed - this.epochConsumed >= this.window) {
       const now = Date.now();
       const cfg = this.host.config;
-      if (now - this.epochTime < 2 * this.host.rtt() && this.window < cfg.maxWindow) {
+      const fast = now - this.epochTime < 2 * this.host.rtt();
+      const heldBehindGap = this.epochHeld >= this.window / 2;
+      if ((fast || heldBehindGap) && this.window < cfg.maxWindow) {
         const grow = Math.min(this.window, cfg.maxWindow - this.window);
         if (this.host.recvBudget.tryReserve(grow)) this.window += grow;
       }
       this.epochTime = now;
       this.epochConsumed = consumed;
+      this.epochHeld = this.reorder.size;
     }
     if (consumed + this.window - this.advertisedLimit >= this.window / 4) this.host.scheduleAck(this);
   }

@@ -142,6 +142,15 @@ export async function authedAttacker(o: AuthedOptions): Promise<void> {
       if (tail || peer.isClosed) {
         await within(peer.finish(), 30_000, 'closing a tunnel');
         collect(peer, o.stats);
+        if (tail?.cls === 'wild' && !newSession) {
+          // A mutated OPEN may have registered any id (a flipped bit in the stream id): the ids the
+          // server knows are no longer certain. Retire the session (GOAWAY NORMAL frees it at once).
+          const last = await session.tunnel();
+          await last.write(encode({ type: FrameType.GOAWAY, reason: 0, message: 'retired' }));
+          await within(last.closed, 30_000, 'the server freeing a retired session');
+          collect(last, o.stats);
+          newSession = true;
+        }
         if (newSession) {
           session = new OwnSession(o.port, o.user, o.key);
           fz.reset();

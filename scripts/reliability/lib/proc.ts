@@ -47,6 +47,11 @@ export class Child<Ready = unknown> {
   /** Highest RSS seen by `sample()` (bytes); VmHWM is the kernel's own peak and is preferred. */
   maxSampledRss = 0;
 
+  /**
+   * Diagnosis: GKD_CHILD_NODE_OPTIONS adds node flags to every child (e.g. `--expose-gc`, for the
+   * `gcMemory` command), and GKD_CHILD_EVENTS=1 makes children print failed opens and proxy client
+   * errors on stderr (a run then fails its "stderr is empty" checks, on purpose: read them).
+   */
   constructor(name: string, role: string, config: unknown, env: NodeJS.ProcessEnv = {}) {
     const extra = (process.env.GKD_CHILD_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
     this.name = name;

@@ -106,6 +106,10 @@ export async function idleScenario(n: number, tunnels = 8): Promise<IdleScenario
   let idle: Awaited<ReturnType<typeof openIdle>> | undefined;
   try {
     idle = await openIdle(client.ready.socksPort, stack.ports.hold, count, 256);
+    // The server's dial completes with the kernel's handshake; the destination process accepts the
+    // connection when its event loop gets to it, which on a busy machine can be a little later.
+    const opened = idle.sockets.length;
+    await until(async () => (await stack.destination.call('stats')).open.hold >= opened, 30_000, 'the destination to accept every connection').catch(() => undefined);
     const [ss, cs, ds] = await Promise.all([stack.server.call('stats'), client.call('stats'), stack.destination.call('stats')]);
     const [srss, crss] = await Promise.all([stack.server.rss(), client.rss()]);
     return {
