@@ -117,7 +117,12 @@ async function runServer(c: ServerRoleConfig): Promise<void> {
   server.on('refused', (_addr: string, err: { reason?: number; code?: string }) => count(refused, `${err.code ?? 'ERR'}:${err.reason ?? '-'}`));
   server.on('session', (p: PeerInfo) => count(sessionsStarted, p.user));
   server.on('session-end', (p: PeerInfo) => count(sessionsEnded, p.user));
-  server.on('tunnel-down', (p: PeerInfo) => count(tunnelsDown, p.user));
+  /** Tunnels closed, by error code and wire reason (e.g. `GKD_ERR_LIMIT:21`). */
+  const tunnelsDownWhy: Record<string, number> = {};
+  server.on('tunnel-down', (p: PeerInfo, _index: number, err?: { reason?: number; code?: string }) => {
+    count(tunnelsDown, p.user);
+    count(tunnelsDownWhy, `${err?.code ?? 'none'}:${err?.reason ?? '-'}`);
+  });
   server.on('error', (err: Error) => process.stderr.write(`server error event: ${err.stack ?? err.message}\n`));
   // GKD_CHILD_EVENTS=1: failed opens on stderr, for diagnosis.
   if (process.env.GKD_CHILD_EVENTS) server.on('open-failed', (e: unknown) => process.stderr.write(`${JSON.stringify({ server: 'open-failed', ...(e as object) })}\n`));
@@ -142,6 +147,7 @@ async function runServer(c: ServerRoleConfig): Promise<void> {
         maxStreamWindow: s.streams.reduce((a, x) => Math.max(a, x.window), 0),
         queued: s.tunnels.reduce((a, t) => a + t.queued, 0),
         unconfirmed: s.tunnels.reduce((a, t) => a + t.unconfirmed, 0),
+        held: s.heldFrames,
         resentFrames: s.resentFrames,
         bytesIn: s.bytesIn,
         bytesOut: s.bytesOut,
@@ -151,6 +157,7 @@ async function runServer(c: ServerRoleConfig): Promise<void> {
       sessionsStarted,
       sessionsEnded,
       tunnelsDown,
+      tunnelsDownWhy,
       resolverRefused: resolver?.refused() ?? 0,
       memory: process.memoryUsage(),
     };

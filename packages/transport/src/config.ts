@@ -27,6 +27,12 @@ export interface SessionConfig {
   confirmFrames: number;
   /** Send a confirmation PING after this many unconfirmed bytes on a tunnel. Default 1 MiB. */
   confirmBytes: number;
+  /**
+   * Most frames a tunnel keeps for re-sending before the peer confirms them (answers a PING). A peer
+   * that reads but never confirms would otherwise make this end keep every frame it sends; past this
+   * bound the tunnel is closed (GKD_ERR_LIMIT). Legitimate traffic keeps about one RTT of frames. Default 65 536.
+   */
+  maxUnconfirmedFrames: number;
   /** How long a session and its streams survive with no tunnel, in ms. Default 30 000. */
   gracePeriod: number;
   /** A tunnel whose socket holds more than this many unsent bytes takes no new frames until it drains, in bytes. Default 256 KiB. */
@@ -46,6 +52,7 @@ export const defaultSessionConfig: SessionConfig = {
   keepaliveTimeout: 5000,
   confirmFrames: 64,
   confirmBytes: 1024 * 1024,
+  maxUnconfirmedFrames: 65_536,
   gracePeriod: 30_000,
   tunnelHighWater: 256 * 1024,
   scheduler: 'least-queued',
@@ -71,6 +78,7 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   checkInt('keepaliveTimeout', c.keepaliveTimeout, c.keepaliveInterval, 3_600_000);
   checkInt('confirmFrames', c.confirmFrames, 1, 1_000_000);
   checkInt('confirmBytes', c.confirmBytes, 1, 1 << 30);
+  checkInt('maxUnconfirmedFrames', c.maxUnconfirmedFrames, Math.max(1024, c.confirmFrames), 1 << 24);
   checkInt('gracePeriod', c.gracePeriod, 0, 24 * 3_600_000);
   checkInt('tunnelHighWater', c.tunnelHighWater, 1024, 1 << 30);
   if (c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {

@@ -23,6 +23,14 @@ const CLOSED_MEMORY = 4096;
 /** How many ids below the highest one seen a session remembers as not opened yet (see `onOpen`). */
 const UNSEEN_MEMORY = 4096;
 
+/** Most control frames about streams no longer live that a session keeps to re-send after a tunnel loss. */
+const STALE_RESEND_MEMORY = 4096;
+
+/** Re-sent control frames are deduplicated by this key: one per frame type and stream. */
+function frameKey(frame: Frame): string {
+  return isStreamFrame(frame) ? `${frame.type}:${frame.stream}` : `${frame.type}`;
+}
+
 /** An OPEN the acceptor has to answer: accept it (OPEN_OK) or reject it (OPEN_FAIL). */
 export interface OpenRequest {
   readonly stream: number;
@@ -48,6 +56,8 @@ export interface SessionStats {
   recvBudgetUsed: number;
   /** Unacknowledged sent bytes held (reserved from the send budget). */
   sendBudgetUsed: number;
+  /** Control and data frames waiting to be (re-)sent: a lost tunnel's unconfirmed frames, frames held while no tunnel is up. */
+  heldFrames: number;
   tunnels: TunnelStats[];
   streams: StreamStats[];
 }
@@ -166,6 +176,16 @@ export class Session extends EventEmitter implements StreamHost {
     if (i >= 0) this.tunnels.splice(i, 1);
     if (this.lostError) return;
     const acks = new Set<number>();
+    // Control frames are re-sent once per (type, stream): repeats say nothing new. Those about streams
+    // no longer live (answers to a peer's stray frames, resets) are kept up to STALE_RESEND_MEMORY: a
+    // peer that provokes answers without confirming them must not fill this session's memory.
+    const queued = new Set<string>();
+    let stale = 0;
+    for (const e of this.resendQueue) {
+      if (e.kind !== 'frame') continue;
+      queued.add(frameKey(e.frame));
+      if (this.isStale(e.frame)) stale++;
+    }
     for (const e of unconfirmed) {
       if (e.kind === 'data') {
         const s = this.streams.get(e.stream);
@@ -175,6 +195,10 @@ export class Session extends EventEmitter implements StreamHost {
       } else if (e.kind === 'ack') {
         acks.add(e.stream);
       } else {
+        const key = frameKey(e.frame);
+        if (queued.has(key)) continue;
+        if (this.isStale(e.frame) && ++stale > STALE_RESEND_MEMORY) continue;
+        queued.add(key);
         this.resendQueue.push({ kind: 'frame', frame: e.frame });
       }
     }
@@ -183,7 +207,9 @@ export class Session extends EventEmitter implements StreamHost {
       if (s) this.scheduleAck(s);
       else {
         const end = this.ended.get(id);
-        if (end?.how === 'normal') this.resendQueue.push({ kind: 'frame', frame: { type: FrameType.ACK, stream: id, ack: end.received, window: 0 } });
+        if (end?.how === 'normal' && ++stale <= STALE_RESEND_MEMORY) {
+          this.resendQueue.push({ kind: 'frame', frame: { type: FrameType.ACK, stream: id, ack: end.received, window: 0 } });
+        }
       }
     }
     this.emit('tunnel-down', t, err);
@@ -192,6 +218,11 @@ export class Session extends EventEmitter implements StreamHost {
       this.graceTimer.unref();
     }
     this.pump();
+  }
+
+  /** A frame about a stream that is no longer live (an OPEN counts as live: its stream may still be opening). */
+  private isStale(frame: Frame): boolean {
+    return isStreamFrame(frame) && frame.type !== FrameType.OPEN && !this.streams.has(frame.stream);
   }
 
   /** Fail every stream with SESSION_LOST and forget everything (grace period over, or closed). */
@@ -524,6 +555,7 @@ export class Session extends EventEmitter implements StreamHost {
       resentFrames: resent,
       recvBudgetUsed: this.recvBudget.used,
       sendBudgetUsed: this.sendBudget.used,
+      heldFrames: this.resendQueue.length + this.heldControl.length,
       tunnels: this.tunnels.map((t) => t.stats()),
       streams,
     };

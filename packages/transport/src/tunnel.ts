@@ -4,6 +4,7 @@ import {
   Decoder,
   FrameType,
   GkdError,
+  LimitError,
   Reason,
   encode,
   encodeDataHeader,
@@ -48,6 +49,7 @@ export interface TunnelOptions {
   confirmFrames: number;
   confirmBytes: number;
   highWater: number;
+  maxUnconfirmed: number;
 }
 
 /** A snapshot of one tunnel for stats. */
@@ -81,6 +83,7 @@ export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
     confirmFrames: c.confirmFrames,
     confirmBytes: c.confirmBytes,
     highWater: c.tunnelHighWater,
+    maxUnconfirmed: c.maxUnconfirmedFrames,
   };
 }
 
@@ -116,6 +119,12 @@ export class Tunnel {
   private unconfirmedBytes = 0;
   private nextPingId = 1;
   private confirmPingOutstanding = false;
+  /** More than `maxUnconfirmed` frames are kept: the tunnel closes on the next turn. */
+  private overLimit = false;
+  /** Retained DATA and control frames (not ACKs, which are re-generated per stream) not yet confirmed. */
+  private retainedFrames = 0;
+  /** When the oldest PING still unanswered was sent (performance.now()), or null if every PING was answered. */
+  private unansweredSince: number | null = null;
   /** Outstanding PINGs: when each was sent (performance.now()) and `writtenTotal` just before it. */
   private readonly pingSent = new Map<number, { at: number; written: number }>();
   private lastReceived = Date.now();
@@ -193,7 +202,11 @@ export class Tunnel {
     if (frame.type === FrameType.PING || frame.type === FrameType.PONG) return;
     if (this.state !== 'open' && this.state !== 'draining') return; // handshake frames are not retained
     const tag = this.nextPingId;
-    this.retained.push(frame.type === FrameType.ACK ? { kind: 'ack', stream: frame.stream, tag } : { kind: 'frame', frame, tag });
+    if (frame.type === FrameType.ACK) this.retained.push({ kind: 'ack', stream: frame.stream, tag });
+    else {
+      this.retained.push({ kind: 'frame', frame, tag });
+      this.retainedFrames++;
+    }
     this.noteUnconfirmed(buf.length);
   }
 
@@ -205,6 +218,7 @@ export class Tunnel {
     this.write(payload);
     this.framesOut++;
     this.retained.push({ kind: 'data', stream, offset, payload, tag: this.nextPingId });
+    this.retainedFrames++;
     this.noteUnconfirmed(head.length + payload.length);
   }
 
@@ -282,6 +296,12 @@ export class Tunnel {
   }
 
   private noteUnconfirmed(bytes: number): void {
+    if (this.retainedFrames > this.opts.maxUnconfirmed && !this.overLimit) {
+      // Closed on the next turn, not here: the caller may be in the middle of a scheduling round that
+      // would hand the next frame to a tunnel closed under it. Until then the tunnel takes frames as usual.
+      this.overLimit = true;
+      setImmediate(() => this.fail(new LimitError(`tunnel ${this.index}: the peer confirmed none of the last ${this.opts.maxUnconfirmed} frames (it does not answer PINGs)`)));
+    }
     this.unconfirmedFrames++;
     this.unconfirmedBytes += bytes;
     if (!this.confirmPingOutstanding && (this.unconfirmedFrames >= this.opts.confirmFrames || this.unconfirmedBytes >= this.opts.confirmBytes)) {
@@ -296,7 +316,9 @@ export class Tunnel {
     this.unconfirmedFrames = 0;
     this.unconfirmedBytes = 0;
     if (this.pingSent.size > 4096) this.pingSent.delete(this.pingSent.keys().next().value as number);
-    this.pingSent.set(id, { at: performance.now(), written: this.writtenTotal });
+    const at = performance.now();
+    this.pingSent.set(id, { at, written: this.writtenTotal });
+    if (this.unansweredSince === null) this.unansweredSince = at;
     this.send({ type: FrameType.PING, id });
   }
 
@@ -307,6 +329,12 @@ export class Tunnel {
     this.keepaliveTimer = setInterval(() => {
       if (Date.now() - this.lastReceived > this.deadline) {
         this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
+        return;
+      }
+      // A peer that keeps sending but answers no PING confirms nothing, and every frame sent to it
+      // stays retained: that is as dead as silence (yamux and HTTP/2 keepalives do the same).
+      if (this.unansweredSince !== null && performance.now() - this.unansweredSince > this.deadline) {
+        this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: no PING answered for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
         return;
       }
       this.ping();
@@ -361,6 +389,12 @@ export class Tunnel {
     }
     for (const frame of frames) {
       if ((this.state as TunnelState) === 'closed') return;
+      if (this.overLimit) {
+        // Closing on the next turn: take nothing more from a peer that confirms nothing (unprocessed
+        // frames are unconfirmed, so a peer that is merely broken re-sends them elsewhere).
+        this.socket.pause();
+        return;
+      }
       this.framesIn++;
       try {
         this.dispatch(frame);
@@ -427,11 +461,14 @@ export class Tunnel {
       if (k > id) break;
       this.pingSent.delete(k);
     }
+    const next = this.pingSent.values().next();
+    this.unansweredSince = next.done ? null : next.value.at;
     const rtt = performance.now() - sent;
     this.srtt = this.srtt === null ? rtt : 0.875 * this.srtt + 0.125 * rtt;
     // Everything tagged with a ping id ≤ id was sent before that ping: the peer has processed it.
     let h = this.retainedHead;
     while (h < this.retained.length && this.retained[h]!.tag <= id) {
+      if (this.retained[h]!.kind !== 'ack') this.retainedFrames--;
       // Free the confirmed frame (and a DATA payload) now: compaction waits for 1024 of them.
       this.retained[h] = CONFIRMED;
       h++;
