@@ -10,6 +10,7 @@ import {
   FrameType,
   GkdError,
   HandshakeTimeoutError,
+  LimitError,
   ProtocolError,
   Reason,
   authProof,
@@ -73,8 +74,13 @@ export interface ServerOptions {
   maxBufferedBytesPerUser?: number;
   /** Close a session with no open stream for this long (GOAWAY IDLE_TIMEOUT), in ms. 0 disables. Default 0. */
   idleSessionTimeout?: number;
-  /** Tunnels still handshaking, at most. Default 256. */
+  /**
+   * Tunnels still handshaking, at most. Default 256. When full, a new connection evicts the oldest
+   * handshake (so sockets that never authenticate cannot lock legitimate peers out until they time out).
+   */
   maxHandshakes?: number;
+  /** Tunnels handshaking at once from one remote address. Default 32. */
+  maxHandshakesPerAddress?: number;
   /** Connections waiting in `accept()`, at most; more are refused. Default 1 024. */
   maxAcceptQueue?: number;
 }
@@ -91,6 +97,7 @@ interface ResolvedServerOptions {
   maxTunnelsPerSession: number;
   maxStreamsPerSession: number;
   maxHandshakes: number;
+  maxHandshakesPerAddress: number;
   maxAcceptQueue: number;
   maxPeers: number;
   maxBufferedBytesPerUser: number | undefined;
@@ -121,6 +128,7 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     maxTunnelsPerSession: o.maxTunnelsPerSession ?? 64,
     maxStreamsPerSession: o.maxStreamsPerSession ?? 1024,
     maxHandshakes: o.maxHandshakes ?? 256,
+    maxHandshakesPerAddress: o.maxHandshakesPerAddress ?? 32,
     maxAcceptQueue: o.maxAcceptQueue ?? 1024,
     maxPeers: o.maxPeers ?? 1024,
     maxBufferedBytesPerUser: o.maxBufferedBytesPerUser,
@@ -135,6 +143,7 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
   checkInt('maxTunnelsPerSession', r.maxTunnelsPerSession, 1, 65_535);
   checkInt('maxStreamsPerSession', r.maxStreamsPerSession, 1, 1_000_000);
   checkInt('maxHandshakes', r.maxHandshakes, 1, 1_000_000);
+  checkInt('maxHandshakesPerAddress', r.maxHandshakesPerAddress, 1, r.maxHandshakes);
   checkInt('maxAcceptQueue', r.maxAcceptQueue, 0, 1_000_000);
   return r;
 }
@@ -158,7 +167,9 @@ export class Server extends EventEmitter {
   private readonly budgets = new Map<string, { recv: ByteBudget; send: ByteBudget }>();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly sockets = new Set<Duplex>();
-  private handshaking = 0;
+  /** Handshakes in progress, oldest first: how to refuse each, and its remote address. */
+  private readonly handshakes = new Map<Duplex, { address: string; refuse: (err: Error) => void }>();
+  private readonly handshakesPerAddress = new Map<string, number>();
   private readonly queue: Connection[] = [];
   private readonly waiters: { resolve: (c: Connection) => void; reject: (e: Error) => void }[] = [];
   private closed = false;
@@ -223,10 +234,17 @@ export class Server extends EventEmitter {
       return;
     }
     const remoteAddress = (socket as net.Socket).remoteAddress;
-    if (this.handshaking >= this.opts.maxHandshakes) {
-      this.emit('refused', remoteAddress, new GkdError('GKD_ERR_LIMIT', 'too many handshakes in progress', Reason.LIMIT_EXCEEDED));
+    const address = remoteAddress ?? '';
+    if ((this.handshakesPerAddress.get(address) ?? 0) >= this.opts.maxHandshakesPerAddress) {
+      this.emit('refused', remoteAddress, new LimitError(`more than ${this.opts.maxHandshakesPerAddress} handshakes in progress from ${address || 'this address'}`));
       socket.destroy();
       return;
+    }
+    if (this.handshakes.size >= this.opts.maxHandshakes) {
+      // Evict the oldest: a legitimate handshake takes one RTT, so only a flood of new connections
+      // (not a pile of idle ones) can keep one from completing.
+      const oldest = this.handshakes.values().next().value!;
+      oldest.refuse(new LimitError(`handshake evicted: more than ${this.opts.maxHandshakes} in progress`));
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
@@ -234,14 +252,16 @@ export class Server extends EventEmitter {
     const c = this.opts.session;
     const t = new Tunnel(socket, tunnelOptions(c, -1));
     t.transition('handshaking');
-    this.handshaking++;
     const nonce = newNonce();
     let done = false;
     const finish = () => {
       if (done) return false;
       done = true;
       clearTimeout(timer);
-      this.handshaking--;
+      this.handshakes.delete(socket);
+      const n = (this.handshakesPerAddress.get(address) ?? 1) - 1;
+      if (n > 0) this.handshakesPerAddress.set(address, n);
+      else this.handshakesPerAddress.delete(address);
       return true;
     };
     const refuse = (err: Error) => {
@@ -249,6 +269,8 @@ export class Server extends EventEmitter {
       this.emit('refused', remoteAddress, err);
       t.fail(err);
     };
+    this.handshakes.set(socket, { address, refuse });
+    this.handshakesPerAddress.set(address, (this.handshakesPerAddress.get(address) ?? 0) + 1);
     const timer = setTimeout(() => refuse(new HandshakeTimeoutError(this.opts.handshakeTimeout)), this.opts.handshakeTimeout);
     t.handlers.close = (_t, _u, err) => {
       if (finish()) this.emit('refused', remoteAddress, err ?? new AuthError('closed during the handshake', Reason.GENERAL_FAILURE));
@@ -369,7 +391,7 @@ export class Server extends EventEmitter {
   stats(): { sessions: number; handshaking: number; peers: SessionStats[] } {
     return {
       sessions: this.sessions.size,
-      handshaking: this.handshaking,
+      handshaking: this.handshakes.size,
       peers: [...this.sessions.values()].map((e) => e.session.stats()),
     };
   }

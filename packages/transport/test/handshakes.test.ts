@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Client, Server } from '../src/index.js';
+import { until } from './support/links.js';
+
+/**
+ * Sockets that connect and never authenticate: the server holds at most `maxHandshakes` of them, at
+ * most `maxHandshakesPerAddress` from one address, and a new connection evicts the oldest one, so a
+ * pile of idle sockets cannot lock a legitimate peer out until the handshake timeout.
+ * (Linux routes all of 127/8 to loopback: 127.0.0.2 and 127.0.0.3 stand for two hostile hosts.)
+ */
+
+const key = randomBytes(32);
+let server: Server | undefined;
+const sockets: net.Socket[] = [];
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await server?.close();
+  server = undefined;
+});
+
+/** A socket from `localAddress` that reads the CHALLENGE and then says nothing. */
+async function idle(port: number, localAddress: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
+  const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+  sockets.push(socket);
+  socket.on('error', () => undefined);
+  socket.on('data', () => undefined);
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return { socket, closed };
+}
+
+describe('handshakes in progress', () => {
+  it('are capped per address and in total; a legitimate client evicts the oldest idle one and connects at once', async () => {
+    server = await Server.bind('127.0.0.1:0', { key, maxHandshakes: 16, maxHandshakesPerAddress: 8, handshakeTimeout: 60_000 });
+    const refused: string[] = [];
+    server.on('refused', (_addr: string, err: Error) => refused.push(err.message));
+    const port = server.address().port;
+
+    const fromA = [];
+    for (let i = 0; i < 8; i++) fromA.push(await idle(port, '127.0.0.2'));
+    await until(() => server!.stats().handshaking === 8, 5000, '8 handshakes from 127.0.0.2');
+    // The 9th from the same address is closed at once.
+    const ninth = await idle(port, '127.0.0.2');
+    await ninth.closed;
+    expect(refused.at(-1)).toMatch(/more than 8 handshakes in progress from .*127\.0\.0\.2/);
+    expect(server.stats().handshaking).toBe(8);
+
+    for (let i = 0; i < 8; i++) await idle(port, '127.0.0.3');
+    await until(() => server!.stats().handshaking === 16, 5000, '16 handshakes');
+
+    // Full. A legitimate client (127.0.0.1) connects without waiting for the 60 s handshake timeout:
+    // its connection evicts the oldest idle one (the first from 127.0.0.2).
+    const started = Date.now();
+    const client = await Client.connect(`127.0.0.1:${port}`, { key, tunnels: 1 });
+    try {
+      expect(Date.now() - started).toBeLessThan(30_000);
+      await fromA[0]!.closed;
+      expect(refused).toContain('handshake evicted: more than 16 in progress');
+      expect(fromA.slice(1).every((x) => !x.socket.destroyed)).toBe(true);
+      expect(server.stats().handshaking).toBe(15);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
+
+  it('options are validated', () => {
+    expect(() => new Server({ key, maxHandshakes: 4, maxHandshakesPerAddress: 5 })).toThrow(/maxHandshakesPerAddress/);
+  });
+});
