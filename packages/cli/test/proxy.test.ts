@@ -87,14 +87,24 @@ describe('gkd up', () => {
     expect(sha256(tunnel.body)).toBe(origin.blobSha);
   });
 
-  it('--socks-user/--socks-pass require SOCKS5 authentication', async () => {
-    const up = gkd(['up', '--socks', '127.0.0.1:0', '--tunnels', '1', '--allow', '127.0.0.1', '--socks-user', 'me'], { env: { GKD_SOCKS_PASS: 'secret' } });
-    const { socksPort } = await up.ready();
+  it('--socks-user/--socks-pass require authentication on the SOCKS5 port and on the --http port', async () => {
+    const up = gkd(['up', '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0', '--tunnels', '1', '--allow', '127.0.0.1', '--socks-user', 'me'], { env: { GKD_SOCKS_PASS: 'secret' } });
+    const { socksPort, httpPort } = await up.ready();
     const denied = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, blobUrl()]);
     expect(denied.code).not.toBe(0);
     const ok = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, '--proxy-user', 'me:secret', blobUrl()]);
     expect(ok.code).toBe(0);
     expect(sha256(ok.body)).toBe(origin.blobSha);
+    // The HTTP port is no back door: 407 for plain HTTP and CONNECT without the credentials.
+    const plainDenied = await curl(['-x', `http://127.0.0.1:${httpPort}`, '-w', '%{http_code}', '-o', '/dev/null', blobUrl()]);
+    expect(plainDenied.body.toString()).toBe('407');
+    const connectDenied = await curl(['-p', '-x', `http://127.0.0.1:${httpPort}`, '-w', '%{http_connect}', '-o', '/dev/null', blobUrl()]);
+    expect(connectDenied.body.toString()).toBe('407');
+    for (const tunnel of [[], ['-p']]) {
+      const r = await curl([...tunnel, '-x', `http://127.0.0.1:${httpPort}`, '--proxy-user', 'me:secret', blobUrl()]);
+      expect(r.code).toBe(0);
+      expect(sha256(r.body)).toBe(origin.blobSha);
+    }
   });
 });
 

@@ -3,7 +3,7 @@ import { ConfigError } from '@gkd/protocol';
 import type { ProxyEvent } from './events.js';
 import type { Opener } from './opener.js';
 
-/** Username and password a local SOCKS client must present (RFC 1929); each 1–255 bytes of UTF-8. */
+/** Username and password a local client must present (SOCKS: RFC 1929; HTTP: Basic); each 1–255 bytes of UTF-8. */
 export interface SocksAuth {
   username: string;
   password: string;
@@ -46,6 +46,11 @@ export interface HttpProxyConfig {
   openTimeout: number;
   /** Largest request line plus headers, in bytes; larger gets 431 and close. Default 16 384. */
   maxHeaderSize: number;
+  /**
+   * Require `Proxy-Authorization: Basic` with this username and password (RFC 9110 §11.7.1, 407
+   * otherwise) on every request and CONNECT. Default: none.
+   */
+  auth: SocksAuth | undefined;
   /** Most client connections open at once; more are refused at accept. Default 4096. */
   maxConnections: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
@@ -71,6 +76,7 @@ export const defaultHttpProxyConfig: Omit<HttpProxyConfig, 'opener'> = {
   headersTimeout: 10_000,
   openTimeout: 15_000,
   maxHeaderSize: 16 * 1024,
+  auth: undefined,
   maxConnections: 4096,
   onEvent: undefined,
 };
@@ -82,11 +88,7 @@ export function resolveSocksServerConfig(options: SocksServerOptions): SocksServ
   const c: SocksServerConfig = { ...defaultSocksServerConfig, ...withoutUndefined(options) } as SocksServerConfig;
   checkCommon(c);
   checkInt('handshakeTimeout', c.handshakeTimeout, 1, HOUR);
-  if (c.auth !== undefined) {
-    if (typeof c.auth !== 'object' || c.auth === null) throw new ConfigError('auth must be { username, password }');
-    checkCredential('auth.username', c.auth.username);
-    checkCredential('auth.password', c.auth.password);
-  }
+  checkAuth(c.auth);
   return c;
 }
 
@@ -96,7 +98,15 @@ export function resolveHttpProxyConfig(options: HttpProxyOptions): HttpProxyConf
   checkCommon(c);
   checkInt('headersTimeout', c.headersTimeout, 1, HOUR);
   checkInt('maxHeaderSize', c.maxHeaderSize, 1024, 1024 * 1024);
+  checkAuth(c.auth);
   return c;
+}
+
+function checkAuth(auth: SocksAuth | undefined): void {
+  if (auth === undefined) return;
+  if (typeof auth !== 'object' || auth === null) throw new ConfigError('auth must be { username, password }');
+  checkCredential('auth.username', auth.username);
+  checkCredential('auth.password', auth.password);
 }
 
 function checkCommon(c: SocksServerConfig | HttpProxyConfig): void {

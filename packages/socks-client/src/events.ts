@@ -41,7 +41,7 @@ export interface ProxyCounters {
   cancelled: number;
   /** Clients dropped for a protocol violation or a handshake timeout. */
   clientErrors: number;
-  /** Clients that failed username/password authentication (SOCKS only). */
+  /** Clients that failed username/password authentication (SOCKS), or sent no or a wrong Proxy-Authorization (HTTP, 407). */
   authFailures: number;
 }
 

@@ -5,6 +5,7 @@ import { bridge } from './bridge.js';
 import { toDestination } from './destination.js';
 import { msSince, peerOf } from './events.js';
 import { classifyOpenError } from './failure.js';
+import { PROXY_AUTHENTICATE, proxyAuthorized } from './http-auth.js';
 import { emitHttp, type HttpContext } from './http-context.js';
 import { HOLD_LIMIT, holdInput } from './held-input.js';
 import { parseAuthority, rawResponse } from './http-headers.js';
@@ -13,7 +14,7 @@ import { openWithin } from './opener.js';
 
 /**
  * Handle `CONNECT host:port`: open the destination, answer `200 Connection established` and splice the
- * socket to the opener's duplex; or answer 400/403/502/503/504 with a short body and close.
+ * socket to the opener's duplex; or answer 400/403/407/502/503/504 with a short body and close.
  * `head` is whatever the client sent after the request headers; it is forwarded first.
  */
 export function openTunnel(req: IncomingMessage, socket: Socket, head: Buffer, ctx: HttpContext): void {
@@ -21,6 +22,13 @@ export function openTunnel(req: IncomingMessage, socket: Socket, head: Buffer, c
   socket.on('error', () => {}); // errors end in 'close'; while piping bridge() also sees them
   ctx.tunnels.add(socket);
   socket.once('close', () => ctx.tunnels.delete(socket));
+
+  if (!proxyAuthorized(req, ctx.config.auth)) {
+    ctx.counters.authFailures++;
+    emitHttp(ctx, { type: 'client-error', proxy: 'http', client, state: 'auth', message: 'proxy authentication missing or wrong' });
+    endAfterReply(socket, rawResponse(407, 'gkd: proxy authentication required', { 'Proxy-Authenticate': PROXY_AUTHENTICATE }));
+    return;
+  }
 
   let destination: Address;
   try {

@@ -4,6 +4,7 @@ import { formatAddress, type Address } from '@gkd/protocol';
 import { toDestination } from './destination.js';
 import { msSince, peerOf } from './events.js';
 import { classifyOpenError } from './failure.js';
+import { PROXY_AUTHENTICATE, proxyAuthorized } from './http-auth.js';
 import { emitHttp, type HttpContext } from './http-context.js';
 import { endToEndHeaders } from './http-headers.js';
 import { openWithin } from './opener.js';
@@ -18,6 +19,12 @@ import { openWithin } from './opener.js';
  */
 export function forwardRequest(req: IncomingMessage, res: ServerResponse, ctx: HttpContext): void {
   const client = peerOf(req.socket);
+  if (!proxyAuthorized(req, ctx.config.auth)) {
+    ctx.counters.authFailures++;
+    emitHttp(ctx, { type: 'client-error', proxy: 'http', client, state: 'auth', message: 'proxy authentication missing or wrong' });
+    respond(res, 407, 'gkd: proxy authentication required', { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
+    return;
+  }
   let url: URL;
   let destination: Address;
   try {
@@ -101,12 +108,12 @@ function sendUpstream(req: IncomingMessage, res: ServerResponse, url: URL, remot
 }
 
 /** A short text response; the client connection is closed after it (no unread request body to drain). */
-function respond(res: ServerResponse, status: number, message: string): void {
+function respond(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
   const body = `${message}\n`;
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
+  res.writeHead(status, { ...headers, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
   res.end(body);
 }

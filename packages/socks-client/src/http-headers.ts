@@ -35,10 +35,13 @@ export function endToEndHeaders(rawHeaders: readonly string[]): string[] {
 }
 
 /** A complete, self-delimited HTTP/1.1 response with a short text body, for writing to a raw socket. */
-export function rawResponse(status: number, message: string): string {
+export function rawResponse(status: number, message: string, headers: Record<string, string> = {}): string {
   const body = `${message}\n`;
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    Object.entries(headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('') +
     'Content-Type: text/plain; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
     'Connection: close\r\n\r\n' +

@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import socksv5 from 'socksv5';
 import type { SocksAuth } from './config.js';
+import { sameSecret } from './secret.js';
 
 /** What the auth handlers tell the connection that owns a socket. */
 export interface AuthObserver {
@@ -38,11 +38,4 @@ export function authHandler(auth: SocksAuth | undefined, observer: AuthObserver)
       });
     },
   };
-}
-
-/** Constant-time comparison of two strings of any lengths (compares their SHA-256 digests). */
-function sameSecret(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given, 'utf8').digest();
-  const b = createHash('sha256').update(expected, 'utf8').digest();
-  return timingSafeEqual(a, b);
 }

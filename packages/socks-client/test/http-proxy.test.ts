@@ -224,3 +224,56 @@ describe('hostile and malformed requests', () => {
     expect(silent.calls[0]?.destination).toMatchObject({ type: 'domain', host: 'gkd-test.invalid' });
   });
 });
+
+describe('proxy authentication (Proxy-Authorization: Basic)', () => {
+  const auth = { username: 'alice', password: 'pässword:with colon' };
+  const target = () => `http://127.0.0.1:${origin.port}/echo?auth`;
+
+  it('plain HTTP: no credentials or wrong ones get 407 with a Basic challenge and never open; the right ones pass', async () => {
+    const fake = directOpener();
+    const events: ProxyEvent[] = [];
+    await withProxy({ opener: fake.opener, auth, onEvent: (e) => events.push(e) }, async (proxy, server) => {
+      const none = await curl(['-sS', '-D', '-', '-o', '/dev/null', '-x', proxy, target()]);
+      expect(none.stdout.toString()).toMatch(/^HTTP\/1\.1 407 .*\r\n(.*\r\n)*Proxy-Authenticate: Basic realm="gkd"/i);
+      const wrong = await curl(['-sS', '-D', '-', '-o', '/dev/null', '-x', proxy, '-U', 'alice:nope', target()]);
+      expect(wrong.stdout.toString()).toMatch(/^HTTP\/1\.1 407 /);
+      const wrongUser = await curl(['-sS', '-D', '-', '-o', '/dev/null', '-x', proxy, '-U', `bob:${auth.password}`, target()]);
+      expect(wrongUser.stdout.toString()).toMatch(/^HTTP\/1\.1 407 /);
+      expect(fake.calls).toHaveLength(0);
+      const ok = await curl(['-sS', '-x', proxy, '-U', `${auth.username}:${auth.password}`, target()]);
+      expect(ok.stderr).toBe('');
+      expect((JSON.parse(ok.stdout.toString()) as { url: string }).url).toBe('/echo?auth');
+      expect(fake.calls).toHaveLength(1);
+      expect(server.stats().authFailures).toBe(3);
+      expect(events.filter((e) => e.type === 'client-error' && e.state === 'auth')).toHaveLength(3);
+    });
+  });
+
+  it('CONNECT: 407 without the right credentials (nothing opened), 200 and a byte-exact tunnel with them', async () => {
+    const fake = directOpener();
+    await withProxy({ opener: fake.opener, auth }, async (proxy, server) => {
+      const denied = await curl(['-sS', '-p', '-x', proxy, '-o', '/dev/null', '-w', '%{http_connect}', `http://127.0.0.1:${origin.port}/blob`]);
+      expect(denied.stdout.toString()).toBe('407');
+      expect(denied.code).not.toBe(0);
+      expect(fake.calls).toHaveLength(0);
+      const r = await curl(['-sS', '-p', '-x', proxy, '-U', `${auth.username}:${auth.password}`, `http://127.0.0.1:${origin.port}/blob`]);
+      expect(r.stderr).toBe('');
+      expect(sha256(r.stdout)).toBe(origin.blobSha);
+      expect(fake.calls).toHaveLength(1);
+      expect(server.stats().authFailures).toBe(1);
+    });
+  });
+
+  it('a malformed Proxy-Authorization (not Basic, no colon, bad base64) is a 407, not a crash', async () => {
+    await withProxy({ opener: directOpener().opener, auth }, async (proxy) => {
+      for (const header of ['Bearer abc', 'Basic', `Basic ${Buffer.from('nocolon').toString('base64')}`, 'Basic !!!', `Basic ${'A'.repeat(8000)}`]) {
+        const r = await curl(['-sS', '-D', '-', '-o', '/dev/null', '-x', proxy, '-H', `Proxy-Authorization: ${header}`, target()]);
+        expect(r.stdout.toString(), header).toMatch(/^HTTP\/1\.1 407 /);
+      }
+    });
+  });
+
+  it('auth is validated like the SOCKS one', async () => {
+    await expect(HttpProxyServer.listen({ port: 0, opener: directOpener().opener, auth: { username: '', password: 'x' } })).rejects.toThrow(/auth\.username must be 1–255 bytes/);
+  });
+});

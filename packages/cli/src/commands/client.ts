@@ -62,7 +62,7 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
   if (opts.http) {
     const at = opts.http;
     try {
-      http = await HttpProxyServer.listen({ host: at.host, port: at.port, opener: opener.open, onEvent });
+      http = await HttpProxyServer.listen({ host: at.host, port: at.port, opener: opener.open, auth: opts.socksAuth, onEvent });
     } catch (err) {
       throw listenFailure('--http', at, err);
     }
