@@ -127,7 +127,7 @@ function tunnel(id: number, index: number, bytesIn: number, framesIn = 1): Tunne
 }
 
 function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFrames = 0): SessionStats {
-  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, recvBudgetUsed: 0, sendBudgetUsed: 0, tunnels, streams: [] };
+  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, recvBudgetUsed: 0, sendBudgetUsed: 0, heldFrames: 0, tunnels, streams: [] };
 }
 
 describe('TransportSampler', () => {
