@@ -87,8 +87,9 @@ export class HandshakeTimeoutError extends GkdError {
 export class OpenFailedError extends GkdError {
   /** The human-readable detail (what OPEN_FAIL's message field carries). */
   readonly detail: string | undefined;
-  constructor(reason: number, detail?: string) {
-    super(ErrorCode.OPEN_FAILED, `open failed: ${reasonName(reason)}${detail ? ` (${detail})` : ''}`, reason);
+  /** @param options.cause the underlying error (a dial or DNS error), for logs; never sent on the wire. */
+  constructor(reason: number, detail?: string, options?: { cause?: unknown }) {
+    super(ErrorCode.OPEN_FAILED, `open failed: ${reasonName(reason)}${detail ? ` (${detail})` : ''}`, reason, options);
     this.detail = detail;
   }
 }

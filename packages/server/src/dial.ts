@@ -178,7 +178,7 @@ async function allowedTargets(dest: Address, policy: Policy, resolver: Resolver,
   } catch (err) {
     if (signal.aborted) throw err;
     const code = (err as { code?: unknown } | null)?.code;
-    throw new OpenFailedError(reasonForDialError(err), `resolving ${name}: ${typeof code === 'string' ? code : String(err)}`);
+    throw new OpenFailedError(reasonForDialError(err), `resolving ${name}: ${typeof code === 'string' ? code : String(err)}`, { cause: err });
   }
 
   const allowed: Target[] = [];
@@ -329,5 +329,5 @@ function allFailed(failures: readonly Error[], tried: number): OpenFailedError {
     if (rank < bestRank) [best, bestRank] = [f, rank];
   }
   const more = tried > 1 ? `; ${tried} addresses tried` : '';
-  return new OpenFailedError(reasonForDialError(best), `${best.message}${more}`);
+  return new OpenFailedError(reasonForDialError(best), `${best.message}${more}`, { cause: best });
 }

@@ -195,6 +195,7 @@ describe('dialDestination: failures', () => {
     const port = await getPort({ host: '127.0.0.1' });
     const err = await expectOpenFail(dialDestination(toAddress('127.0.0.1', port), { policy: allowLoopback }), Reason.CONNECTION_REFUSED);
     expect(err.message).toContain('ECONNREFUSED');
+    expect((err.cause as NodeJS.ErrnoException).code).toBe('ECONNREFUSED'); // the dial error, kept for logs
   });
 
   it('reports CONNECTION_REFUSED once every address has refused', async () => {
