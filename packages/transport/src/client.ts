@@ -104,7 +104,8 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
 
 /**
  * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
- * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error).
+ * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error),
+ * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake'.
  */
 export class Client extends EventEmitter {
   readonly server: HostPort;
@@ -117,6 +118,8 @@ export class Client extends EventEmitter {
   private readonly sockets = new Set<Duplex>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private lastError: Error | null = null;
+  /** Set while the server closed our idle session: tunnels stay down until the next open wakes them. */
+  private dormant: { promise: Promise<void>; wake: () => void } | null = null;
 
   private constructor(server: HostPort, options: ClientOptions) {
     super();
@@ -199,6 +202,7 @@ export class Client extends EventEmitter {
 
   private async openStream(addr: Address | null): Promise<Connection> {
     if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+    this.wake();
     if (this.session.draining) await this.waitForNewSession();
     await this.waitForTunnel();
     return this.session.open(addr, this.opts.openTimeout);
@@ -222,6 +226,7 @@ export class Client extends EventEmitter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dormant?.wake(); // let the slots see `closed` and return
     for (const t of this.timers) clearTimeout(t);
     this.session.close(Reason.NORMAL, 'client closed');
     for (const s of this.sockets) s.destroy();
@@ -234,13 +239,34 @@ export class Client extends EventEmitter {
     const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
     s.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', t.index));
     s.on('tunnel-down', (t: Tunnel, err?: Error) => this.emit('tunnel-down', t.index, err));
-    s.on('lost', (err: Error) => {
+    s.on('lost', (err: Error & { reason?: number }) => {
       if (this.session !== s || this.closed) return;
-      this.emit('session-lost', err);
+      if (err.reason === Reason.IDLE_TIMEOUT) {
+        // Nothing was using it: reconnect when something does, not now (or every idle timeout would
+        // make a new session on the server for nothing).
+        let wake!: () => void;
+        const promise = new Promise<void>((r) => (wake = r));
+        this.dormant = { promise, wake };
+        this.emit('dormant', err);
+      } else this.emit('session-lost', err);
       this.newSession();
     });
     this.session = s;
     this.emit('session', s.id);
+  }
+
+  /** Leave the dormant state (a stream is wanted): the tunnel slots reconnect. */
+  private wake(): void {
+    const d = this.dormant;
+    if (!d) return;
+    this.dormant = null;
+    d.wake();
+    this.emit('awake');
+  }
+
+  /** True while the tunnels are down on purpose: the server closed the idle session, and nothing has asked for a stream since. */
+  get isDormant(): boolean {
+    return this.dormant !== null;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -257,6 +283,10 @@ export class Client extends EventEmitter {
   private async runSlot(index: number): Promise<void> {
     let failures = 0;
     while (!this.closed) {
+      if (this.dormant) {
+        await this.dormant.promise;
+        continue;
+      }
       try {
         await this.bringUp(index);
         failures = 0;

@@ -421,9 +421,10 @@ export class Session extends EventEmitter implements StreamHost {
   private onFrame(frame: Frame, tunnel: Tunnel): void {
     if (this.lostError) return;
     if (frame.type === FrameType.GOAWAY) {
-      if (frame.reason === Reason.NORMAL) {
+      if (frame.reason === Reason.NORMAL || frame.reason === Reason.IDLE_TIMEOUT) {
         // The peer closed the session for good (its streams were reset before): free it now, no grace period.
-        this.expire(new GkdError('GKD_ERR_CLOSED', `peer closed the session${frame.message ? `: ${frame.message}` : ''}`, Reason.NORMAL));
+        const why = frame.reason === Reason.IDLE_TIMEOUT ? 'peer closed the idle session' : 'peer closed the session';
+        this.expire(new GkdError('GKD_ERR_CLOSED', `${why}${frame.message ? `: ${frame.message}` : ''}`, frame.reason));
         return;
       }
       if (frame.reason === Reason.SHUTDOWN) {

@@ -117,6 +117,10 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
   client.on('session-lost', (err: Error) => {
     if (!stopping()) logger.warn(`session lost (${errorText(err)}): its connections were closed; starting a new session`, { event: 'session-lost' });
   });
+  client.on('dormant', () => {
+    if (!stopping()) logger.info('the server closed the idle session: tunnels stay down until the next connection', { event: 'dormant' });
+  });
+  client.on('awake', () => logger.info('reconnecting the tunnels for a new connection', { event: 'awake' }));
 }
 
 /** Failures the server reports too (OPEN_FAIL reasons), as opposed to ones only this side sees. */
