@@ -421,7 +421,8 @@ export class Session extends EventEmitter implements StreamHost {
   private onFrame(frame: Frame, tunnel: Tunnel): void {
     if (this.lostError) return;
     if (frame.type === FrameType.GOAWAY) {
-      if (frame.reason === Reason.NORMAL || frame.reason === Reason.IDLE_TIMEOUT) {
+      // IDLE_TIMEOUT is the server's to send (a client's is ignored, like any other reason).
+      if (frame.reason === Reason.NORMAL || (frame.reason === Reason.IDLE_TIMEOUT && this.role === 'client')) {
         // The peer closed the session for good (its streams were reset before): free it now, no grace period.
         const why = frame.reason === Reason.IDLE_TIMEOUT ? 'peer closed the idle session' : 'peer closed the session';
         this.expire(new GkdError('GKD_ERR_CLOSED', `${why}${frame.message ? `: ${frame.message}` : ''}`, frame.reason));
