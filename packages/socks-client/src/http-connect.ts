@@ -5,8 +5,8 @@ import { bridge } from './bridge.js';
 import { toDestination } from './destination.js';
 import { msSince, peerOf } from './events.js';
 import { classifyOpenError } from './failure.js';
-import { PROXY_AUTHENTICATE, proxyAuthorized } from './http-auth.js';
-import { emitHttp, type HttpContext } from './http-context.js';
+import { PROXY_AUTHENTICATE } from './http-auth.js';
+import { authorize, emitHttp, reportOpenFailure, type HttpContext } from './http-context.js';
 import { HOLD_LIMIT, holdInput } from './held-input.js';
 import { parseAuthority, rawResponse } from './http-headers.js';
 import { endAfterReply } from './linger.js';
@@ -23,9 +23,7 @@ export function openTunnel(req: IncomingMessage, socket: Socket, head: Buffer, c
   ctx.tunnels.add(socket);
   socket.once('close', () => ctx.tunnels.delete(socket));
 
-  if (!proxyAuthorized(req, ctx.config.auth)) {
-    ctx.counters.authFailures++;
-    emitHttp(ctx, { type: 'client-error', proxy: 'http', client, state: 'auth', message: 'proxy authentication missing or wrong' });
+  if (!authorize(ctx, req, client)) {
     endAfterReply(socket, rawResponse(407, 'gkd: proxy authentication required', { 'Proxy-Authenticate': PROXY_AUTHENTICATE }));
     return;
   }
@@ -74,17 +72,7 @@ export function openTunnel(req: IncomingMessage, socket: Socket, head: Buffer, c
       state = 'closed';
       held.release();
       const failure = classifyOpenError(err);
-      ctx.counters.failed[failure.kind]++;
-      emitHttp(ctx, {
-        type: 'open-failed',
-        proxy: 'http',
-        client,
-        destination: formatAddress(destination),
-        kind: failure.kind,
-        reply: failure.status,
-        message: failure.message,
-        ms: msSince(started),
-      });
+      reportOpenFailure(ctx, client, destination, failure, started);
       endAfterReply(socket, rawResponse(failure.status, `gkd: cannot reach ${formatAddress(destination)}: ${failure.kind}`));
     },
   );

@@ -4,8 +4,8 @@ import { formatAddress, type Address } from '@gkd/protocol';
 import { toDestination } from './destination.js';
 import { msSince, peerOf } from './events.js';
 import { classifyOpenError } from './failure.js';
-import { PROXY_AUTHENTICATE, proxyAuthorized } from './http-auth.js';
-import { emitHttp, type HttpContext } from './http-context.js';
+import { PROXY_AUTHENTICATE } from './http-auth.js';
+import { authorize, emitHttp, reportOpenFailure, type HttpContext } from './http-context.js';
 import { endToEndHeaders } from './http-headers.js';
 import { openWithin } from './opener.js';
 
@@ -19,9 +19,7 @@ import { openWithin } from './opener.js';
  */
 export function forwardRequest(req: IncomingMessage, res: ServerResponse, ctx: HttpContext): void {
   const client = peerOf(req.socket);
-  if (!proxyAuthorized(req, ctx.config.auth)) {
-    ctx.counters.authFailures++;
-    emitHttp(ctx, { type: 'client-error', proxy: 'http', client, state: 'auth', message: 'proxy authentication missing or wrong' });
+  if (!authorize(ctx, req, client)) {
     respond(res, 407, 'gkd: proxy authentication required', { 'Proxy-Authenticate': PROXY_AUTHENTICATE });
     return;
   }
@@ -67,17 +65,7 @@ export function forwardRequest(req: IncomingMessage, res: ServerResponse, ctx: H
       if (phase !== 'opening') return;
       phase = 'done';
       const failure = classifyOpenError(err);
-      ctx.counters.failed[failure.kind]++;
-      emitHttp(ctx, {
-        type: 'open-failed',
-        proxy: 'http',
-        client,
-        destination: formatAddress(destination),
-        kind: failure.kind,
-        reply: failure.status,
-        message: failure.message,
-        ms: msSince(started),
-      });
+      reportOpenFailure(ctx, client, destination, failure, started);
       respond(res, failure.status, `gkd: cannot reach ${formatAddress(destination)}: ${failure.kind}`);
     },
   );
