@@ -6,9 +6,10 @@
  *
  *   pnpm bench [--only a,b,c,d,e,latency,loopback] [--tools direct,iperf3,gkd,microsocks,ss,kcptun]
  *              [--tunnels 1,2,4,8,16] [--size-mib 64] [--cap 15] [--repeat 1] [--gkd cli|lib]
- *              [--session '{"initialWindow":4194304}'] [--patch window] [--sysctl net.ipv4.tcp_notsent_lowat=131072]
+ *              [--session '{"initialWindow":4194304}'] [--sysctl net.ipv4.tcp_notsent_lowat=131072]
  *              [--latency-count 15] [--out DIR] [--no-wait]
  *   pnpm bench --render DIR/results.json     rewrite DIR/report.md and DIR/chart.svg from a saved run
+ *   node --import tsx scripts/bench/timeline.ts DIR SCENARIO N   one gkd download of a --gkd lib run, second by second
  *
  * Peer tools: `apt-get install -y iperf3 microsocks shadowsocks-libev kcptun` (the runner installs
  * nothing; a missing tool is skipped with a message). gkd runs from the built packages: `pnpm build`.
@@ -17,10 +18,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Gkd, type GkdMode } from './lib/gkd.js';
+import { Gkd } from './lib/gkd.js';
 import { curlDownload, iperf } from './lib/measure.js';
 import * as netem from './lib/netem.js';
 import { have, PEER_BINARIES, startFileServer, startKcptun, startMicrosocks, startRelay, startShadowsocks, waitListen, type PeerTool, type Route, type Sides } from './lib/peers.js';
+import { busyOver, dpkgVersion, gitCommit, staleBuild, version } from './lib/machine.js';
+import { CAP, flag, GKD_MODE, LAT_COUNT, LOOP_CAP, LOOP_ROUNDS, LOOP_SIZE, ONLY, OUT, RENDER, REPEAT, SCENARIOS, SEED, SESSION, SIZE, SYSCTLS, TOOLS, TUNNELS } from './lib/options.js';
 import { cpuSecondsOf, cpuTotals, killAll, load1, Proc, sleep, stopAll } from './lib/proc.js';
 import { label, markdown, median } from './lib/report.js';
 import { chart } from './lib/svg.js';
@@ -28,54 +31,16 @@ import type { LatencyRow, Results, Row, Scenario, ToolId } from './lib/types.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-// ------------------------------------------------------------------ options
-
-function option(name: string, fallback: string): string {
-  const argv = process.argv.slice(2);
-  const i = argv.indexOf(`--${name}`);
-  if (i >= 0 && argv[i + 1] !== undefined) return argv[i + 1]!;
-  const eq = argv.find((a) => a.startsWith(`--${name}=`));
-  return eq ? eq.slice(name.length + 3) : fallback;
-}
-const flag = (name: string): boolean => process.argv.includes(`--${name}`);
-
 if (flag('help') || flag('h')) {
   const src = readFileSync(fileURLToPath(import.meta.url), 'utf8');
   console.log(src.slice(src.indexOf('/**') + 3, src.indexOf('*/')).replace(/^ \* ?/gm, '').trim());
   process.exit(0);
 }
 
-const ONLY = option('only', 'a,b,c,d,e,latency,loopback').split(',');
-const TOOLS = option('tools', 'direct,iperf3,gkd,microsocks,ss,kcptun').split(',') as ToolId[];
-const TUNNELS = option('tunnels', '1,2,4,8,16').split(',').map(Number);
-const SIZE = Number(option('size-mib', '64')) * 2 ** 20;
-const CAP = Number(option('cap', '15'));
-const REPEAT = Number(option('repeat', '1'));
-const GKD_MODE = option('gkd', 'cli') as GkdMode;
-const SESSION = option('session', '');
-const PATCH = option('patch', '');
-/** Extra sysctls for both namespaces after `netem.sh up` (experiments, e.g. net.ipv4.tcp_notsent_lowat=131072). */
-const SYSCTLS = option('sysctl', '').split(',').filter(Boolean);
-const LAT_COUNT = Number(option('latency-count', '15'));
-const OUT = option('out', `${ROOT}.bench-out`);
-const SEED = 1;
-const LOOP_SIZE = 4096 * 2 ** 20;
-const LOOP_CAP = 10;
-const LOOP_ROUNDS = 3;
-
-const SCENARIOS: Scenario[] = [
-  { id: 'a', title: 'no loss', cc: 'cubic', config: ['delay=50', 'rate=100', 'queue=50ms'] },
-  { id: 'b', title: '1 % loss', cc: 'cubic', config: ['delay=50', 'rate=100', 'queue=50ms', 'loss=1'] },
-  { id: 'c', title: '0.1 % loss', cc: 'cubic', config: ['delay=50', 'rate=100', 'queue=50ms', 'loss=0.1'] },
-  { id: 'd', title: 'per-flow cap 10 Mbit/s', cc: 'cubic', config: ['delay=50', 'rate=100', 'queue=50ms', 'flow_rate=10'] },
-  { id: 'e', title: '1 % loss', cc: 'bbr', config: ['delay=50', 'rate=100', 'queue=50ms', 'loss=1'] },
-];
-
 const say = (msg: string): void => console.error(`bench: ${msg}`);
 
 // ------------------------------------------------------------------ re-render a saved run (no root needed)
 
-const RENDER = option('render', '');
 if (RENDER) {
   const res = JSON.parse(readFileSync(RENDER, 'utf8'), (_k, v: unknown) => (v === null ? NaN : v)) as Results;
   const dir = RENDER.replace(/\/[^/]*$/, '');
@@ -98,12 +63,8 @@ if (missing.length) {
   console.log(`bench: cannot run: missing ${missing.join(', ')} (apt-get install -y curl gcc iproute2)`);
   process.exit(1);
 }
-if (GKD_MODE === 'cli' && !existsSync(`${ROOT}packages/cli/dist/main.js`)) {
-  console.log('bench: cannot run: the gkd CLI is not built (run `pnpm build` first)');
-  process.exit(1);
-}
-if (GKD_MODE === 'cli' && (SESSION || PATCH)) {
-  console.log('bench: --session and --patch need --gkd lib (the CLI has no flags for transport settings)');
+if (!existsSync(`${ROOT}packages/cli/dist/main.js`)) {
+  console.log('bench: cannot run: gkd is not built (run `pnpm build` first; both --gkd modes run the built packages)');
   process.exit(1);
 }
 
@@ -119,20 +80,8 @@ for (const [id, bins] of Object.entries(PEER_BINARIES) as [PeerTool['id'], strin
 const use = (t: ToolId): boolean => TOOLS.includes(t) && available.has(t);
 for (const s of skipped) say(`skipping ${s}`);
 
-function staleBuild(): string[] {
-  const stale: string[] = [];
-  for (const pkg of ['protocol', 'transport', 'server', 'socks-client', 'cli']) {
-    const dist = `${ROOT}packages/${pkg}/dist/index.js`;
-    if (!existsSync(dist)) continue;
-    const src = spawnSync('find', [`${ROOT}packages/${pkg}/src`, '-newer', dist, '-name', '*.ts'], { encoding: 'utf8' }).stdout.trim();
-    if (src) stale.push(pkg);
-  }
-  return stale;
-}
-if (GKD_MODE === 'cli') {
-  const stale = staleBuild();
-  if (stale.length) say(`warning: packages/{${stale.join(',')}}/src changed after their dist was built: the CLI runs the old build (pnpm build)`);
-}
+const stale = staleBuild();
+if (stale.length) say(`warning: packages/{${stale.join(',')}}/src changed after their dist was built: the bench runs the build (pnpm build to measure the change)`);
 
 // ------------------------------------------------------------------ teardown, always
 
@@ -273,7 +222,7 @@ async function deploy(s: Scenario, withGkd: boolean, peerIds: PeerTool['id'][]):
   }
   let gkd: Gkd | null = null;
   if (withGkd && use('gkd')) {
-    gkd = new Gkd({ mode: GKD_MODE, nsServer: B, nsClient: A, listen: `${netem.ADDR_B}:9990`, allow: `127.0.0.1:${FILE_PORT}`, socks: '127.0.0.1:1080', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}), ...(PATCH ? { patch: PATCH } : {}) });
+    gkd = new Gkd({ mode: GKD_MODE, nsServer: B, nsClient: A, listen: `${netem.ADDR_B}:9990`, allow: `127.0.0.1:${FILE_PORT}`, socks: '127.0.0.1:1080', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}) });
     await gkd.startServer();
   }
   return { gkd, peers, sides };
@@ -400,7 +349,7 @@ async function runLoopback(): Promise<Results['loopback']> {
     micro = new Proc('microsocks', A, 'microsocks', ['-i', '127.0.0.1', '-p', '1090'], { logFile: `${LOGS}/microsocks.log` });
     await waitListen(A, 'tcp', 1090);
   }
-  const gkd = use('gkd') ? new Gkd({ mode: GKD_MODE, nsServer: A, nsClient: A, listen: '127.0.0.1:9991', allow: `127.0.0.1:${fport}`, socks: '127.0.0.1:1091', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}), ...(PATCH ? { patch: PATCH } : {}) }) : null;
+  const gkd = use('gkd') ? new Gkd({ mode: GKD_MODE, nsServer: A, nsClient: A, listen: '127.0.0.1:9991', allow: `127.0.0.1:${fport}`, socks: '127.0.0.1:1091', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}) }) : null;
   await gkd?.startServer();
   const before = rows.length;
   const ctx = (client: number, server: number): Ctx => ({ scenario: null, pids: { client, server } });
@@ -422,25 +371,6 @@ async function runLoopback(): Promise<Results['loopback']> {
 
 // ------------------------------------------------------------------ main
 
-function version(cmd: string, args: string[], re: RegExp): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  const m = re.exec(`${r.stdout}\n${r.stderr}`);
-  return m ? m[1]!.trim() : '?';
-}
-
-function dpkgVersion(pkg: string): string {
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Version}', pkg], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : 'not installed';
-}
-
-/** Machine CPU busy % over `ms`. */
-async function busyOver(ms: number): Promise<number> {
-  const a = cpuTotals();
-  await sleep(ms);
-  const b = cpuTotals();
-  return ((b.busy - a.busy) / Math.max(1, b.total - a.total)) * 100;
-}
-
 async function main(): Promise<void> {
   const started = new Date();
   let busy = await busyOver(5000);
@@ -451,8 +381,6 @@ async function main(): Promise<void> {
   }
   const loadBefore = loadavg().map((x) => Number(x.toFixed(2)));
   say(`load ${loadBefore.join(' ')}, CPU busy ${busy.toFixed(0)} %; output in ${OUT}`);
-  const git = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
-  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'packages'], { encoding: 'utf8' }).stdout.trim() !== '';
   const res: Results = {
     info: {
       date: started.toISOString().slice(0, 10),
@@ -466,11 +394,11 @@ async function main(): Promise<void> {
         node: process.version,
         memGiB: Math.round(totalmem() / 2 ** 30),
       },
-      git: { commit: git, dirty },
+      git: { commit: gitCommit(), staleSources: stale },
       loadBefore,
       loadAfter: [],
       busyBefore: busy,
-      params: { sizeMiB: SIZE / 2 ** 20, capS: CAP, repeat: REPEAT, tunnels: TUNNELS, gkd: GKD_MODE, ...(SESSION ? { session: SESSION } : {}), ...(PATCH ? { patch: PATCH } : {}), ...(SYSCTLS.length ? { sysctls: SYSCTLS } : {}), tools: TOOLS.filter(use), seed: SEED },
+      params: { sizeMiB: SIZE / 2 ** 20, capS: CAP, repeat: REPEAT, tunnels: TUNNELS, gkd: GKD_MODE, ...(SESSION ? { session: SESSION } : {}), ...(SYSCTLS.length ? { sysctls: SYSCTLS } : {}), tools: TOOLS.filter(use), seed: SEED },
       command: `sudo pnpm bench ${process.argv.slice(2).join(' ')}`.trim(),
       skipped,
       versions: {

@@ -3,8 +3,8 @@
  * the other. Two implementations of the same deployment:
  *   - 'cli' (default): the `gkd` command users run (packages/cli/bin/gkd.js, the built dist); per-tunnel
  *     bytes and RTT come from its Prometheus endpoint (--metrics), read from inside the namespace;
- *   - 'lib': scripts/bench/gkd-probe.ts, the same components in library mode, which records the
- *     transport's full stats() (inflight, rate, queued, stream windows, reorder depth) for diagnosis.
+ *   - 'lib': scripts/bench/gkd-probe.ts, the same components (also from dist) in library mode, which
+ *     records the transport's full stats() (inflight, rate, queued, stream windows, reorder depth).
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -68,8 +68,6 @@ export interface GkdOptions {
   logDir: string;
   /** Transport settings for 'lib' mode (JSON Partial<SessionConfig>), to try a change without editing the packages. */
   session?: string;
-  /** 'lib' mode: a run-time patch of the transport to measure (GKD_BENCH_PATCH, see gkd-probe.ts). */
-  patch?: string;
 }
 
 type Metrics = Map<string, number>;
@@ -80,11 +78,13 @@ export class Gkd {
   private client: Proc | undefined;
   private readonly tag = Math.random().toString(36).slice(2, 8);
   private n = 0;
+  /** Clients started so far: each writes its own stats file (a file per client keeps them all for later analysis). */
+  private clients = 0;
 
   constructor(private readonly o: GkdOptions) {}
 
   private get env(): NodeJS.ProcessEnv {
-    return { GKD_KEY: this.key, ...(this.o.session ? { GKD_BENCH_SESSION: this.o.session } : {}), ...(this.o.patch ? { GKD_BENCH_PATCH: this.o.patch } : {}) };
+    return { GKD_KEY: this.key, ...(this.o.session ? { GKD_BENCH_SESSION: this.o.session } : {}) };
   }
 
   private statsFile(side: string): string {
@@ -92,7 +92,7 @@ export class Gkd {
   }
 
   private node(args: string[]): [string, string[]] {
-    return this.o.mode === 'cli' ? ['node', [CLI, ...args]] : ['node', ['--conditions=@gkd/source', '--import', 'tsx', PROBE, ...args]];
+    return this.o.mode === 'cli' ? ['node', [CLI, ...args]] : ['node', ['--import', 'tsx', PROBE, ...args]];
   }
 
   get serverPid(): number {
@@ -118,7 +118,7 @@ export class Gkd {
     const [cmd, args] =
       this.o.mode === 'cli'
         ? this.node(['client', '--server', this.o.listen, '--tunnels', String(n), '--socks', this.o.socks, '--quiet', '--metrics', CLIENT_METRICS, '--log-level', 'warn', '--drain-timeout', '0'])
-        : this.node(['client', this.o.listen, String(n), this.o.socks, this.statsFile('client')]);
+        : this.node(['client', this.o.listen, String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
     this.client = new Proc(`gkd client (${n} tunnels)`, this.o.nsClient, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-client.log` });
     const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
     let up = Number(m[1]);
@@ -184,7 +184,7 @@ export class Gkd {
 
   private diagnoseLib(t0: number, t1: number): GkdDiag {
     const srv = samples(this.statsFile('server'), t0, t1);
-    const cli = samples(this.statsFile('client'), t0, t1);
+    const cli = samples(this.statsFile(`client-${this.clients}`), t0, t1);
     // The server's session of this client: the one whose tunnels carried the most bytes in the window.
     const pick = (s: Sample[]): SessionSample[] => {
       if (s.length === 0) return [];

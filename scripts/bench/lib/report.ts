@@ -197,10 +197,10 @@ export function markdown(res: Results): string {
   const parts = [
     `## gkd benchmark — ${i.date}`,
     '',
-    `Machine: ${i.host.cores} cores (${i.host.cpu}), ${i.host.memGiB} GiB, Linux ${i.host.kernel}, Node ${i.host.node}; git ${i.git.commit}${i.git.dirty ? ' (working tree with uncommitted changes)' : ''}.`,
+    `Machine: ${i.host.cores} cores (${i.host.cpu}), ${i.host.memGiB} GiB, Linux ${i.host.kernel}, Node ${i.host.node}; git ${i.git.commit}, gkd from the built packages (dist)${i.git.staleSources?.length ? `; the ${i.git.staleSources.join(', ')} sources were edited after that build (not measured)` : ''}.`,
     `Load average before / after: ${i.loadBefore.join(' ')} / ${i.loadAfter.join(' ')}; machine CPU busy in the 5 s before: ${i.busyBefore.toFixed(0)} %.`,
     `Each download: ${i.params.sizeMiB} MiB or ${i.params.capS} s, whichever comes first; throughput from the first body byte. ` +
-      `gkd as ${i.params.gkd === 'cli' ? 'the `gkd` CLI' : 'library-mode probes (scripts/bench/gkd-probe.ts)'}${i.params.session ? ` with session ${i.params.session}` : ''}${i.params.patch ? ` with run-time patch '${i.params.patch}'` : ''}${i.params.sysctls ? ` and sysctls ${i.params.sysctls.join(' ')} in both namespaces` : ''}; ${i.params.repeat} round(s), interleaved. Run time ${Math.round(i.durationS / 60)} min.`,
+      `gkd as ${i.params.gkd === 'cli' ? 'the `gkd` CLI' : 'library-mode probes (scripts/bench/gkd-probe.ts)'}${i.params.session ? ` with session ${i.params.session}` : ''}${i.params.sysctls ? ` and sysctls ${i.params.sysctls.join(' ')} in both namespaces` : ''}; ${i.params.repeat} round(s), interleaved. Run time ${Math.round(i.durationS / 60)} min.`,
     `Command: \`${i.command}\``,
     i.skipped.length ? `Skipped: ${i.skipped.join('; ')}.` : '',
     '',

@@ -29,7 +29,7 @@ export function chart(res: Results): string {
   const left = 56;
   const top = 58;
   const plotH = 300;
-  const legendH = 24 * Math.ceil(keys.length / 6);
+  const legendH = 24 * Math.ceil(keys.length / 6); // upper bound (iperf3 rows share one entry)
   const width = Math.max(960, left + scen.length * (groupW + groupGap) + 10);
   const height = top + plotH + 64 + legendH;
   let max = 0;
@@ -41,7 +41,7 @@ export function chart(res: Results): string {
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`);
   o.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
   o.push(
-    `<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(`gkd vs direct TCP, iperf3 -P N and peer tools — throughput of one download, Mbit/s (median)`)}</text>`,
+    `<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(`gkd vs direct TCP, iperf3 -P N and peer tools — throughput of one download, Mbit/s (${res.info.params.repeat > 1 ? `median of ${res.info.params.repeat} runs` : 'one run'})`)}</text>`,
   );
   o.push(
     `<text x="${left}" y="38" fill="#444">${esc(`${res.info.date}, ${res.info.host.cores} cores, Linux ${res.info.host.kernel}, Node ${res.info.host.node}; emulated WAN 100 ms RTT, 100 Mbit/s; ${res.info.params.sizeMiB} MiB or ${res.info.params.capS} s per download`)}</text>`,
@@ -67,12 +67,14 @@ export function chart(res: Results): string {
     o.push(`<text x="${x0 + groupW / 2}" y="${top + plotH + 33}" text-anchor="middle" fill="#444">${esc(`${s.title}, ${s.cc}`)}</text>`);
   });
   const ly = top + plotH + 56;
-  keys.forEach((k, ki) => {
+  // One legend entry for all the iperf3 bars: each stands just left of the gkd bar with the same N.
+  const legend = keys.filter((k, i) => k.tool !== 'iperf3' || keys.findIndex((x) => x.tool === 'iperf3') === i);
+  legend.forEach((k, ki) => {
     const lx = left + (ki % 6) * 150;
     const yy = ly + Math.floor(ki / 6) * 22;
     const fill = k.tool === 'gkd' ? gkdShade(k.n) : COLORS[k.tool];
     o.push(`<rect x="${lx}" y="${yy - 10}" width="12" height="12" fill="${fill}"${k.tool === 'iperf3' ? ' stroke="#7d93b3"' : ''}/>`);
-    o.push(`<text x="${lx + 17}" y="${yy}">${esc(label(k.tool, k.n))}</text>`);
+    o.push(`<text x="${lx + 17}" y="${yy}">${esc(k.tool === 'iperf3' ? 'iperf3 -P N (left of gkd-N)' : label(k.tool, k.n))}</text>`);
   });
   o.push('</svg>');
   return o.join('\n') + '\n';

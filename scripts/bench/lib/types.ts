@@ -61,12 +61,13 @@ export interface RunInfo {
   finishedAt: string;
   durationS: number;
   host: { cores: number; cpu: string; kernel: string; node: string; memGiB: number };
-  git: { commit: string; dirty: boolean };
+  /** HEAD, and the packages whose sources changed after their dist was built (gkd runs from dist). */
+  git: { commit: string; staleSources?: string[] };
   loadBefore: number[];
   loadAfter: number[];
   /** Machine CPU busy % in the 5 s before the run (other users of the machine). */
   busyBefore: number;
-  params: { sizeMiB: number; capS: number; repeat: number; tunnels: number[]; gkd: string; session?: string; patch?: string; sysctls?: string[]; tools: string[]; seed: number };
+  params: { sizeMiB: number; capS: number; repeat: number; tunnels: number[]; gkd: string; session?: string; sysctls?: string[]; tools: string[]; seed: number };
   command: string;
   skipped: string[];
   versions: Record<string, string>;
