@@ -8,7 +8,10 @@ export interface SessionConfig {
   maxBody: number;
   /** Receive window a new stream starts with, in bytes. Default 256 KiB. */
   initialWindow: number;
-  /** Largest receive window a stream may grow to, in bytes; also caps how much unacknowledged data this end holds per stream. Default 16 MiB. */
+  /**
+   * Largest receive window a stream may grow to, in bytes; also caps how much unacknowledged data this end holds per stream.
+   * Default 16 MiB. A sender also stops at `maxUnackedFrames` × `maxPayload` (16 MiB by default), so more needs larger payloads.
+   */
   maxWindow: number;
   /**
    * Bytes one session (or one peer, when the server shares the budget among a user's sessions) may
@@ -39,13 +42,6 @@ export interface SessionConfig {
   tunnelHighWater: number;
   /** Tunnel picker: 'least-queued' (default) or 'round-robin'. */
   scheduler: 'least-queued' | 'round-robin';
-  /**
-   * Also treat a tunnel as full while its bytes in flight (sent, not confirmed by a PONG) exceed about
-   * twice its bandwidth-delay product (measured rate × (min RTT + 25 ms)), at least `tunnelHighWater`.
-   * Keeps data out of a slow or lossy tunnel's kernel buffers, where it would wait behind a loss
-   * while the other tunnels could carry it. Default false (experimental).
-   */
-  inflightCap: boolean;
 }
 
 export const defaultSessionConfig: SessionConfig = {
@@ -63,7 +59,6 @@ export const defaultSessionConfig: SessionConfig = {
   gracePeriod: 30_000,
   tunnelHighWater: 256 * 1024,
   scheduler: 'least-queued',
-  inflightCap: false,
 };
 
 /** Throw ConfigError unless `value` is an integer in [min, max]. */
@@ -89,7 +84,6 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   checkInt('maxUnconfirmedFrames', c.maxUnconfirmedFrames, Math.max(1024, c.confirmFrames), 1 << 24);
   checkInt('gracePeriod', c.gracePeriod, 0, 24 * 3_600_000);
   checkInt('tunnelHighWater', c.tunnelHighWater, 1024, 1 << 30);
-  if (typeof c.inflightCap !== 'boolean') throw new ConfigError(`inflightCap must be true or false, got ${String(c.inflightCap)}`);
   if (c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
     throw new ConfigError(`scheduler must be 'least-queued' or 'round-robin', got ${String(c.scheduler)}`);
   }

@@ -50,7 +50,6 @@ export interface TunnelOptions {
   confirmBytes: number;
   highWater: number;
   maxUnconfirmed: number;
-  inflightCap: boolean;
 }
 
 /** A snapshot of one tunnel for stats. */
@@ -85,7 +84,6 @@ export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
     confirmBytes: c.confirmBytes,
     highWater: c.tunnelHighWater,
     maxUnconfirmed: c.maxUnconfirmedFrames,
-    inflightCap: c.inflightCap,
   };
 }
 
@@ -105,9 +103,6 @@ export class Tunnel {
   handlers: TunnelHandlers = {};
   /** Smoothed RTT in ms, or null before the first PONG. */
   srtt: number | null = null;
-  /** Smallest RTT seen in the last 30 s, in ms (the path without our queue), or null before the first PONG. */
-  minRtt: number | null = null;
-  private minRttAt = 0;
   /** Delivery rate in bytes/s while bytes were in flight (from PONG confirmations), or null before it could be measured. */
   rate: number | null = null;
   bytesIn = 0;
@@ -193,10 +188,9 @@ export class Tunnel {
     return this.writtenTotal - this.confirmedTotal;
   }
 
-  /** True if the send buffer is below the high-water mark (and, with `inflightCap`, in-flight bytes below `inflightLimit`). */
+  /** True if the send buffer is below the high-water mark. */
   get hasRoom(): boolean {
-    if (this.socket.writableLength >= this.opts.highWater) return false;
-    return !this.opts.inflightCap || this.inflight < this.inflightLimit;
+    return this.socket.writableLength < this.opts.highWater;
   }
 
   /** Send a control frame (kept until confirmed unless it is PING/PONG). */
@@ -310,9 +304,7 @@ export class Tunnel {
     }
     this.unconfirmedFrames++;
     this.unconfirmedBytes += bytes;
-    // With `inflightCap`, a tunnel that just became full needs a PONG to open again: ask for one now.
-    const full = this.opts.inflightCap && this.inflight >= this.inflightLimit;
-    if (!this.confirmPingOutstanding && (full || this.unconfirmedFrames >= this.opts.confirmFrames || this.unconfirmedBytes >= this.opts.confirmBytes)) {
+    if (!this.confirmPingOutstanding && (this.unconfirmedFrames >= this.opts.confirmFrames || this.unconfirmedBytes >= this.opts.confirmBytes)) {
       this.confirmPingOutstanding = true;
       this.ping();
     }
@@ -340,9 +332,12 @@ export class Tunnel {
         return;
       }
       // A peer that keeps sending but answers no PING confirms nothing, and every frame sent to it
-      // stays retained: that is as dead as silence (yamux and HTTP/2 keepalives do the same).
-      if (this.unansweredSince !== null && performance.now() - this.unansweredSince > this.deadline) {
-        this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: no PING answered for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
+      // stays retained: that is as dead as silence (yamux and HTTP/2 keepalives do the same). Twice the
+      // silence deadline: a PING waits behind whatever is queued in the tunnel (seen: 3 s on a lossy
+      // 100 ms path), and the smoothed RTT that stretches the deadline lags a queue that is growing.
+      const pongDeadline = 2 * this.deadline;
+      if (this.unansweredSince !== null && performance.now() - this.unansweredSince > pongDeadline) {
+        this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: no PING answered for ${Math.round(pongDeadline)} ms`, Reason.KEEPALIVE_TIMEOUT));
         return;
       }
       this.ping();
@@ -464,7 +459,6 @@ export class Tunnel {
     const ping = this.pingSent.get(id);
     if (ping === undefined) return; // unknown or forged id: confirms nothing
     const sent = ping.at;
-    const wasFull = this.opts.inflightCap && !this.hasRoom;
     if (ping.written > this.confirmedTotal) this.confirmedTotal = ping.written;
     for (const k of this.pingSent.keys()) {
       if (k > id) break;
@@ -474,11 +468,6 @@ export class Tunnel {
     this.unansweredSince = next.done ? null : next.value.at;
     const rtt = performance.now() - sent;
     this.srtt = this.srtt === null ? rtt : 0.875 * this.srtt + 0.125 * rtt;
-    const now = performance.now();
-    if (this.minRtt === null || rtt <= this.minRtt || now - this.minRttAt > 30_000) {
-      this.minRtt = rtt;
-      this.minRttAt = now;
-    }
     // Everything tagged with a ping id ≤ id was sent before that ping: the peer has processed it.
     let h = this.retainedHead;
     while (h < this.retained.length && this.retained[h]!.tag <= id) {
@@ -493,13 +482,5 @@ export class Tunnel {
       this.retainedHead = 0;
     }
     if (this.confirmPingOutstanding) this.confirmPingOutstanding = false;
-    // With `inflightCap`, a PONG (not the socket's 'drain') is what makes room: wake the scheduler.
-    if (wasFull && this.hasRoom) this.handlers.drain?.(this);
-  }
-
-  /** With `inflightCap`: bytes in flight above which the tunnel takes no new DATA (about 2 × its bandwidth-delay product). */
-  get inflightLimit(): number {
-    if (this.rate === null || this.minRtt === null) return Infinity;
-    return Math.max(this.opts.highWater, 2 * this.rate * ((this.minRtt + 25) / 1000));
   }
 }
