@@ -79,7 +79,7 @@ export interface ServerOptions {
    * handshake (so sockets that never authenticate cannot lock legitimate peers out until they time out).
    */
   maxHandshakes?: number;
-  /** Tunnels handshaking at once from one remote address. Default 32. */
+  /** Tunnels handshaking at once from one remote address; when full, a new one from there evicts that address's oldest. Default 32. */
   maxHandshakesPerAddress?: number;
   /** Connections waiting in `accept()`, at most; more are refused. Default 1 024. */
   maxAcceptQueue?: number;
@@ -167,9 +167,10 @@ export class Server extends EventEmitter {
   private readonly budgets = new Map<string, { recv: ByteBudget; send: ByteBudget }>();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly sockets = new Set<Duplex>();
-  /** Handshakes in progress, oldest first: how to refuse each, and its remote address. */
-  private readonly handshakes = new Map<Duplex, { address: string; refuse: (err: Error) => void }>();
-  private readonly handshakesPerAddress = new Map<string, number>();
+  /** Handshakes in progress, oldest first: how to refuse each. */
+  private readonly handshakes = new Map<Duplex, (err: Error) => void>();
+  /** The same, per remote address (oldest first). */
+  private readonly handshakesByAddress = new Map<string, Set<Duplex>>();
   private readonly queue: Connection[] = [];
   private readonly waiters: { resolve: (c: Connection) => void; reject: (e: Error) => void }[] = [];
   private closed = false;
@@ -235,16 +236,17 @@ export class Server extends EventEmitter {
     }
     const remoteAddress = (socket as net.Socket).remoteAddress;
     const address = remoteAddress ?? '';
-    if ((this.handshakesPerAddress.get(address) ?? 0) >= this.opts.maxHandshakesPerAddress) {
-      this.emit('refused', remoteAddress, new LimitError(`more than ${this.opts.maxHandshakesPerAddress} handshakes in progress from ${address || 'this address'}`));
-      socket.destroy();
-      return;
+    // When full (per address, then in total), evict the oldest handshake rather than refuse the new
+    // one: a legitimate handshake takes one RTT, so only a flood of new connections (not a pile of
+    // idle ones, nor an attacker behind the same NAT address) can keep one from completing.
+    const fromHere = this.handshakesByAddress.get(address);
+    if (fromHere && fromHere.size >= this.opts.maxHandshakesPerAddress) {
+      const oldest = fromHere.values().next().value!;
+      this.handshakes.get(oldest)?.(new LimitError(`handshake evicted: more than ${this.opts.maxHandshakesPerAddress} in progress from ${address || 'this address'}`));
     }
     if (this.handshakes.size >= this.opts.maxHandshakes) {
-      // Evict the oldest: a legitimate handshake takes one RTT, so only a flood of new connections
-      // (not a pile of idle ones) can keep one from completing.
       const oldest = this.handshakes.values().next().value!;
-      oldest.refuse(new LimitError(`handshake evicted: more than ${this.opts.maxHandshakes} in progress`));
+      oldest(new LimitError(`handshake evicted: more than ${this.opts.maxHandshakes} in progress`));
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
@@ -259,9 +261,9 @@ export class Server extends EventEmitter {
       done = true;
       clearTimeout(timer);
       this.handshakes.delete(socket);
-      const n = (this.handshakesPerAddress.get(address) ?? 1) - 1;
-      if (n > 0) this.handshakesPerAddress.set(address, n);
-      else this.handshakesPerAddress.delete(address);
+      const mine = this.handshakesByAddress.get(address);
+      mine?.delete(socket);
+      if (mine?.size === 0) this.handshakesByAddress.delete(address);
       return true;
     };
     const refuse = (err: Error) => {
@@ -269,8 +271,10 @@ export class Server extends EventEmitter {
       this.emit('refused', remoteAddress, err);
       t.fail(err);
     };
-    this.handshakes.set(socket, { address, refuse });
-    this.handshakesPerAddress.set(address, (this.handshakesPerAddress.get(address) ?? 0) + 1);
+    this.handshakes.set(socket, refuse);
+    let mine = this.handshakesByAddress.get(address);
+    if (!mine) this.handshakesByAddress.set(address, (mine = new Set()));
+    mine.add(socket);
     const timer = setTimeout(() => refuse(new HandshakeTimeoutError(this.opts.handshakeTimeout)), this.opts.handshakeTimeout);
     t.handlers.close = (_t, _u, err) => {
       if (finish()) this.emit('refused', remoteAddress, err ?? new AuthError('closed during the handshake', Reason.GENERAL_FAILURE));

@@ -10,6 +10,10 @@ import { FrameFuzzer, rawFrame, type FuzzPorts } from './frames.js';
 import { socksRequest } from './socks.js';
 import { OwnSession, WirePeer, makeAuth } from './wire.js';
 
+/** Unauthenticated attackers and slowloris stand for other hosts than the legitimate peer (127.0.0.1). */
+export const PRE_AUTH_HOST = '127.0.0.2';
+export const SLOWLORIS_HOST = '127.0.0.3';
+
 /** Reject with `what` after `ms`. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -258,7 +262,7 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
   while (Date.now() < o.deadline && o.budget.left > 0) {
     o.budget.left--;
     const kase = rng.pick(PRE_AUTH_CASES);
-    const peer = await WirePeer.connect(o.port);
+    const peer = await WirePeer.connect(o.port, PRE_AUTH_HOST);
     o.stats.connections++;
     bump(o.stats.byCase, kase);
     const sid = randomBytes(16);
@@ -373,7 +377,7 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
 
 /** Connections that open the tunnel port and send nothing (or one byte): the handshake timeout must close them. */
 export async function tunnelSlowloris(port: number, n: number, timeoutMs: number): Promise<{ closedByServer: number; held: number }> {
-  const peers = await Promise.all(Array.from({ length: n }, () => WirePeer.connect(port)));
+  const peers = await Promise.all(Array.from({ length: n }, () => WirePeer.connect(port, SLOWLORIS_HOST)));
   for (const [i, p] of peers.entries()) if (i % 2 === 1) p.socket.write(Buffer.from([1]));
   const closed = await Promise.all(peers.map((p) => Promise.race([p.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())])));
   for (const p of peers) p.destroy();

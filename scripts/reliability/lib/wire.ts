@@ -89,10 +89,14 @@ export class WirePeer {
     );
   }
 
-  /** Connect; resolves once connected (not waiting for the CHALLENGE). */
-  static connect(port: number): Promise<WirePeer> {
+  /**
+   * Connect; resolves once connected (not waiting for the CHALLENGE). `from` is the local address:
+   * attackers that stand for other hosts use their own (Linux routes all of 127/8 to loopback), as the
+   * server bounds handshakes per remote address.
+   */
+  static connect(port: number, from = '127.0.0.1'): Promise<WirePeer> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port });
+      const socket = net.connect({ host: '127.0.0.1', port, localAddress: from });
       const peer = new WirePeer(socket);
       socket.once('connect', () => resolve(peer));
       socket.once('error', reject);
