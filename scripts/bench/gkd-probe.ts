@@ -10,7 +10,8 @@
  *   GKD_KEY=… node --import tsx scripts/bench/gkd-probe.ts server LISTEN ALLOW STATS_FILE
  *   GKD_KEY=… node --import tsx scripts/bench/gkd-probe.ts client SERVER TUNNELS SOCKS STATS_FILE
  *
- * GKD_BENCH_SESSION may hold a JSON `Partial<SessionConfig>` applied on both sides, to try transport
+ * GKD_BENCH_SESSION may hold a JSON `Partial<SessionConfig>` applied on both sides (plus `serverLimits`, the
+ * server's `limits`, e.g. `{"maxBufferedBytesPerPeer":268435456}`), to try transport
  * settings without editing the packages (e.g. '{"tunnelHighWater":1048576}').
  * Prints the CLI's ready line (`gkd: SOCKS5 proxy on …`) or `gkd: server on …` once ready.
  */
@@ -21,7 +22,7 @@ import { Client, parseHostPort, type SessionConfig, type SessionStats } from '@g
 
 const key = process.env.GKD_KEY;
 if (!key) throw new Error('GKD_KEY is not set');
-const session = JSON.parse(process.env.GKD_BENCH_SESSION ?? '{}') as Partial<SessionConfig>;
+const { serverLimits, ...session } = JSON.parse(process.env.GKD_BENCH_SESSION ?? '{}') as Partial<SessionConfig> & { serverLimits?: Record<string, number> };
 const [role, ...args] = process.argv.slice(2);
 
 /** One sample: what the analysis needs, small enough to write four times a second. */
@@ -45,7 +46,7 @@ function record(file: string, read: () => SessionStats[]): void {
 
 if (role === 'server') {
   const [listen = '0.0.0.0:9990', allow = '', file = '/dev/null'] = args;
-  const server = await GkdServer.start({ listen, key, allow: allow.split(',').filter(Boolean), deny: [], session });
+  const server = await GkdServer.start({ listen, key, allow: allow.split(',').filter(Boolean), deny: [], session, ...(serverLimits ? { limits: serverLimits } : {}) });
   record(file, () => server.stats().peers);
   process.once('SIGTERM', () => void server.close().finally(() => process.exit(0)));
   console.log(`gkd: server on ${listen}`);
