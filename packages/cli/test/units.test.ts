@@ -16,6 +16,7 @@ import { RetryLog } from '../src/retry-log.js';
 import { TransportSampler } from '../src/sampler.js';
 import { drainAndClose } from '../src/shutdown.js';
 import { StatusLine, formatClientStatus, formatRate } from '../src/status-line.js';
+import { notsentLowatTip } from '../src/tuning.js';
 
 const KEY = 'Svz_12V9Gfa-V67vHKw3uXVQjGziO1yg9CmhRRNUqrE';
 
@@ -246,5 +247,21 @@ describe('drainAndClose', () => {
     t0 = Date.now();
     expect(await drainAndClose(plan, { timeoutMs: 10_000, logger, force: force.signal })).toBe(1);
     expect(Date.now() - t0).toBeLessThan(1000);
+  });
+});
+
+describe('notsentLowatTip', () => {
+  it('tips when the kernel default (unlimited) is in force, and names the value', () => {
+    expect(notsentLowatTip(() => '4294967295\n')).toMatch(/sysctl -w net\.ipv4\.tcp_notsent_lowat=131072 \(now 4294967295\)/);
+  });
+  it('says nothing when it is already low, or cannot be read (not Linux)', () => {
+    expect(notsentLowatTip(() => '131072\n')).toBeUndefined();
+    expect(notsentLowatTip(() => '16384')).toBeUndefined();
+    expect(
+      notsentLowatTip(() => {
+        throw new Error('ENOENT');
+      }),
+    ).toBeUndefined();
+    expect(notsentLowatTip(() => 'garbage')).toBeUndefined();
   });
 });

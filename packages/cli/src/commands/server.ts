@@ -6,6 +6,7 @@ import { createLogger, errorText, type Logger } from '../logger.js';
 import { serverSettings, type PolicySettings, type ServerSettings } from '../options.js';
 import { TransportSampler } from '../sampler.js';
 import type { DrainPlan } from '../shutdown.js';
+import { notsentLowatTip } from '../tuning.js';
 import { runService, startMetrics } from './service.js';
 
 /** What the server part of a process needs. */
@@ -96,6 +97,8 @@ export async function serverCommand(args: Args): Promise<number> {
     const rules = [...settings.allow.map((r) => `allow ${r}`), ...settings.deny.map((r) => `deny ${r}`)];
     logger.info(`listening on ${at} (${settings.tls ? 'TLS' : 'plain TCP'}, ${auth}); destination policy: ${rules.length ? rules.join(', ') + ', then ' : ''}loopback and private ranges denied by default`);
     process.stdout.write(`gkd: server listening on ${at} (${settings.tls ? 'TLS' : 'plain TCP'}, ${auth})\n`);
+    const tip = notsentLowatTip();
+    if (tip) logger.info(tip, { event: 'tip' });
     return side.plan;
   });
 }
