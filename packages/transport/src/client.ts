@@ -319,6 +319,11 @@ export class Client extends EventEmitter {
         socket.destroy();
         throw new GkdError('GKD_ERR_CLOSED', 'client closed');
       }
+      if (this.dormant) {
+        // The session went idle while we dialed: do not found a new one nobody asked for.
+        socket.destroy();
+        return; // `finally` lets the other slots stop waiting for a founder
+      }
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       const c = this.opts.session;
