@@ -43,28 +43,9 @@ export async function echoStream(socksPort: number, echoPort: number, index: num
     if (r.rep !== 0) throw new Error(`SOCKS REP ${r.rep}`);
     const s = socket;
     const sent = createHash('sha256');
-    const got = createHash('sha256');
-    let received = 0;
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`echo not complete within ${timeoutMs} ms (${received}/${bytes} bytes back)`)), timeoutMs);
-      s.on('data', (d: Buffer) => {
-        got.update(d);
-        received += d.length;
-      });
-      s.once('end', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      s.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      s.once('close', () => {
-        clearTimeout(timer);
-        reject(new Error(`closed after ${received}/${bytes} bytes without an end`));
-      });
-    });
-    s.resume();
+    const reading = readToEnd(s, timeoutMs, 'echo', bytes);
+    const { got, received } = reading;
+    const done = reading.done;
     let block = 0;
     let off = 0;
     const pump = () => {
@@ -82,7 +63,7 @@ export async function echoStream(socksPort: number, echoPort: number, index: num
     };
     pump();
     await done;
-    if (received !== bytes) throw new Error(`echo returned ${received} bytes, sent ${bytes}`);
+    if (received() !== bytes) throw new Error(`echo returned ${received()} bytes, sent ${bytes}`);
     if (got.digest('hex') !== sent.digest('hex')) throw new Error('sha256 of the echo differs from what was sent');
     s.destroy();
     return { index, ok: true, ms: performance.now() - t0 };
@@ -174,28 +155,13 @@ export async function download(socksPort: number, sourcePort: number, size: numb
     throw new Error(`SOCKS REP ${r.rep}`);
   }
   const s = r.socket;
-  const h = createHash('sha256');
-  let got = 0;
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`download not complete within ${timeoutMs} ms (${got}/${size})`)), timeoutMs);
-    s.on('data', (d: Buffer) => {
-      h.update(d);
-      got += d.length;
-    });
-    s.once('end', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    s.resume();
-    s.end(sourceRequest(size));
-  });
+  const reading = readToEnd(s, timeoutMs, 'download', size);
+  s.end(sourceRequest(size));
+  await reading.done;
   s.destroy();
+  const got = reading.received();
   if (got !== size) throw new Error(`downloaded ${got} bytes, expected ${size}`);
-  if (h.digest('hex') !== patternSha256(size)) throw new Error('sha256 of the download differs from the source');
+  if (reading.got.digest('hex') !== patternSha256(size)) throw new Error('sha256 of the download differs from the source');
   return performance.now() - t0;
 }
 
@@ -237,4 +203,34 @@ export async function resetProbe(socksPort: number, resetPort: number, after?: n
     s.resume();
     s.write('x');
   });
+}
+
+/**
+ * Hash everything `s` delivers until it ends cleanly: `done` rejects on an error, on a close without
+ * an end, or after `timeoutMs`; `received()` counts the bytes so far. Starts reading at once.
+ */
+function readToEnd(s: net.Socket, timeoutMs: number, what: string, expected: number): { got: ReturnType<typeof createHash>; received: () => number; done: Promise<void> } {
+  const got = createHash('sha256');
+  let received = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} not complete within ${timeoutMs} ms (${received}/${expected} bytes)`)), timeoutMs);
+    s.on('data', (d: Buffer) => {
+      got.update(d);
+      received += d.length;
+    });
+    s.once('end', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    s.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`closed after ${received}/${expected} bytes without an end`));
+    });
+  });
+  s.resume();
+  return { got, received: () => received, done };
 }
