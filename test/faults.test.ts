@@ -4,8 +4,8 @@
  * reading, and a peer that vanishes without FIN. `pnpm load` prints the same figures.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoScenario, stallScenario, vanishScenario } from '../scripts/reliability/lib/scenarios.js';
-import { startStack, type Stack } from '../scripts/reliability/lib/stack.js';
+import { echoScenario, peersStack, stallScenario, vanishScenario } from '../scripts/reliability/lib/scenarios.js';
+import type { Stack } from '../scripts/reliability/lib/stack.js';
 
 const MiB = 1024 * 1024;
 const STREAMS = Number(process.env.GKD_LOAD_STREAMS ?? 1000);
@@ -33,16 +33,7 @@ describe('faults under load', () => {
   describe('peers that stop reading or vanish', () => {
     let stack: Stack;
     beforeAll(async () => {
-      stack = await startStack({
-        users: ['bob', 'carol', 'victor'],
-        clients: [
-          { user: 'bob', tunnels: 4 },
-          { user: 'carol', tunnels: 4 },
-          { user: 'victor', tunnels: 2, gated: true },
-        ],
-        // Short grace period, so the vanished peer's session is freed within the test; keepalive default (5 s).
-        session: { gracePeriod: 5000 },
-      });
+      stack = await peersStack();
     }, 60_000);
     afterAll(async () => {
       const crashed = await stack?.close();

@@ -7,8 +7,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { echoScenario, idleScenario, stallScenario, vanishScenario } from './lib/scenarios.js';
-import { startStack } from './lib/stack.js';
+import { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from './lib/scenarios.js';
 
 const { values } = parseArgs({
   options: {
@@ -69,15 +68,7 @@ console.log(`gkd load: node ${process.version}, ${availableParallelism()} CPUs, 
   );
 }
 {
-  const stack = await startStack({
-    users: ['bob', 'carol', 'victor'],
-    clients: [
-      { user: 'bob', tunnels: 4 },
-      { user: 'carol', tunnels: 4 },
-      { user: 'victor', tunnels: 2, gated: true },
-    ],
-    session: { gracePeriod: 5000 },
-  });
+  const stack = await peersStack();
   try {
     const st = await stallScenario(stack, stack.clients.get('client:carol')!, stack.clients.get('client:bob')!, 32);
     row(

@@ -183,6 +183,23 @@ export interface StallScenario {
 }
 
 /**
+ * The stack for the stall and vanish scenarios: bob and carol with 4 tunnels each, victor with 2 behind
+ * gates (so he can vanish without a FIN), and a 5 s grace period so a vanished session is freed soon
+ * (keepalive at its default, 5 s).
+ */
+export function peersStack(): Promise<Stack> {
+  return startStack({
+    users: ['bob', 'carol', 'victor'],
+    clients: [
+      { user: 'bob', tunnels: 4 },
+      { user: 'carol', tunnels: 4 },
+      { user: 'victor', tunnels: 2, gated: true },
+    ],
+    session: { gracePeriod: 5000 },
+  });
+}
+
+/**
  * A peer (carol) opens `streams` downloads and stops reading them: its windows fill. Another peer
  * (bob) measures its own download rate before and during the stall.
  */

@@ -1,9 +1,10 @@
 /**
  * A loopback relay in front of the server that records the first bytes each client connection sent:
  * a wiretap on a legitimate peer, so attackers can replay its handshakes and learn its session id.
+ * Built on the server package's recording relay.
  */
-import * as net from 'node:net';
 import { Decoder, FrameType } from '@gkd/protocol';
+import { recordingRelay } from '../../../packages/server/test/support/relay.js';
 
 export interface Wiretap {
   port: number;
@@ -15,35 +16,10 @@ export interface Wiretap {
 }
 
 export async function wiretap(targetPort: number, keep = 64 * 1024): Promise<Wiretap> {
-  const captures: Buffer[][] = [];
-  const sockets = new Set<net.Socket>();
-  const track = (s: net.Socket) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-  };
-  const server = net.createServer((inbound) => {
-    const chunks: Buffer[] = [];
-    let kept = 0;
-    captures.push(chunks);
-    const outbound = net.connect({ host: '127.0.0.1', port: targetPort });
-    track(inbound);
-    track(outbound);
-    inbound.on('data', (d: Buffer) => {
-      if (kept < keep) {
-        chunks.push(Buffer.from(d.subarray(0, keep - kept)));
-        kept += Math.min(d.length, keep - kept);
-      }
-    });
-    inbound.pipe(outbound);
-    outbound.pipe(inbound);
-    inbound.once('close', () => outbound.destroy());
-    outbound.once('close', () => inbound.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const captured = () => captures.map((c) => Buffer.concat(c)).filter((b) => b.length > 0);
+  const relay = await recordingRelay(targetPort, keep);
+  const captured = () => relay.fromClient.map((c) => Buffer.concat(c)).filter((b) => b.length > 0);
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: relay.port,
     captured,
     sessionId() {
       for (const bytes of captured()) {
@@ -56,9 +32,6 @@ export async function wiretap(targetPort: number, keep = 64 * 1024): Promise<Wir
       }
       return null;
     },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
+    close: () => relay.close(),
   };
 }

@@ -4,13 +4,16 @@ import net from 'node:net';
 /** A loopback TCP relay in front of a server that records what each client connection sent. */
 export interface RecordingRelay {
   port: number;
-  /** Per relayed connection, in accept order: every byte the client sent towards the server. */
+  /** Per relayed connection, in accept order: the bytes the client sent towards the server (the first `keep`). */
   fromClient: Buffer[][];
   close(): Promise<void>;
 }
 
-/** Relay 127.0.0.1:(port 0) → 127.0.0.1:`targetPort`, recording the client → server direction (a wiretap). */
-export async function recordingRelay(targetPort: number): Promise<RecordingRelay> {
+/**
+ * Relay 127.0.0.1:(port 0) → 127.0.0.1:`targetPort`, recording the client → server direction (a wiretap):
+ * the first `keep` bytes of each connection (all by default; bound it for long transfers).
+ */
+export async function recordingRelay(targetPort: number, keep = Infinity): Promise<RecordingRelay> {
   const fromClient: Buffer[][] = [];
   const sockets = new Set<net.Socket>();
   const track = (s: net.Socket) => {
@@ -20,11 +23,17 @@ export async function recordingRelay(targetPort: number): Promise<RecordingRelay
   };
   const server = net.createServer((inbound) => {
     const chunks: Buffer[] = [];
+    let kept = 0;
     fromClient.push(chunks);
     const outbound = net.connect({ host: '127.0.0.1', port: targetPort });
     track(inbound);
     track(outbound);
-    inbound.on('data', (d: Buffer) => chunks.push(Buffer.from(d)));
+    inbound.on('data', (d: Buffer) => {
+      if (kept >= keep) return;
+      const part = d.subarray(0, Math.min(d.length, keep - kept));
+      chunks.push(Buffer.from(part));
+      kept += part.length;
+    });
     inbound.pipe(outbound);
     outbound.pipe(inbound);
     inbound.once('close', () => outbound.destroy());
