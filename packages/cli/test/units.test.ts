@@ -124,11 +124,11 @@ describe('options', () => {
 });
 
 function tunnel(id: number, index: number, bytesIn: number, framesIn = 1): TunnelStats {
-  return { id, index, state: 'open', rtt: 2, bytesIn, bytesOut: 10, framesIn, framesOut: 1, queued: 0, inflight: 0, rate: null, unconfirmed: 0 };
+  return { id, index, state: 'open', rtt: 2, bytesIn, bytesOut: 10, framesIn, framesOut: 1, queued: 0, inflight: 0, rate: null, unconfirmed: 0, mode: 'user', congestion: null, notSentLowat: 0, kernel: null };
 }
 
 function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFrames = 0): SessionStats {
-  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, recvBudgetUsed: 0, sendBudgetUsed: 0, heldFrames: 0, tunnels, streams: [] };
+  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, resentBytes: 0, holResentFrames: 0, duplicateBytes: 0, recvBudgetUsed: 0, sendBudgetUsed: 0, heldFrames: 0, tunnels, streams: [] };
 }
 
 describe('TransportSampler', () => {

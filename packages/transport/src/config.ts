@@ -40,9 +40,32 @@ export interface SessionConfig {
   gracePeriod: number;
   /** A tunnel whose socket holds more than this many unsent bytes takes no new frames until it drains, in bytes. Default 256 KiB. */
   tunnelHighWater: number;
-  /** Tunnel picker: 'least-queued' (default) or 'round-robin'. */
-  scheduler: 'least-queued' | 'round-robin';
+  /**
+   * Tunnel picker: 'earliest-arrival' (default: the tunnel that would deliver the frame first, from
+   * the kernel's view where available), 'least-queued' (PING timing only) or 'round-robin'.
+   */
+  scheduler: SchedulerName;
+  /**
+   * 'auto' (default): where the kernel's socket controls can be reached (Linux, see kernel.ts), set
+   * TCP_NOTSENT_LOWAT and `congestion` on every tunnel and read TCP_INFO for the path estimate;
+   * 'off': PING timing only, as on other systems.
+   */
+  socketTuning: 'auto' | 'off';
+  /** TCP_NOTSENT_LOWAT for tunnel sockets, in bytes; 0 leaves the system's default. Default 32 KiB. */
+  notSentLowat: number;
+  /** With TCP_NOTSENT_LOWAT in force, a tunnel whose socket holds this many unsent bytes in user space takes no new frame, in bytes. Default 32 KiB. */
+  tunedHighWater: number;
+  /** Congestion control for tunnel sockets (e.g. 'bbr', 'cubic'; what the kernel allows), or null for the system default. Default null. */
+  congestion: string | null;
+  /**
+   * Re-send the frame a stream's receiver waits for on a faster tunnel when its ACK is overdue
+   * (head-of-line re-send), and penalise the tunnel that held it. Default true.
+   */
+  holResend: boolean;
 }
+
+/** The tunnel pickers a session can be configured with. */
+export type SchedulerName = 'earliest-arrival' | 'least-queued' | 'round-robin';
 
 export const defaultSessionConfig: SessionConfig = {
   maxPayload: DEFAULT_MAX_PAYLOAD,
@@ -58,7 +81,12 @@ export const defaultSessionConfig: SessionConfig = {
   maxUnconfirmedFrames: 65_536,
   gracePeriod: 30_000,
   tunnelHighWater: 256 * 1024,
-  scheduler: 'least-queued',
+  scheduler: 'earliest-arrival',
+  socketTuning: 'auto',
+  notSentLowat: 32 * 1024,
+  tunedHighWater: 32 * 1024,
+  congestion: null,
+  holResend: true,
 };
 
 /** Throw ConfigError unless `value` is an integer in [min, max]. */
@@ -84,9 +112,16 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   checkInt('maxUnconfirmedFrames', c.maxUnconfirmedFrames, Math.max(1024, c.confirmFrames), 1 << 24);
   checkInt('gracePeriod', c.gracePeriod, 0, 24 * 3_600_000);
   checkInt('tunnelHighWater', c.tunnelHighWater, 1024, 1 << 30);
-  if (c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
-    throw new ConfigError(`scheduler must be 'least-queued' or 'round-robin', got ${String(c.scheduler)}`);
+  if (c.scheduler !== 'earliest-arrival' && c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
+    throw new ConfigError(`scheduler must be 'earliest-arrival', 'least-queued' or 'round-robin', got ${String(c.scheduler)}`);
   }
+  if (c.socketTuning !== 'auto' && c.socketTuning !== 'off') throw new ConfigError(`socketTuning must be 'auto' or 'off', got ${String(c.socketTuning)}`);
+  checkInt('notSentLowat', c.notSentLowat, 0, 1 << 30);
+  checkInt('tunedHighWater', c.tunedHighWater, 1024, 1 << 30);
+  if (c.congestion !== null && (typeof c.congestion !== 'string' || !/^[a-z0-9_-]{1,15}$/i.test(c.congestion))) {
+    throw new ConfigError(`congestion must be a congestion control name such as 'bbr' or 'cubic', got ${String(c.congestion)}`);
+  }
+  if (typeof c.holResend !== 'boolean') throw new ConfigError(`holResend must be a boolean, got ${String(c.holResend)}`);
   return c;
 }
 

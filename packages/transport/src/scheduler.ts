@@ -1,19 +1,33 @@
-import type { Tunnel } from './tunnel.js';
+import type { SchedulerName } from './config.js';
+import { arrivalMs, type PathView } from './path.js';
+
+/** What a picker may look at: the path view, plus the PING-based figures `leastQueued` uses. */
+export interface Pickable extends PathView {
+  /** Delivery rate from PONG confirmations, in bytes/s, or null. */
+  readonly rate: number | null;
+  /** Bytes written that no PONG has confirmed yet. */
+  readonly inflight: number;
+  /** PING round-trip time, in ms, or null. */
+  readonly srtt: number | null;
+}
 
 /**
  * The one scheduling hook: choose the tunnel for the next frame of `bytes` bytes among `tunnels`
- * (all usable), or undefined if none has room. Pickers differ only here.
+ * (all usable), or undefined to send nothing now (none has room, or waiting for a faster one is
+ * better). `waiting` is how many more bytes are ready to be scheduled after this frame. Pickers
+ * differ only here; control frames go through the same hook with `control` set (room is then
+ * ignored: they are small and must not wait).
  */
-export type TunnelPicker = (tunnels: readonly Tunnel[], bytes: number) => Tunnel | undefined;
+export type TunnelPicker = <T extends Pickable>(tunnels: readonly T[], bytes: number, waiting?: number, control?: boolean) => T | undefined;
 
 /** Round-robin over the tunnels that have room in their send buffer. */
 export function roundRobin(): TunnelPicker {
   let next = 0;
-  return (tunnels) => {
+  return (tunnels, _bytes, _waiting, control) => {
     const n = tunnels.length;
     for (let i = 0; i < n; i++) {
       const t = tunnels[(next + i) % n]!;
-      if (t.hasRoom) {
+      if (t.hasRoom || control) {
         next = (next + i + 1) % n;
         return t;
       }
@@ -33,17 +47,17 @@ export function roundRobin(): TunnelPicker {
  */
 export function leastQueued(): TunnelPicker {
   let rotate = 0;
-  return (tunnels, bytes) => {
+  return (tunnels, bytes, _waiting, control) => {
     const n = tunnels.length;
     if (n === 0) return undefined;
     let fastest = 0;
     for (const t of tunnels) if (t.rate !== null && t.rate > fastest) fastest = t.rate;
-    let best: Tunnel | undefined;
+    let best: (typeof tunnels)[number] | undefined;
     let bestScore = Infinity;
     rotate = (rotate + 1) % n;
     for (let i = 0; i < n; i++) {
       const t = tunnels[(rotate + i) % n]!;
-      if (!t.hasRoom) continue;
+      if (!t.hasRoom && !control) continue;
       const rate = t.rate !== null && t.rate > 0 ? t.rate : fastest > 0 ? fastest : 1;
       const score = (t.inflight + bytes) / rate + (t.srtt ?? 0) / 2000;
       if (score < bestScore) {
@@ -55,7 +69,53 @@ export function leastQueued(): TunnelPicker {
   };
 }
 
+/**
+ * Earliest arrival (ECF, Lim et al., CoNEXT 2017; BLEST, Ferlin et al., 2016): the frame goes to the
+ * tunnel with room where it would reach the peer first (`arrivalMs`: backlog and frame at the
+ * tunnel's rate, plus half its RTT; with kernel access the backlog is the few bytes not yet sent and
+ * the rate follows the congestion window, so a tunnel in loss recovery gets less at once).
+ *
+ * And it may decline: if a tunnel without room right now (its queue is full) would still deliver
+ * this frame and everything else waiting (`waiting`) before the best tunnel with room delivers this
+ * one, the frame waits for it. A slow or long path then carries only what the fast ones cannot,
+ * instead of holding up the receiver's in-order delivery. The fast tunnel's 'drain' wakes the pump.
+ * Ties rotate, so equal tunnels share the load.
+ */
+export function earliestArrival(clock: () => number = () => performance.now()): TunnelPicker {
+  let rotate = 0;
+  return (tunnels, bytes, waiting = 0, control = false) => {
+    const n = tunnels.length;
+    if (n === 0) return undefined;
+    const now = clock();
+    let fastest = 0;
+    for (const t of tunnels) {
+      const r = t.sendRate;
+      if (r !== null && r > fastest) fastest = r;
+    }
+    let best: (typeof tunnels)[number] | undefined;
+    let bestAt = Infinity;
+    let fullAt = Infinity;
+    rotate = (rotate + 1) % n;
+    for (let i = 0; i < n; i++) {
+      const t = tunnels[(rotate + i) % n]!;
+      if (!t.hasRoom && !control) {
+        // When this full tunnel would deliver this frame plus everything waiting behind it.
+        const at = arrivalMs(t, bytes + waiting, fastest, now);
+        if (at < fullAt) fullAt = at;
+        continue;
+      }
+      const at = arrivalMs(t, bytes, fastest, now);
+      if (at < bestAt) {
+        best = t;
+        bestAt = at;
+      }
+    }
+    if (best && !control && fullAt < bestAt) return undefined;
+    return best;
+  };
+}
+
 /** The picker named in a session config. */
-export function pickerFor(name: 'least-queued' | 'round-robin'): TunnelPicker {
-  return name === 'round-robin' ? roundRobin() : leastQueued();
+export function pickerFor(name: SchedulerName): TunnelPicker {
+  return name === 'round-robin' ? roundRobin() : name === 'least-queued' ? leastQueued() : earliestArrival();
 }

@@ -13,8 +13,10 @@ import {
 } from '@gkd/protocol';
 import { ByteBudget } from './budget.js';
 import type { SessionConfig } from './config.js';
+import { overdueFrames } from './hol.js';
+import { arrivalMs } from './path.js';
 import { pickerFor, type TunnelPicker } from './scheduler.js';
-import { Connection, type StreamHost, type StreamStats } from './stream.js';
+import { Connection, type SentFrame, type StreamHost, type StreamStats } from './stream.js';
 import type { RetainedEntry, Tunnel, TunnelStats } from './tunnel.js';
 
 /** How many ended stream ids a session remembers (to answer late frames correctly). */
@@ -25,6 +27,15 @@ const UNSEEN_MEMORY = 4096;
 
 /** Most control frames about streams no longer live that a session keeps to re-send after a tunnel loss. */
 const STALE_RESEND_MEMORY = 4096;
+
+/** How often a session looks for overdue head-of-line frames while it has unacknowledged data, in ms. */
+const HOL_CHECK_MS = 10;
+
+/** Most frames one head-of-line re-send copies (the head and the same tunnel's frames behind it). */
+const HOL_MAX_FRAMES = 16;
+
+/** How far past the head a head-of-line re-send looks for frames stuck on the same tunnel. */
+const HOL_SCAN = 256;
 
 /** Re-sent control frames are deduplicated by this key: one per frame type and stream. */
 function frameKey(frame: Frame): string {
@@ -52,6 +63,12 @@ export interface SessionStats {
   bytesIn: number;
   bytesOut: number;
   resentFrames: number;
+  /** Payload bytes re-sent (after tunnel losses, or as head-of-line copies). */
+  resentBytes: number;
+  /** Frames copied onto another tunnel because the receiver waited for them (head-of-line re-sends). */
+  holResentFrames: number;
+  /** Payload bytes received that carried nothing new (the peer's copies). */
+  duplicateBytes: number;
   /** Receive-window bytes granted (reserved from the receive budget). */
   recvBudgetUsed: number;
   /** Unacknowledged sent bytes held (reserved from the send budget). */
@@ -102,6 +119,10 @@ export class Session extends EventEmitter implements StreamHost {
   private readonly budgetBlocked = new Set<Connection>();
   private lostError: GkdError | null = null;
   private resentFrames = 0;
+  private resentBytesClosed = 0;
+  private duplicateBytesClosed = 0;
+  private holResent = 0;
+  private holTimer: NodeJS.Timeout | undefined;
   private bytesInClosed = 0;
   private bytesOutClosed = 0;
   private goingAway = false;
@@ -234,6 +255,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.streams.clear();
     this.ready.clear();
     this.ackQueue.clear();
+    clearTimeout(this.holTimer);
+    this.holTimer = undefined;
     this.resendQueue = [];
     this.heldControl = [];
     for (const t of [...this.tunnels]) t.close(err);
@@ -299,9 +322,9 @@ export class Session extends EventEmitter implements StreamHost {
       this.heldControl.push(frame);
       return;
     }
-    // Control frames are small and must not wait behind a full buffer: take the least loaded tunnel.
-    let best = live[0]!;
-    for (const t of live) if (t.queued < best.queued) best = t;
+    // Control frames are small and must not wait behind a full buffer: the scheduler picks the tunnel
+    // that would deliver them first, room or not.
+    const best = this.pick(live, 64, 0, true) ?? live[0]!;
     best.send(frame);
   }
 
@@ -333,6 +356,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.bytesInClosed += st.bytesIn;
     this.bytesOutClosed += st.bytesOut;
     this.resentFrames += stream.resent;
+    this.resentBytesClosed += stream.resentBytes;
+    this.duplicateBytesClosed += stream.duplicateBytes;
     this.ended.set(stream.id, { how, received: st.bytesIn });
     if (this.ended.size > CLOSED_MEMORY) this.ended.delete(this.ended.keys().next().value as number);
     this.emit('stream-end', stream, how);
@@ -384,6 +409,7 @@ export class Session extends EventEmitter implements StreamHost {
           corked.add(t);
         }
         e.stream.resent++;
+        e.stream.resentBytes += e.payload.length;
         t.sendData(e.stream.id, e.offset, e.payload);
       }
       while (this.ready.size > 0) {
@@ -391,9 +417,12 @@ export class Session extends EventEmitter implements StreamHost {
         if (!s.canSend) {
           this.ready.delete(s);
           if (s.blockedOnBudget) this.waitSendBudget(s);
+          // Held at its window: the receiver may be waiting for one frame stuck on a slow tunnel.
+          else if (s.heldAtWindow) this.rescue(s, usable, corked);
           continue;
         }
-        const t = this.pick(usable, this.config.maxPayload);
+        const bytes = Math.min(this.config.maxPayload, s.pendingLength);
+        const t = this.pick(usable, bytes, s.pendingLength - bytes);
         if (!t) return;
         const f = s.takeFrame();
         if (!f) {
@@ -404,7 +433,7 @@ export class Session extends EventEmitter implements StreamHost {
           t.cork();
           corked.add(t);
         }
-        t.sendData(s.id, f.offset, f.payload);
+        this.sendTracked(t, s, f);
         // Round-robin between streams: move this one to the back.
         this.ready.delete(s);
         if (s.canSend) this.ready.add(s);
@@ -414,6 +443,71 @@ export class Session extends EventEmitter implements StreamHost {
       for (const t of corked) t.uncork();
       this.pumping = false;
     }
+    this.armHolTimer();
+  }
+
+  /** Write a stream's DATA frame on `t` and note where and when, and when its ACK is due. */
+  private sendTracked(t: Tunnel, s: Connection, f: SentFrame): void {
+    const now = performance.now();
+    // Due: the frame's arrival over this tunnel (its backlog, rate and half RTT), the ACK's way back
+    // (half the best RTT) and the peer's ACK coalescing (one turn of its event loop, a few ms).
+    f.due = now + arrivalMs(t, f.payload.length, 0, now) + this.rtt() / 2 + 5;
+    f.tunnel = t.id;
+    f.sentAt = now;
+    t.sendData(s.id, f.offset, f.payload);
+  }
+
+  /**
+   * Head-of-line re-send (hol.ts): if the frame `s`'s receiver waits for is overdue on its tunnel,
+   * copy it (and the same tunnel's frames stuck behind it) onto the tunnels that would deliver them
+   * first, and penalise the tunnel that held them for one RTT.
+   */
+  private rescue(s: Connection, usable: Tunnel[], corked: Set<Tunnel>): void {
+    if (!this.config.holResend || usable.length < 2 || !s.hasUnacked) return;
+    const now = performance.now();
+    const byId = new Map(usable.map((t) => [t.id, t]));
+    const grace = (id: number): number => Math.max(20, byId.get(id)?.pathRtt ?? this.rtt());
+    const frames = overdueFrames(s.unackedFrames(HOL_SCAN), now, grace, (id) => byId.has(id), HOL_MAX_FRAMES);
+    if (frames.length === 0) return;
+    const slow = byId.get(frames[0]!.tunnel);
+    if (slow) slow.penalisedUntil = now + Math.max(20, slow.pathRtt ?? this.rtt());
+    const others = usable.filter((t) => t !== slow);
+    for (const f of frames) {
+      const t = this.pick(others, f.payload.length, 0);
+      if (!t) break;
+      if (!corked.has(t)) {
+        t.cork();
+        corked.add(t);
+      }
+      f.copies++;
+      s.resent++;
+      s.resentBytes += f.payload.length;
+      this.holResent++;
+      this.sendTracked(t, s, f);
+    }
+  }
+
+  /** While any stream has unacknowledged data, look for overdue head-of-line frames every HOL_CHECK_MS. */
+  private armHolTimer(): void {
+    if (this.holTimer || !this.config.holResend || this.lostError) return;
+    this.holTimer = setTimeout(() => {
+      this.holTimer = undefined;
+      if (this.lostError) return;
+      const usable = this.tunnels.filter((t) => t.usable || t.state === 'draining');
+      let waiting = false;
+      const corked = new Set<Tunnel>();
+      try {
+        for (const s of this.streams.values()) {
+          if (!s.hasUnacked) continue;
+          waiting = true;
+          this.rescue(s, usable, corked);
+        }
+      } finally {
+        for (const t of corked) t.uncork();
+      }
+      if (waiting) this.armHolTimer();
+    }, HOL_CHECK_MS);
+    this.holTimer.unref();
   }
 
   // ------------------------------------------------------------------ receiving
@@ -543,7 +637,13 @@ export class Session extends EventEmitter implements StreamHost {
     let bytesIn = this.bytesInClosed;
     let bytesOut = this.bytesOutClosed;
     let resent = this.resentFrames;
-    for (const s of this.streams.values()) resent += s.resent;
+    let resentBytes = this.resentBytesClosed;
+    let duplicateBytes = this.duplicateBytesClosed;
+    for (const s of this.streams.values()) {
+      resent += s.resent;
+      resentBytes += s.resentBytes;
+      duplicateBytes += s.duplicateBytes;
+    }
     for (const st of streams) {
       bytesIn += st.bytesIn;
       bytesOut += st.bytesOut;
@@ -555,6 +655,9 @@ export class Session extends EventEmitter implements StreamHost {
       bytesIn,
       bytesOut,
       resentFrames: resent,
+      resentBytes,
+      holResentFrames: this.holResent,
+      duplicateBytes,
       recvBudgetUsed: this.recvBudget.used,
       sendBudgetUsed: this.sendBudget.used,
       heldFrames: this.resendQueue.length + this.heldControl.length,

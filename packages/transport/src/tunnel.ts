@@ -1,5 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { SessionConfig } from './config.js';
+import { kernelSocket, type KernelSocket } from './kernel.js';
+import { PathEstimator, type PathMode, type PathView } from './path.js';
 import {
   Decoder,
   FrameType,
@@ -50,6 +52,29 @@ export interface TunnelOptions {
   confirmBytes: number;
   highWater: number;
   maxUnconfirmed: number;
+  /** Use the kernel's socket controls and statistics where they work. */
+  kernel: boolean;
+  /** TCP_NOTSENT_LOWAT to set, in bytes (0: leave the kernel's default). */
+  notSentLowat: number;
+  /** User-space high-water mark once TCP_NOTSENT_LOWAT is set, in bytes. */
+  tunedHighWater: number;
+  /** Congestion control to set on the socket, or null for the system default. */
+  congestion: string | null;
+}
+
+/** The kernel's view of a tunnel's socket, for stats (times in ms, rates in bytes/s). */
+export interface TunnelKernelStats {
+  rtt: number;
+  minRtt: number;
+  /** Congestion window, in segments. */
+  cwnd: number;
+  /** Bytes written to the kernel and not sent yet. */
+  notSent: number;
+  deliveryRate: number;
+  /** Segments retransmitted over the tunnel's life. */
+  retransmits: number;
+  /** 0 open, 1 disorder, 2 CWR, 3 recovery, 4 loss. */
+  caState: number;
 }
 
 /** A snapshot of one tunnel for stats. */
@@ -71,6 +96,14 @@ export interface TunnelStats {
   rate: number | null;
   /** Frames sent but not yet confirmed by a PONG. */
   unconfirmed: number;
+  /** 'kernel': TCP_INFO feeds the path estimate and TCP_NOTSENT_LOWAT keeps frames in user space; 'user': PING timing only. */
+  mode: PathMode;
+  /** The socket's congestion control (null where it cannot be read). */
+  congestion: string | null;
+  /** TCP_NOTSENT_LOWAT in force, in bytes (0: none). */
+  notSentLowat: number;
+  /** The kernel's view (null in user mode). */
+  kernel: TunnelKernelStats | null;
 }
 
 /** The tunnel settings that come from a session config, for tunnel `index` (-1 until the handshake names it). */
@@ -84,6 +117,10 @@ export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
     confirmBytes: c.confirmBytes,
     highWater: c.tunnelHighWater,
     maxUnconfirmed: c.maxUnconfirmedFrames,
+    kernel: c.socketTuning === 'auto',
+    notSentLowat: c.notSentLowat,
+    tunedHighWater: c.tunedHighWater,
+    congestion: c.congestion,
   };
 }
 
@@ -96,7 +133,7 @@ const CONFIRMED: RetainedEntry = { kind: 'ack', stream: 0, tag: 0 };
  * One real connection (TCP, TLS or in-memory) carrying frames of one session: decoding, writing,
  * keepalive, RTT, delivery-rate measurement and the retained frames that make failover lossless.
  */
-export class Tunnel {
+export class Tunnel implements PathView {
   readonly id = nextTunnelId++;
   readonly index: number;
   state: TunnelState = 'connecting';
@@ -109,8 +146,19 @@ export class Tunnel {
   bytesOut = 0;
   framesIn = 0;
   framesOut = 0;
+  /** The path estimate (kernel TCP_INFO where available, else PING timing). */
+  readonly path: PathEstimator;
+  /** Congestion control in use (null where it cannot be read); see also `congestionError`. */
+  readonly congestion: string | null = null;
+  /** Why the requested congestion control could not be set, or null. */
+  readonly congestionError: string | null = null;
+  /** TCP_NOTSENT_LOWAT in force, in bytes (0: none). */
+  readonly notSentLowat: number = 0;
+  /** Until when (performance.now(), ms) the scheduler counts one more RTT for this tunnel. */
+  penalisedUntil = 0;
 
   private readonly socket: Duplex;
+  private readonly kernel: KernelSocket | null;
   private readonly decoder: Decoder;
   private readonly opts: TunnelOptions;
   private retained: RetainedEntry[] = [];
@@ -147,6 +195,20 @@ export class Tunnel {
     const s = socket as Duplex & { setNoDelay?: (v: boolean) => void; setKeepAlive?: (v: boolean, d: number) => void };
     s.setNoDelay?.(true);
     s.setKeepAlive?.(true, 10_000);
+    this.kernel = opts.kernel ? kernelSocket(socket) : null;
+    if (this.kernel) {
+      if (opts.notSentLowat > 0 && this.kernel.setNotSentLowat(opts.notSentLowat)) this.notSentLowat = opts.notSentLowat;
+      if (opts.congestion) {
+        try {
+          this.kernel.setCongestion(opts.congestion);
+        } catch (err) {
+          this.congestionError = (err as Error).message;
+        }
+      }
+      this.congestion = this.kernel.congestion();
+    }
+    const k = this.kernel;
+    this.path = new PathEstimator(k ? () => k.info() : null);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       if (this.readPaused) {
@@ -188,9 +250,29 @@ export class Tunnel {
     return this.writtenTotal - this.confirmedTotal;
   }
 
-  /** True if the send buffer is below the high-water mark. */
+  /**
+   * True if the send buffer is below the high-water mark. With TCP_NOTSENT_LOWAT the kernel holds at
+   * most that much unsent, so frames wait in user space, where the scheduler can still choose a
+   * tunnel for them: the mark is then low (`tunedHighWater`), and a tunnel takes a frame only when it
+   * can send it soon.
+   */
   get hasRoom(): boolean {
-    return this.socket.writableLength < this.opts.highWater;
+    return this.socket.writableLength < (this.notSentLowat > 0 ? this.opts.tunedHighWater : this.opts.highWater);
+  }
+
+  /** See PathView: user-space queue plus kernel unsent bytes with kernel access, unconfirmed bytes without. */
+  get backlog(): number {
+    return this.path.mode === 'kernel' ? this.socket.writableLength + this.path.notSent() : this.inflight;
+  }
+
+  /** See PathView: bytes/s from the kernel's congestion window and RTT, or from PONG confirmations. */
+  get sendRate(): number | null {
+    return this.path.rate(this.rate);
+  }
+
+  /** See PathView: the kernel's smoothed RTT, or the PING RTT, in ms. */
+  get pathRtt(): number | null {
+    return this.path.rtt(this.srtt);
   }
 
   /** Send a control frame (kept until confirmed unless it is PING/PONG). */
@@ -287,6 +369,24 @@ export class Tunnel {
       inflight: this.inflight,
       rate: this.rate,
       unconfirmed: this.retained.length - this.retainedHead,
+      mode: this.path.mode,
+      congestion: this.congestion,
+      notSentLowat: this.notSentLowat,
+      kernel: this.kernelStats(),
+    };
+  }
+
+  private kernelStats(): TunnelKernelStats | null {
+    const i = this.state === 'closed' ? null : this.path.sample();
+    if (!i) return null;
+    return {
+      rtt: i.rtt / 1000,
+      minRtt: i.minRtt / 1000,
+      cwnd: i.cwnd,
+      notSent: i.notSent,
+      deliveryRate: i.deliveryRate,
+      retransmits: i.totalRetrans,
+      caState: i.caState,
     };
   }
 

@@ -1,0 +1,45 @@
+import type { SentFrame } from './stream.js';
+
+/**
+ * Head-of-line re-send: which of a stream's unacknowledged frames to send again on another tunnel.
+ *
+ * A stream's receiver delivers in order, so the frame at the peer's cumulative ACK holds up every
+ * byte behind it, whichever tunnel those came on. When that frame's ACK is overdue, the tunnel that
+ * carried it is repairing a loss (or queueing): TCP will deliver it, but a copy on a tunnel that
+ * is moving delivers it sooner (MPTCP's opportunistic retransmission, Raiciu et al., NSDI 2012;
+ * getlantern/multipath re-sends frames older than 2 × RTT). The same tunnel's later frames wait
+ * behind the same TCP hole, so those whose ACK would be due by now go too. The receiver drops the
+ * duplicates (PROTOCOL.md §6).
+ *
+ * Overdue means: past its `due` time (when its ACK should have come back, computed at send time from
+ * the tunnel's backlog, rate and RTT) by more than `grace(tunnel)`, which is about one RTT of that
+ * tunnel: the time TCP's fast retransmit needs, so a loss the tunnel repairs by itself costs no copy.
+ */
+
+/** Most copies of one frame (the first transmission counts). */
+export const MAX_COPIES = 3;
+
+/**
+ * The frames to re-send, oldest first (at most `max`): the head frame if its ACK is overdue, and the
+ * later frames that were sent on the head's tunnel and are past due. Empty if the head is not overdue.
+ *
+ * @param frames the stream's unacknowledged frames, oldest (the head) first
+ * @param now the current time (performance.now(), ms)
+ * @param grace extra wait for a frame on tunnel `id` before its ACK counts as overdue, in ms
+ * @param live whether tunnel `id` is still up (frames of a closed tunnel are re-sent by failover)
+ */
+export function overdueFrames(frames: Iterable<SentFrame>, now: number, grace: (tunnel: number) => number, live: (tunnel: number) => boolean, max: number): SentFrame[] {
+  const out: SentFrame[] = [];
+  let stuck = -1;
+  for (const f of frames) {
+    if (stuck === -1) {
+      if (f.copies >= MAX_COPIES || !live(f.tunnel) || now <= f.due + grace(f.tunnel)) return out;
+      stuck = f.tunnel;
+      out.push(f);
+    } else if (f.tunnel === stuck && f.copies < MAX_COPIES && now > f.due) {
+      out.push(f);
+    }
+    if (out.length >= max) break;
+  }
+  return out;
+}
