@@ -29,9 +29,24 @@ const [role, ...args] = process.argv.slice(2);
 function slim(s: SessionStats): unknown {
   return {
     resent: s.resentFrames,
+    resentBytes: s.resentBytes,
+    hol: s.holResentFrames,
+    dup: s.duplicateBytes,
     recvBudget: s.recvBudgetUsed,
     sendBudget: s.sendBudgetUsed,
-    tunnels: s.tunnels.map((t) => ({ i: t.index, st: t.state, rtt: t.rtt, in: t.bytesIn, out: t.bytesOut, q: t.queued, fl: t.inflight, rate: t.rate, unc: t.unconfirmed })),
+    tunnels: s.tunnels.map((t) => ({
+      i: t.index,
+      st: t.state,
+      rtt: t.rtt,
+      in: t.bytesIn,
+      out: t.bytesOut,
+      q: t.queued,
+      fl: t.inflight,
+      rate: t.rate,
+      unc: t.unconfirmed,
+      // The kernel's view (mode 'kernel'): cwnd (segments), RTT (ms), unsent bytes, retransmits, CA state.
+      ...(t.kernel ? { k: { cwnd: t.kernel.cwnd, rtt: t.kernel.rtt, ns: t.kernel.notSent, rtx: t.kernel.retransmits, ca: t.kernel.caState, dr: t.kernel.deliveryRate } } : {}),
+    })),
     streams: s.streams.map((st) => ({ id: st.id, win: st.window, unacked: st.unacked, reorder: st.reorderDepth, buf: st.buffered, in: st.bytesIn, out: st.bytesOut })),
   };
 }

@@ -55,6 +55,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'key', kind: 'string', placeholder: 'KEY', describe: 'The pre-shared key from `gkd keygen` (prefer GKD_KEY: argv is visible to other users)', commands: ['server', 'client'] },
   { name: 'metrics', kind: 'string', placeholder: 'HOST:PORT', describe: 'Serve Prometheus metrics at http://HOST:PORT/metrics', commands: RUNNING },
   { name: 'drain-timeout', kind: 'string', placeholder: 'SECONDS', describe: 'On SIGINT/SIGTERM, how long open connections may finish before they are closed, in seconds', default: '10', commands: RUNNING },
+  { name: 'congestion', kind: 'string', placeholder: 'NAME', describe: 'TCP congestion control for the tunnel sockets (e.g. bbr, cubic; what the kernel offers, Linux). On a server it governs downloads, on a client uploads. Default: the system\'s', commands: RUNNING },
   { name: 'log-level', kind: 'string', placeholder: 'LEVEL', describe: 'error, warn, info or debug', default: 'info', commands: RUNNING },
   { name: 'log-format', kind: 'string', placeholder: 'FORMAT', describe: 'pretty (one line per event) or json (one JSON object per line); logs go to stderr', default: 'pretty', commands: RUNNING },
 ];

@@ -41,7 +41,11 @@ export class Metrics {
   private readonly tunnelsConfigured = this.gauge('gkd_tunnels_configured', 'Tunnels the client keeps up (--tunnels)', []);
   private readonly streamBytes = this.counter('gkd_stream_bytes_total', 'Stream payload bytes; direction "in" is received from the peer, "out" sent to it', ['side', 'direction']);
   private readonly streamsOpen = this.gauge('gkd_streams_open', 'Streams (proxied connections) open now', ['side']);
-  private readonly resent = this.counter('gkd_resent_frames_total', 'DATA frames sent again on another tunnel after a tunnel was lost', ['side']);
+  private readonly resent = this.counter('gkd_resent_frames_total', 'DATA frames sent again on another tunnel (after a tunnel was lost, or as head-of-line copies)', ['side']);
+  private readonly resentBytes = this.counter('gkd_resent_bytes_total', 'DATA payload bytes sent again on another tunnel (after a tunnel was lost, or as head-of-line copies)', ['side']);
+  private readonly holResent = this.counter('gkd_hol_resent_frames_total', 'DATA frames copied onto a faster tunnel because the receiver waited for them (head-of-line re-sends)', ['side']);
+  private readonly duplicateBytes = this.counter('gkd_duplicate_bytes_total', 'DATA payload bytes received that carried nothing new (copies the peer sent again)', ['side']);
+  private readonly tunnelMode = this.gauge('gkd_tunnels_by_mode', 'Open tunnels by path-estimate mode: "kernel" (TCP_INFO, TCP_NOTSENT_LOWAT) or "user" (PING timing only)', ['side', 'mode']);
   private readonly reorder = this.gauge('gkd_reorder_depth', 'Out-of-order segments held for reassembly, over all streams', ['side']);
   private readonly opens = this.counter('gkd_opens_total', 'Connections opened through the tunnels', ['side']);
   private readonly openFailures = this.counter('gkd_open_failures_total', 'Failed OPENs by reason (client: as the local proxy classified them)', ['side', 'reason']);
@@ -123,6 +127,12 @@ export class Metrics {
     this.streamBytes.inc({ side, direction: 'out' }, snap.bytesOut);
     this.streamsOpen.set({ side }, streams);
     this.resent.inc({ side }, snap.resentFrames);
+    this.resentBytes.inc({ side }, snap.resentBytes);
+    this.holResent.inc({ side }, snap.holResentFrames);
+    this.duplicateBytes.inc({ side }, snap.duplicateBytes);
+    const modes = { kernel: 0, user: 0 };
+    for (const s of snap.sessions) for (const t of s.tunnels) if (t.state === 'open') modes[t.mode]++;
+    for (const [mode, n] of Object.entries(modes)) this.tunnelMode.set({ side, mode }, n);
     this.reorder.set({ side }, reorder);
   }
 

@@ -6,6 +6,7 @@ import { compilePolicy } from '@gkd/server';
 import type { SocksAuth } from '@gkd/socks-client';
 import { parseHostPort, parseKey, type ClientTlsOptions, type HostPort } from '@gkd/transport';
 import { UsageError, type Args } from './args.js';
+import { checkCongestion } from './tuning.js';
 
 /** Log verbosity. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -25,6 +26,8 @@ export interface CommonSettings {
   metrics: HostPort | undefined;
   /** How long streams may drain after SIGINT/SIGTERM, in milliseconds. */
   drainMs: number;
+  /** TCP congestion control for the tunnel sockets (checked against the kernel), or undefined for the system's. */
+  congestion: string | undefined;
 }
 
 /** The server's destination policy rules (validated). */
@@ -135,7 +138,14 @@ function common(args: Args): CommonSettings {
     logFormat: oneOf(args, 'log-format', args.string('log-format') ?? 'pretty', ['pretty', 'json'] as const),
     metrics: metrics === undefined ? undefined : hostPort(args, 'metrics', metrics),
     drainMs: seconds(args, 'drain-timeout', args.string('drain-timeout') ?? '10', 3600),
+    congestion: congestion(args.string('congestion')),
   };
+}
+
+function congestion(name: string | undefined): string | undefined {
+  if (name === undefined || name === '') return undefined;
+  checkCongestion(name);
+  return name;
 }
 
 function proxy(args: Args): ProxySettings {

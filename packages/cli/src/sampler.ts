@@ -18,9 +18,20 @@ export interface TransportSnapshot {
   /** Stream payload bytes received and sent, over every session so far. */
   bytesIn: number;
   bytesOut: number;
-  /** Frames re-sent after a tunnel loss, over every session so far. */
+  /** Frames re-sent (after a tunnel loss, or as head-of-line copies), over every session so far. */
   resentFrames: number;
+  /** Payload bytes re-sent, over every session so far. */
+  resentBytes: number;
+  /** Frames copied onto another tunnel because the peer waited for them, over every session so far. */
+  holResentFrames: number;
+  /** Payload bytes received that carried nothing new (the peer's copies), over every session so far. */
+  duplicateBytes: number;
 }
+
+/** The session counters a sampler keeps monotonic totals of. */
+const SESSION_TOTALS = ['bytesIn', 'bytesOut', 'resentFrames', 'resentBytes', 'holResentFrames', 'duplicateBytes'] as const;
+type SessionTotals = Record<(typeof SESSION_TOTALS)[number], number>;
+const zeroTotals = (): SessionTotals => ({ bytesIn: 0, bytesOut: 0, resentFrames: 0, resentBytes: 0, holResentFrames: 0, duplicateBytes: 0 });
 
 /**
  * Turns `stats()` snapshots into monotonic totals for metrics and the status line. The transport's
@@ -31,8 +42,8 @@ export interface TransportSnapshot {
  */
 export class TransportSampler {
   private readonly tunnelSeen = new Map<number, TunnelTotals>();
-  private readonly sessionSeen = new Map<string, { bytesIn: number; bytesOut: number; resentFrames: number }>();
-  private readonly totals = { tunnels: new Map<number, TunnelTotals>(), bytesIn: 0, bytesOut: 0, resentFrames: 0 };
+  private readonly sessionSeen = new Map<string, SessionTotals>();
+  private readonly totals = { tunnels: new Map<number, TunnelTotals>(), ...zeroTotals() };
   private last: TransportSnapshot | undefined;
 
   /** `read` returns every live session's stats (one for a client, all peers' for a server). */
@@ -46,11 +57,13 @@ export class TransportSampler {
     const t = this.totals;
     for (const s of sessions) {
       liveSessions.add(s.id);
-      const seen = this.sessionSeen.get(s.id) ?? { bytesIn: 0, bytesOut: 0, resentFrames: 0 };
-      t.bytesIn += growth(s.bytesIn, seen.bytesIn);
-      t.bytesOut += growth(s.bytesOut, seen.bytesOut);
-      t.resentFrames += growth(s.resentFrames, seen.resentFrames);
-      this.sessionSeen.set(s.id, { bytesIn: s.bytesIn, bytesOut: s.bytesOut, resentFrames: s.resentFrames });
+      const seen = this.sessionSeen.get(s.id) ?? zeroTotals();
+      const now = zeroTotals();
+      for (const k of SESSION_TOTALS) {
+        now[k] = s[k] ?? 0;
+        t[k] += growth(now[k], seen[k]);
+      }
+      this.sessionSeen.set(s.id, now);
       for (const tun of s.tunnels) {
         if (tun.index < 0) continue; // still handshaking
         liveTunnels.add(tun.id);
@@ -73,6 +86,9 @@ export class TransportSampler {
       bytesIn: t.bytesIn,
       bytesOut: t.bytesOut,
       resentFrames: t.resentFrames,
+      resentBytes: t.resentBytes,
+      holResentFrames: t.holResentFrames,
+      duplicateBytes: t.duplicateBytes,
     };
     return this.last;
   }

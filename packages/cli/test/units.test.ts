@@ -16,7 +16,7 @@ import { RetryLog } from '../src/retry-log.js';
 import { TransportSampler } from '../src/sampler.js';
 import { drainAndClose } from '../src/shutdown.js';
 import { StatusLine, formatClientStatus, formatRate } from '../src/status-line.js';
-import { notsentLowatTip } from '../src/tuning.js';
+import { checkCongestion, notsentLowatTip, socketTuningLines } from '../src/tuning.js';
 
 const KEY = 'Svz_12V9Gfa-V67vHKw3uXVQjGziO1yg9CmhRRNUqrE';
 
@@ -124,7 +124,7 @@ describe('options', () => {
 });
 
 function tunnel(id: number, index: number, bytesIn: number, framesIn = 1): TunnelStats {
-  return { id, index, state: 'open', rtt: 2, bytesIn, bytesOut: 10, framesIn, framesOut: 1, queued: 0, inflight: 0, rate: null, unconfirmed: 0, mode: 'user', congestion: null, notSentLowat: 0, kernel: null };
+  return { id, index, state: 'open', rtt: 2, bytesIn, bytesOut: 10, framesIn, framesOut: 1, queued: 0, inflight: 0, rate: null, unconfirmed: 0, mode: 'user', congestion: null, notSentLowat: 0, pacing: false, kernel: null };
 }
 
 function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFrames = 0): SessionStats {
@@ -263,5 +263,35 @@ describe('notsentLowatTip', () => {
       }),
     ).toBeUndefined();
     expect(notsentLowatTip(() => 'garbage')).toBeUndefined();
+  });
+});
+
+describe('socket tuning lines and --congestion', () => {
+  const proc = (files: Record<string, string>) => (p: string) => {
+    if (!(p in files)) throw new Error('ENOENT');
+    return files[p]!;
+  };
+  it('kernel mode: one info line naming TCP_NOTSENT_LOWAT, pacing and the congestion control', () => {
+    expect(socketTuningLines('bbr', { available: true })).toEqual([
+      { level: 'info', message: 'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 32 KiB, pacing, TCP_INFO path estimates, congestion control bbr)' },
+    ]);
+  });
+  it('user mode: says why, warns when --congestion cannot apply, and adds the sysctl tip where it helps', () => {
+    const read = proc({ '/proc/sys/net/ipv4/tcp_notsent_lowat': '4294967295\n' });
+    const lines = socketTuningLines('bbr', { available: false, reason: 'not Linux (darwin)' }, read);
+    expect(lines[0]).toEqual({ level: 'warn', message: 'tunnel sockets: user mode, path estimates from PING timing only (not Linux (darwin)); --congestion bbr cannot be applied' });
+    expect(lines[1]?.message).toMatch(/tcp_notsent_lowat=131072/);
+    expect(socketTuningLines(undefined, { available: false, reason: 'x' }, proc({}))).toHaveLength(1);
+  });
+  it('checkCongestion accepts what the kernel offers and names the choices otherwise', () => {
+    const read = proc({
+      '/proc/sys/net/ipv4/tcp_available_congestion_control': 'reno cubic bbr\n',
+      '/proc/sys/net/ipv4/tcp_allowed_congestion_control': 'reno cubic\n',
+    });
+    expect(() => checkCongestion('bbr', read, true)).not.toThrow();
+    expect(() => checkCongestion('bbr', read, false)).toThrow(/not allowed for unprivileged processes \(allowed: reno, cubic/);
+    expect(() => checkCongestion('vegas', read, true)).toThrow(/not available in this kernel \(available: reno, cubic, bbr; a module may load it: modprobe tcp_vegas\)/);
+    expect(() => checkCongestion('bbr;rm', read, true)).toThrow(/not a congestion control name/);
+    expect(() => checkCongestion('bbr', proc({}), false)).not.toThrow(); // no /proc: the kernel decides per tunnel
   });
 });

@@ -6,8 +6,16 @@ export interface SessionConfig {
   maxPayload: number;
   /** Largest frame body this end accepts, in bytes. Default 65 544. */
   maxBody: number;
-  /** Receive window a new stream starts with, in bytes. Default 256 KiB. */
+  /** Smallest receive window a new stream starts with when the receive budget is tight, in bytes. Default 256 KiB. */
   initialWindow: number;
+  /**
+   * Receive window a new stream starts with while the receive budget has room, in bytes: large, so a
+   * download's first round trips are limited by the tunnels' congestion windows, not by ours (a
+   * window that opens in steps makes every tunnel's TCP burst and lose at each step). Raised to the
+   * largest window this session's streams have grown to (what the session knows of the path), and
+   * never more than a quarter of the free receive budget (nor less than `initialWindow`). Default 4 MiB.
+   */
+  startWindow: number;
   /**
    * Largest receive window a stream may grow to, in bytes; also caps how much unacknowledged data this end holds per stream.
    * Default 16 MiB. A sender also stops at `maxUnackedFrames` × `maxPayload` (16 MiB by default), so more needs larger payloads.
@@ -55,6 +63,11 @@ export interface SessionConfig {
   notSentLowat: number;
   /** With TCP_NOTSENT_LOWAT in force, a tunnel whose socket holds this many unsent bytes in user space takes no new frame, in bytes. Default 32 KiB. */
   tunedHighWater: number;
+  /**
+   * Have the kernel pace each tunnel's TCP (SO_MAX_PACING_RATE; Linux 4.13+), so a congestion window
+   * is spread over the RTT instead of leaving in one burst when a stream's window reopens. Default true.
+   */
+  pacing: boolean;
   /** Congestion control for tunnel sockets (e.g. 'bbr', 'cubic'; what the kernel allows), or null for the system default. Default null. */
   congestion: string | null;
   /**
@@ -71,6 +84,7 @@ export const defaultSessionConfig: SessionConfig = {
   maxPayload: DEFAULT_MAX_PAYLOAD,
   maxBody: DEFAULT_MAX_BODY,
   initialWindow: 256 * 1024,
+  startWindow: 4 * 1024 * 1024,
   maxWindow: 16 * 1024 * 1024,
   sessionWindowBudget: 64 * 1024 * 1024,
   maxUnackedFrames: 1024,
@@ -86,6 +100,7 @@ export const defaultSessionConfig: SessionConfig = {
   notSentLowat: 32 * 1024,
   tunedHighWater: 32 * 1024,
   congestion: null,
+  pacing: true,
   holResend: true,
 };
 
@@ -103,6 +118,8 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   checkInt('maxPayload', c.maxPayload, 1, c.maxBody - 8);
   checkInt('initialWindow', c.initialWindow, c.maxPayload, MAX_WINDOW);
   checkInt('maxWindow', c.maxWindow, c.initialWindow, MAX_WINDOW);
+  // A startWindow above maxWindow is capped there (so lowering maxWindow alone stays valid).
+  checkInt('startWindow', c.startWindow, c.initialWindow, MAX_WINDOW);
   checkInt('sessionWindowBudget', c.sessionWindowBudget, 2 * c.maxPayload, Number.MAX_SAFE_INTEGER);
   checkInt('maxUnackedFrames', c.maxUnackedFrames, 1, 1024);
   checkInt('keepaliveInterval', c.keepaliveInterval, 10, 3_600_000);
@@ -121,6 +138,7 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   if (c.congestion !== null && (typeof c.congestion !== 'string' || !/^[a-z0-9_-]{1,15}$/i.test(c.congestion))) {
     throw new ConfigError(`congestion must be a congestion control name such as 'bbr' or 'cubic', got ${String(c.congestion)}`);
   }
+  if (typeof c.pacing !== 'boolean') throw new ConfigError(`pacing must be a boolean, got ${String(c.pacing)}`);
   if (typeof c.holResend !== 'boolean') throw new ConfigError(`holResend must be a boolean, got ${String(c.holResend)}`);
   return c;
 }

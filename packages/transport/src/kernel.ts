@@ -13,6 +13,8 @@ const IPPROTO_TCP = 6;
 const TCP_INFO = 11;
 const TCP_CONGESTION = 13;
 const TCP_NOTSENT_LOWAT = 25;
+const SOL_SOCKET = 1;
+const SO_MAX_PACING_RATE = 47;
 /** sizeof(struct tcp_info) up to tcpi_snd_wnd (Linux 5.4+); older kernels fill less and report the length. */
 const TCP_INFO_LEN = 232;
 
@@ -135,6 +137,12 @@ export interface KernelSocket {
   readonly fd: number;
   /** Set TCP_NOTSENT_LOWAT, in bytes: the kernel then accepts writes only while less than this is unsent. */
   setNotSentLowat(bytes: number): boolean;
+  /**
+   * Turn on the kernel's own TCP pacing (Linux 4.13+): setting SO_MAX_PACING_RATE, even to "no limit",
+   * makes TCP spread each congestion window over the RTT instead of sending it in one burst, whatever
+   * the congestion control (BBR paces anyway). `bytesPerSecond` 0 means no limit.
+   */
+  setPacing(bytesPerSecond?: number): boolean;
   /** Set the congestion control algorithm; throws with the kernel's refusal (e.g. not in tcp_allowed_congestion_control). */
   setCongestion(name: string): void;
   /** The congestion control algorithm in use, or null if it cannot be read. */
@@ -165,6 +173,11 @@ export function kernelSocket(socket: Duplex): KernelSocket | null {
       if (!live()) return false;
       int.writeInt32LE(bytes);
       return c.setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, int, 4) === 0;
+    },
+    setPacing(bytesPerSecond = 0) {
+      if (!live()) return false;
+      int.writeUInt32LE(bytesPerSecond > 0 ? Math.min(bytesPerSecond, 0xfffffffe) : 0xffffffff);
+      return c.setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, int, 4) === 0;
     },
     setCongestion(name) {
       if (!/^[a-z0-9_-]{1,15}$/i.test(name)) throw new Error(`invalid congestion control name ${JSON.stringify(name)}`);

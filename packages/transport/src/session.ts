@@ -375,9 +375,24 @@ export class Session extends EventEmitter implements StreamHost {
     }
   }
 
+  /** Largest receive window a stream of this session grew to, in bytes (what it learned of the path). */
+  private learnedWindow = 0;
+
+  startWindow(): number {
+    return Math.max(this.config.startWindow, this.learnedWindow);
+  }
+
+  windowGrew(bytes: number): void {
+    if (bytes > this.learnedWindow) this.learnedWindow = bytes;
+  }
+
   rtt(): number {
     let best = Infinity;
-    for (const t of this.tunnels) if (t.usable && t.srtt !== null && t.srtt < best) best = t.srtt;
+    for (const t of this.tunnels) {
+      // The kernel's RTT where known: a PING's RTT includes the data queued ahead of it.
+      const r = t.usable ? t.pathRtt : null;
+      if (r !== null && r < best) best = r;
+    }
     // Before any RTT is known, and on very fast paths, assume 5 ms so windows can still grow.
     return Number.isFinite(best) ? Math.max(best, 5) : 50;
   }

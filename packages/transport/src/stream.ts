@@ -44,6 +44,10 @@ export interface StreamHost {
   streamEnded(stream: Connection, how: 'normal' | 'reset'): void;
   /** Smallest smoothed RTT of the live tunnels, in ms. */
   rtt(): number;
+  /** The receive window a new stream should ask for, in bytes (before the budget is consulted). */
+  startWindow(): number;
+  /** A stream's receive window grew to `bytes`. */
+  windowGrew?(bytes: number): void;
   /** Budget for the receive windows this end grants. */
   readonly recvBudget: ByteBudget;
   /** Budget for the unacknowledged bytes this end holds. */
@@ -152,8 +156,13 @@ export class Connection extends Duplex {
     this.destination = destination;
     this.streamState = state;
     this.peerLimit = peerWindow;
-    // The initial window comes out of the receive budget; when it is spent, a stream still gets one frame's worth.
-    this.window = host.recvBudget.reserve(host.config.initialWindow, host.config.maxPayload);
+    // The start window comes out of the receive budget: at most a quarter of what is free (a burst of
+    // new streams must not take it all), at least `initialWindow` while that is free, and when the
+    // budget is spent a stream still gets one frame's worth.
+    const cfg = host.config;
+    const budget = host.recvBudget;
+    const want = Math.min(host.startWindow(), cfg.maxWindow, Math.max(cfg.initialWindow, Math.floor(budget.free / 4)));
+    this.window = budget.reserve(want, cfg.maxPayload);
     this.advertisedLimit = this.window;
     this.reorder = new ReorderBuffer({ window: this.window, maxSegments: 1024 });
   }
@@ -541,6 +550,7 @@ export class Connection extends Duplex {
     if (!this.host.recvBudget.tryReserve(grow)) return;
     this.window += grow;
     this.lastGrowth = now;
+    this.host.windowGrew?.(this.window);
     this.host.scheduleAck(this);
   }
 

@@ -60,6 +60,8 @@ export interface TunnelOptions {
   tunedHighWater: number;
   /** Congestion control to set on the socket, or null for the system default. */
   congestion: string | null;
+  /** Turn on the kernel's TCP pacing. */
+  pacing: boolean;
 }
 
 /** The kernel's view of a tunnel's socket, for stats (times in ms, rates in bytes/s). */
@@ -102,6 +104,8 @@ export interface TunnelStats {
   congestion: string | null;
   /** TCP_NOTSENT_LOWAT in force, in bytes (0: none). */
   notSentLowat: number;
+  /** True if the kernel paces this tunnel (SO_MAX_PACING_RATE). */
+  pacing: boolean;
   /** The kernel's view (null in user mode). */
   kernel: TunnelKernelStats | null;
 }
@@ -121,6 +125,7 @@ export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
     notSentLowat: c.notSentLowat,
     tunedHighWater: c.tunedHighWater,
     congestion: c.congestion,
+    pacing: c.pacing,
   };
 }
 
@@ -154,6 +159,8 @@ export class Tunnel implements PathView {
   readonly congestionError: string | null = null;
   /** TCP_NOTSENT_LOWAT in force, in bytes (0: none). */
   readonly notSentLowat: number = 0;
+  /** True if the kernel paces this tunnel's TCP (SO_MAX_PACING_RATE set). */
+  readonly pacing: boolean = false;
   /** Until when (performance.now(), ms) the scheduler counts one more RTT for this tunnel. */
   penalisedUntil = 0;
 
@@ -198,6 +205,7 @@ export class Tunnel implements PathView {
     this.kernel = opts.kernel ? kernelSocket(socket) : null;
     if (this.kernel) {
       if (opts.notSentLowat > 0 && this.kernel.setNotSentLowat(opts.notSentLowat)) this.notSentLowat = opts.notSentLowat;
+      if (opts.pacing) this.pacing = this.kernel.setPacing();
       if (opts.congestion) {
         try {
           this.kernel.setCongestion(opts.congestion);
@@ -372,6 +380,7 @@ export class Tunnel implements PathView {
       mode: this.path.mode,
       congestion: this.congestion,
       notSentLowat: this.notSentLowat,
+      pacing: this.pacing,
       kernel: this.kernelStats(),
     };
   }

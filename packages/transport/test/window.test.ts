@@ -22,6 +22,7 @@ function stream(): Connection {
     scheduleAck: (st) => void st.makeAck(), // the real host sends it soon; the limit moves here
     streamEnded: () => undefined,
     rtt: () => RTT,
+    startWindow: () => W,
     recvBudget: new ByteBudget(64 * 1024 * KiB),
     sendBudget: new ByteBudget(64 * 1024 * KiB),
     waitSendBudget: () => undefined,
@@ -85,6 +86,33 @@ describe('receive window growth', () => {
       at += win;
     }
     expect(s.stats().window).toBe(16 * W);
+  });
+
+  it('slow start: a sender held at the limit while the reader keeps up doubles the window once per RTT', () => {
+    const s = stream();
+    let at = 0;
+    const sizes: number[] = [];
+    for (let rtt = 0; rtt < 5; rtt++) {
+      // The sender fills the whole credit it has (up to the limit), the reader reads as it arrives.
+      const limit = s.makeAck().ack + s.makeAck().window;
+      while (at + SEG <= limit) {
+        data(s, at);
+        drain(s);
+        at += SEG;
+      }
+      sizes.push(s.stats().window);
+      vi.advanceTimersByTime(RTT);
+    }
+    // At most one doubling per RTT (growth needs an RTT since the last), and it does double each RTT.
+    expect(sizes).toEqual([2 * W, 4 * W, 8 * W, 16 * W, 16 * W]);
+  });
+
+  it('slow start does not grow the window for a reader that leaves a quarter window unread', () => {
+    const s = stream();
+    for (let at = 0; at < W; at += SEG) data(s, at); // the sender reached the limit; nothing read yet
+    vi.advanceTimersByTime(RTT);
+    s.read(W / 2); // the reader takes half and leaves half unread
+    expect(s.stats().window).toBe(W);
   });
 
   it('does not grow when less than half a window waited behind a gap', () => {

@@ -10,6 +10,7 @@ import { RetryLog } from '../retry-log.js';
 import { TransportSampler } from '../sampler.js';
 import type { DrainPlan, Resources } from '../shutdown.js';
 import { StatusLine, clientStatusRenderer } from '../status-line.js';
+import { socketTuningLines } from '../tuning.js';
 import { runService, startMetrics } from './service.js';
 
 /** What the client part of a process needs. */
@@ -20,6 +21,8 @@ export interface ClientSideOptions extends ProxySettings {
   tls: ClientTlsOptions | undefined;
   /** Inside `gkd up`: the server part logs failed OPENs with the policy's reason, so the proxy's own line goes to debug. */
   serverLogsOpenFailures: boolean;
+  /** TCP congestion control for the tunnel sockets (governs uploads), or undefined for the system's. */
+  congestion?: string | undefined;
 }
 
 /** A running client part: the transport client and the local proxies. */
@@ -40,7 +43,13 @@ const READY_SETTLE_MS = 2000;
 /** Start the transport client and the SOCKS5 (and HTTP) proxies, logging their events. Throws StartError when a proxy cannot listen. */
 export async function startClientSide(opts: ClientSideOptions, logger: Logger, resources: Resources): Promise<ClientSide> {
   const server = formatHostPort(opts.server);
-  const client = Client.create(opts.server, { key: opts.key, user: opts.user, tunnels: opts.tunnels, tls: opts.tls });
+  const client = Client.create(opts.server, {
+    key: opts.key,
+    user: opts.user,
+    tunnels: opts.tunnels,
+    tls: opts.tls,
+    ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
+  });
   let stopping = false;
   resources.add('client', () => {
     stopping = true;
@@ -200,6 +209,7 @@ export async function clientCommand(args: Args): Promise<number> {
     const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources);
     const server = formatHostPort(settings.server);
     logger.info(`connecting ${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'} to ${server}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
+    for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     await startMetrics(settings.metrics, { client: clientMetricsSource(side) }, resources, logger);
     showProgress(side, server, settings.quiet, sink, resources);
     return side.plan;

@@ -6,7 +6,7 @@ import { createLogger, errorText, type Logger } from '../logger.js';
 import { serverSettings, type PolicySettings, type ServerSettings } from '../options.js';
 import { TransportSampler } from '../sampler.js';
 import type { DrainPlan } from '../shutdown.js';
-import { notsentLowatTip } from '../tuning.js';
+import { socketTuningLines } from '../tuning.js';
 import { runService, startMetrics } from './service.js';
 
 /** What the server part of a process needs. */
@@ -16,6 +16,8 @@ export interface ServerSideOptions extends PolicySettings {
   tls: ServerSettings['tls'];
   /** Inside `gkd up`: the client part reports tunnels and sessions, so the server logs them at debug. */
   embedded: boolean;
+  /** TCP congestion control for the tunnel sockets (governs downloads), or undefined for the system's. */
+  congestion?: string | undefined;
 }
 
 /** A running server part. */
@@ -38,6 +40,7 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       tls: opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : undefined,
       allow: opts.allow,
       deny: opts.deny,
+      ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
     });
   } catch (err) {
     throw listenFailure('--listen', opts.listen, err);
@@ -97,8 +100,7 @@ export async function serverCommand(args: Args): Promise<number> {
     const rules = [...settings.allow.map((r) => `allow ${r}`), ...settings.deny.map((r) => `deny ${r}`)];
     logger.info(`listening on ${at} (${settings.tls ? 'TLS' : 'plain TCP'}, ${auth}); destination policy: ${rules.length ? rules.join(', ') + ', then ' : ''}loopback and private ranges denied by default`);
     process.stdout.write(`gkd: server listening on ${at} (${settings.tls ? 'TLS' : 'plain TCP'}, ${auth})\n`);
-    const tip = notsentLowatTip();
-    if (tip) logger.info(tip, { event: 'tip' });
+    for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     return side.plan;
   });
 }

@@ -7,6 +7,7 @@ import { clientMetricsSource, showProgress, startClientSide } from './client.js'
 import { runService, startMetrics } from './service.js';
 import { KEY_BYTES } from './keygen.js';
 import { startServerSide } from './server.js';
+import { socketTuningLines } from '../tuning.js';
 
 /**
  * `gkd up`: a gkd server on 127.0.0.1 (a free port) and a client connected to it, in one process,
@@ -28,6 +29,7 @@ export async function upCommand(args: Args): Promise<number> {
       logger,
       resources,
     );
+    for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     const rules = [...settings.allow.map((r) => `allow ${r}`), ...settings.deny.map((r) => `deny ${r}`)];
     logger.info(
       `embedded server on ${server} with a fresh key; destination policy: ${rules.length ? `${rules.join(', ')}, then ` : ''}loopback and private ranges denied by default (--allow to reach them)`,

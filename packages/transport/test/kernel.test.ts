@@ -1,0 +1,169 @@
+import * as net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fdOf, kernelAccess, kernelSocket, parseTcpInfo } from '../src/kernel.js';
+import { duplexPair } from '../src/memory.js';
+import { PathEstimator } from '../src/path.js';
+import { resolveSessionConfig } from '../src/config.js';
+import { Tunnel, tunnelOptions } from '../src/tunnel.js';
+
+/** Kernel socket access (kernel.ts): TCP_INFO parsing, and the real setsockopt/getsockopt on loopback sockets. */
+
+describe('parseTcpInfo', () => {
+  it('reads the fields at their struct tcp_info offsets (little-endian)', () => {
+    const b = Buffer.alloc(232);
+    b[0] = 1; // TCP_ESTABLISHED
+    b[1] = 3; // recovery
+    b.writeUInt32LE(204_000, 8); // rto µs
+    b.writeUInt32LE(1448, 16); // snd_mss
+    b.writeUInt32LE(7, 24); // unacked
+    b.writeUInt32LE(2, 32); // lost
+    b.writeUInt32LE(1, 36); // retrans
+    b.writeUInt32LE(100_500, 68); // rtt µs
+    b.writeUInt32LE(2_000, 72); // rttvar
+    b.writeUInt32LE(20, 76); // ssthresh
+    b.writeUInt32LE(42, 80); // cwnd
+    b.writeUInt32LE(9, 100); // total_retrans
+    b.writeBigUInt64LE(1_250_000n, 104); // pacing rate
+    b.writeBigUInt64LE(123_456_789n, 120); // bytes acked
+    b.writeUInt32LE(65_536, 144); // notsent
+    b.writeUInt32LE(100_000, 148); // min rtt
+    b.writeBigUInt64LE(987_654n, 160); // delivery rate
+    b.writeBigUInt64LE(5n, 176); // rwnd limited
+    b.writeBigUInt64LE(6n, 184); // sndbuf limited
+    b.writeBigUInt64LE(4096n, 208); // bytes retrans
+    expect(parseTcpInfo(b)).toEqual({
+      state: 1,
+      caState: 3,
+      rto: 204_000,
+      mss: 1448,
+      unacked: 7,
+      lost: 2,
+      retrans: 1,
+      rtt: 100_500,
+      rttVar: 2_000,
+      ssthresh: 20,
+      cwnd: 42,
+      totalRetrans: 9,
+      pacingRate: 1_250_000,
+      bytesAcked: 123_456_789,
+      notSent: 65_536,
+      minRtt: 100_000,
+      deliveryRate: 987_654,
+      rwndLimited: 5,
+      sndbufLimited: 6,
+      bytesRetrans: 4096,
+    });
+  });
+
+  it('reads fields an older kernel did not fill as 0', () => {
+    const b = Buffer.alloc(232, 0xff);
+    const i = parseTcpInfo(b, 104); // up to tcpi_total_retrans (Linux 3.x)
+    expect(i.cwnd).toBe(0xffffffff);
+    expect(i.notSent).toBe(0);
+    expect(i.deliveryRate).toBe(0);
+  });
+});
+
+describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', () => {
+  const closers: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of closers.splice(0)) c();
+  });
+
+  async function pair(): Promise<[net.Socket, net.Socket]> {
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
+    const c = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+    await new Promise((r) => c.once('connect', r));
+    const s = await accepted;
+    closers.push(() => {
+      c.destroy();
+      s.destroy();
+      srv.close();
+    });
+    return [c, s];
+  }
+
+  it('loads (koffi ships a prebuilt binary for this platform)', () => {
+    expect(kernelAccess()).toEqual({ available: true });
+  });
+
+  it('sets TCP_NOTSENT_LOWAT and congestion control, and reads TCP_INFO, on a real socket', async () => {
+    const [c] = await pair();
+    const k = kernelSocket(c)!;
+    expect(k).not.toBeNull();
+    expect(k.fd).toBe(fdOf(c));
+    expect(k.setNotSentLowat(32 * 1024)).toBe(true);
+    k.setCongestion('reno'); // always built in, and in tcp_allowed_congestion_control
+    expect(k.congestion()).toBe('reno');
+    const info = k.info()!;
+    expect(info.state).toBe(1); // established
+    expect(info.mss).toBeGreaterThan(0);
+    expect(info.cwnd).toBeGreaterThan(0);
+    expect(() => k.setCongestion('no-such-cc')).toThrow(/refused/);
+    expect(() => k.setCongestion('bad name;')).toThrow(/invalid/);
+  });
+
+  it('has no fd to work on for an in-memory pair, and says so with null', () => {
+    const [a] = duplexPair();
+    expect(fdOf(a)).toBeNull();
+    expect(kernelSocket(a)).toBeNull();
+  });
+
+  it('stops touching the fd once the socket is closed (the number may be reused)', async () => {
+    const [c] = await pair();
+    const k = kernelSocket(c)!;
+    c.destroy();
+    await new Promise((r) => c.once('close', r));
+    expect(k.info()).toBeNull();
+    expect(k.setNotSentLowat(1024)).toBe(false);
+  });
+
+  it('a TCP tunnel runs in kernel mode with TCP_NOTSENT_LOWAT; an in-memory one in user mode', async () => {
+    const [c] = await pair();
+    const cfg = resolveSessionConfig({ congestion: 'reno' });
+    const t = new Tunnel(c, tunnelOptions(cfg, 0));
+    const st = t.stats();
+    expect(st.mode).toBe('kernel');
+    expect(st.notSentLowat).toBe(cfg.notSentLowat);
+    expect(st.congestion).toBe('reno');
+    expect(st.kernel?.cwnd).toBeGreaterThan(0);
+    expect(t.pathRtt).not.toBeNull(); // the kernel's RTT, before any PING
+    const [m] = duplexPair();
+    const u = new Tunnel(m, tunnelOptions(cfg, 1));
+    expect(u.stats()).toMatchObject({ mode: 'user', notSentLowat: 0, congestion: null, kernel: null });
+    t.close();
+    u.close();
+  });
+
+  it("socketTuning 'off' keeps a TCP tunnel in user mode", async () => {
+    const [c] = await pair();
+    const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ socketTuning: 'off' }), 0));
+    expect(t.stats()).toMatchObject({ mode: 'user', notSentLowat: 0, kernel: null });
+    t.close();
+  });
+
+  it("a congestion control the kernel refuses is reported, and the tunnel still works", async () => {
+    const [c] = await pair();
+    const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ congestion: 'nosuchcc' }), 0));
+    expect(t.congestionError).toMatch(/refused congestion control 'nosuchcc'/);
+    expect(t.stats().mode).toBe('kernel');
+    t.close();
+  });
+
+  it('PathEstimator reads TCP_INFO at most once per refresh interval', () => {
+    let reads = 0;
+    let now = 0;
+    const info = parseTcpInfo(Buffer.alloc(232));
+    const p = new PathEstimator(() => (reads++, info), 5, () => now);
+    p.sample();
+    p.sample();
+    now = 4;
+    p.sample();
+    expect(reads).toBe(1);
+    now = 5;
+    p.sample();
+    expect(reads).toBe(2);
+  });
+});

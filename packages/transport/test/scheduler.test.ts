@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { overdueFrames, MAX_COPIES } from '../src/hol.js';
+import { arrivalMs } from '../src/path.js';
+import { earliestArrival, leastQueued, roundRobin, type Pickable } from '../src/scheduler.js';
+import type { SentFrame } from '../src/stream.js';
+
+/** The pickers (scheduler.ts) and the head-of-line rule (hol.ts), on fake tunnels and a fake clock. */
+
+const KiB = 1024;
+const MB = 1e6;
+
+function fake(name: string, o: Partial<Pickable> = {}): Pickable & { name: string } {
+  return { name, hasRoom: true, backlog: 0, sendRate: MB, pathRtt: 100, penalisedUntil: 0, rate: MB, inflight: 0, srtt: 100, ...o };
+}
+
+describe('arrivalMs', () => {
+  it('is backlog and frame at the send rate, plus half the RTT', () => {
+    expect(arrivalMs(fake('a', { backlog: 84_000 }), 16_000, 0, 0)).toBe(100 + 50);
+  });
+  it('uses the fallback rate for a tunnel with none, and adds one RTT while penalised', () => {
+    expect(arrivalMs(fake('a', { sendRate: null }), 10_000, 2 * MB, 0)).toBe(5 + 50);
+    expect(arrivalMs(fake('a', { penalisedUntil: 10 }), 10_000, 0, 5)).toBe(10 + 50 + 100);
+    expect(arrivalMs(fake('a', { penalisedUntil: 10 }), 10_000, 0, 10)).toBe(10 + 50);
+  });
+});
+
+describe('earliestArrival', () => {
+  const pick = earliestArrival(() => 0);
+
+  it('sends where the frame arrives first: less backlog, more rate, shorter RTT', () => {
+    expect(pick([fake('a', { backlog: 64 * KiB }), fake('b')], 16 * KiB)?.name).toBe('b');
+    expect(pick([fake('a'), fake('b', { sendRate: 4 * MB })], 16 * KiB)?.name).toBe('b');
+    expect(pick([fake('a', { pathRtt: 300 }), fake('b')], 16 * KiB)?.name).toBe('b');
+  });
+
+  it('a tunnel in loss recovery (its congestion window, so its rate, just halved) gets the frame only if it still arrives first', () => {
+    const tunnels = [fake('recovering', { sendRate: MB / 2, backlog: 16 * KiB }), fake('ok', { backlog: 16 * KiB })];
+    expect(pick(tunnels, 16 * KiB)?.name).toBe('ok');
+  });
+
+  it('skips tunnels without room; returns undefined when none has room', () => {
+    expect(pick([fake('a', { hasRoom: false, backlog: 512 * KiB }), fake('b', { backlog: 64 * KiB })], 16 * KiB)?.name).toBe('b');
+    expect(pick([fake('a', { hasRoom: false }), fake('b', { hasRoom: false })], 16 * KiB)).toBeUndefined();
+  });
+
+  it('waits for a full fast tunnel rather than send on a slow one that would deliver later (ECF)', () => {
+    const fast = fake('fast', { hasRoom: false, backlog: 64 * KiB, sendRate: 10 * MB, pathRtt: 20 });
+    const slow = fake('slow', { sendRate: MB / 2, pathRtt: 300 });
+    // fast: (64 KiB + 16 KiB) / 10 MB/s + 10 ms ≈ 18 ms; slow: 16 KiB / 0.5 MB/s + 150 ms ≈ 183 ms.
+    expect(pick([fast, slow], 16 * KiB)).toBeUndefined();
+    // With 4 MB waiting, the fast tunnel alone would take ≈ 418 ms: the slow one helps.
+    expect(pick([fast, slow], 16 * KiB, 4 * MB)?.name).toBe('slow');
+  });
+
+  it('control frames ignore room and go where they arrive first', () => {
+    const a = fake('a', { hasRoom: false, backlog: 16 * KiB });
+    const b = fake('b', { hasRoom: false, backlog: 256 * KiB });
+    expect(pick([a, b], 64, 0, true)?.name).toBe('a');
+  });
+
+  it('equal tunnels share the load (ties rotate)', () => {
+    const tunnels = ['a', 'b', 'c'].map((n) => fake(n));
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(pick(tunnels, 16 * KiB)!.name);
+    expect(seen.size).toBe(3);
+  });
+
+  it('a penalised tunnel counts one more RTT', () => {
+    const p = earliestArrival(() => 50);
+    expect(p([fake('held', { penalisedUntil: 100 }), fake('b', { backlog: 32 * KiB })], 16 * KiB)?.name).toBe('b');
+    expect(earliestArrival(() => 150)([fake('held', { penalisedUntil: 100 }), fake('b', { backlog: 32 * KiB })], 16 * KiB)?.name).toBe('held');
+  });
+});
+
+describe('leastQueued and roundRobin', () => {
+  it('leastQueued weighs unconfirmed bytes by the PONG rate', () => {
+    expect(leastQueued()([fake('a', { inflight: 1 * MB }), fake('b', { inflight: 0 })], 16 * KiB)?.name).toBe('b');
+  });
+  it('roundRobin skips full tunnels unless the frame is a control frame', () => {
+    const rr = roundRobin();
+    const t = [fake('a', { hasRoom: false }), fake('b')];
+    expect(rr(t, 1)?.name).toBe('b');
+    expect(rr(t, 1)?.name).toBe('b');
+    expect(rr(t, 1, 0, true)?.name).toBe('a');
+  });
+});
+
+describe('overdueFrames (head-of-line re-send)', () => {
+  const f = (offset: number, tunnel: number, due: number, copies = 1): SentFrame => ({ offset, payload: Buffer.alloc(16), tunnel, sentAt: due - 100, due, copies });
+  const grace = () => 100;
+  const live = () => true;
+
+  it('nothing while the head is within its due time plus grace', () => {
+    expect(overdueFrames([f(0, 1, 1000), f(16, 2, 1000)], 1100, grace, live, 16)).toEqual([]);
+  });
+
+  it('the overdue head, and the same tunnel\'s later frames that are past due; not other tunnels\' frames', () => {
+    const frames = [f(0, 1, 1000), f(16, 2, 1000), f(32, 1, 1050), f(48, 1, 1200), f(64, 3, 900)];
+    expect(overdueFrames(frames, 1101, grace, live, 16).map((x) => x.offset)).toEqual([0, 32]);
+  });
+
+  it('at most `max` frames', () => {
+    const frames = [f(0, 1, 1000), f(16, 1, 1000), f(32, 1, 1000)];
+    expect(overdueFrames(frames, 2000, grace, live, 2).map((x) => x.offset)).toEqual([0, 16]);
+  });
+
+  it('not a frame already copied MAX_COPIES times, nor one whose tunnel is down (failover re-sends those)', () => {
+    expect(overdueFrames([f(0, 1, 1000, MAX_COPIES)], 5000, grace, live, 16)).toEqual([]);
+    expect(overdueFrames([f(0, 1, 1000)], 5000, grace, (id) => id !== 1, 16)).toEqual([]);
+  });
+});
