@@ -3,8 +3,12 @@ import type { Duplex } from 'node:stream';
 import { Client, Server, duplexPair, type ClientOptions, type ServerOptions } from '../../src/index.js';
 import { Gate } from './gate.js';
 
-/** The tunnel kinds every compliance scenario runs on. */
-export type LinkKind = 'memory' | 'tcp';
+/**
+ * The tunnel kinds every compliance scenario runs on: in-memory pairs (user mode: no socket), and
+ * loopback TCP in kernel mode (TCP_NOTSENT_LOWAT, pacing, TCP_INFO, where the platform allows) and in
+ * user mode (`socketTuning: 'off'`, as on a platform without kernel access).
+ */
+export type LinkKind = 'memory' | 'tcp' | 'tcp-user';
 
 /** A client and a server joined by breakable tunnels. */
 export interface Rig {
@@ -24,6 +28,10 @@ export interface Rig {
 
 /** Build a rig of `kind`: the client's tunnels pass through gates to the server. */
 export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientOpts: Omit<ClientOptions, 'connect'>): Promise<Rig> {
+  if (kind === 'tcp-user') {
+    serverOpts = { ...serverOpts, session: { ...serverOpts.session, socketTuning: 'off' } };
+    clientOpts = { ...clientOpts, session: { ...clientOpts.session, socketTuning: 'off' } };
+  }
   let server = new Server(serverOpts);
   const all: Gate[] = [];
   let refusing = false;
@@ -73,11 +81,11 @@ export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientO
     },
     client,
     async restartServer(downMs) {
-      const port = kind === 'tcp' ? server.address().port : 0;
+      const port = kind !== 'memory' ? server.address().port : 0;
       await server.close();
       await new Promise((r) => setTimeout(r, downMs));
       server = new Server(serverOpts);
-      if (kind === 'tcp') await server.listen({ host: '127.0.0.1', port });
+      if (kind !== 'memory') await server.listen({ host: '127.0.0.1', port });
     },
     gates: () => all.filter((g) => !g.closed),
     cutAll(mode) {

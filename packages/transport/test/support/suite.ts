@@ -68,6 +68,9 @@ export function complianceSuite(kind: LinkKind): void {
         await until(() => rig!.client.tunnelsUp === tunnels, 10_000, 'all tunnels up');
         const conns = await Promise.all([0, 1, 2, 3].map(() => open(rig!, 'echo')));
         await Promise.all(conns.map((c) => echoRoundTrip(c, 1 * MiB)));
+        // The tunnels run in the mode this kind stands for (kernel mode needs Linux).
+        const want = kind === 'tcp' && process.platform === 'linux' ? 'kernel' : 'user';
+        expect(rig.client.stats().tunnels.map((t) => t.mode)).toEqual(Array(tunnels).fill(want));
         // Every tunnel carried data: the frames really were striped.
         if (tunnels > 1) {
           const carried = rig.client.stats().tunnels.filter((t) => t.bytesOut > 16 * 1024).length;
