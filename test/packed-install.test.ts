@@ -70,6 +70,9 @@ describe('gkd installed with npm from the packed tarballs', () => {
     const socksClient = join(prefix, 'lib/node_modules/@gkd/socks-client');
     expect(existsSync(join(socksClient, 'vendor/socksv5/lib/server.parser.js'))).toBe(true);
     expect(existsSync(join(socksClient, 'node_modules/socksv5'))).toBe(false);
+    for (const name of ['protocol', 'transport', 'server', 'socks-client', 'cli']) {
+      for (const file of ['README.md', 'LICENSE', 'package.json']) expect(existsSync(join(prefix, 'lib/node_modules/@gkd', name, file)), `${name}/${file}`).toBe(true);
+    }
     expect(up.stderr).toMatch(/tunnel 3 up \(4\/4\)/);
   });
 

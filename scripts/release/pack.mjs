@@ -3,7 +3,7 @@
 //   node scripts/release/pack.mjs [--out DIR] [--no-build]
 // DIR defaults to release/ at the repository root; its old *.tgz are removed first.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,5 +21,9 @@ mkdirSync(out, { recursive: true });
 for (const f of readdirSync(out)) if (f.endsWith('.tgz')) rmSync(join(out, f));
 pnpm(['-r', 'pack', '--pack-destination', out]);
 
+const { repository } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+if (/\.invalid\b/.test(repository?.url ?? '.invalid')) {
+  process.stderr.write(`warning: the repository URL is a placeholder (${repository?.url}); set the real one in every package.json before publishing\n`);
+}
 const tarballs = readdirSync(out).filter((f) => f.endsWith('.tgz')).sort().map((f) => join(out, f));
 process.stdout.write(`${tarballs.join('\n')}\n\nInstall the gkd command from them with:\n  npm i -g ${tarballs.join(' ')}\n`);
