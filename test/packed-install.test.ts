@@ -47,7 +47,9 @@ beforeAll(async () => {
   expect(tarballs.map((t) => t.slice(out.length + 1)).sort()).toEqual(
     ['cli', 'protocol', 'server', 'socks-client', 'transport'].map((p) => `gkd-${p}-0.1.0.tgz`),
   );
-  await run('npm', ['install', '--global', '--prefix', prefix, '--no-audit', '--no-fund', ...tarballs], { cwd: dir, env: npmEnv(), maxBuffer: 16 << 20 });
+  // As the README has it, `npm i -g ./release/*.tgz`: relative paths need the ./ (npm reads `release/x.tgz` as a GitHub repo).
+  const relative = tarballs.map((t) => `./tarballs/${t.slice(out.length + 1)}`);
+  await run('npm', ['i', '-g', '--prefix', prefix, '--no-audit', '--no-fund', ...relative], { cwd: dir, env: npmEnv(), maxBuffer: 16 << 20 });
 
   web4 = await startWeb(1024 * 1024);
   if (await hasIPv6Loopback()) web6 = await startWeb(1024 * 1024, '::1');
