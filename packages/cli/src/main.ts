@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { Args, UsageError, checkCommandLine, readConfigFile } from './args.js';
 import { clientCommand } from './commands/client.js';
@@ -6,6 +5,7 @@ import { keygenCommand } from './commands/keygen.js';
 import { serverCommand } from './commands/server.js';
 import { upCommand } from './commands/up.js';
 import { flagsFor, type CommandName } from './flags.js';
+import { installedVersion } from './version.js';
 
 /** Exit codes of the gkd command. */
 export const ExitCode = {
@@ -42,15 +42,6 @@ function withFlags(y: Argv, command: CommandName): Argv {
   return out.epilogue(PRECEDENCE);
 }
 
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
 /**
  * Entry point of the gkd command: parse `argv` (without `node` and the script), run the command,
  * and resolve with the exit code (see ExitCode). Long-running commands resolve after SIGINT/SIGTERM.
@@ -80,7 +71,7 @@ export async function main(argv: string[]): Promise<number> {
     .demandCommand(1, 'Say which command to run: gkd up, server, client or keygen (gkd --help lists them).')
     .help()
     .alias('h', 'help')
-    .version(version())
+    .version(installedVersion())
     .wrap(Math.min(120, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((message, err) => {

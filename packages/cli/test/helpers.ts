@@ -96,8 +96,9 @@ export class GkdProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly listeners = new Set<() => void>();
 
-  constructor(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}) {
-    this.child = spawn(process.execPath, [GKD_BIN, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `opts.bin`: another gkd entry script than the workspace's (an installed one). */
+  constructor(args: string[], opts: { env?: Record<string, string>; cwd?: string; bin?: string } = {}) {
+    this.child = spawn(process.execPath, [opts.bin ?? GKD_BIN, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.setEncoding('utf8').on('data', (d: string) => {
       this.stdout += d;
       this.notify();
@@ -173,12 +174,12 @@ export async function killAll(): Promise<void> {
 }
 
 /** Start `gkd …args`. */
-export function gkd(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): GkdProcess {
+export function gkd(args: string[], opts: { env?: Record<string, string>; cwd?: string; bin?: string } = {}): GkdProcess {
   return new GkdProcess(args, opts);
 }
 
 /** Run a short `gkd` command to its end. */
-export async function runGkd(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runGkd(args: string[], opts: { env?: Record<string, string>; cwd?: string; bin?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = gkd(args, opts);
   const { code } = await p.exited;
   return { code, stdout: p.stdout, stderr: p.stderr };

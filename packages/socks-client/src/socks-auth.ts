@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import socksv5 from 'socksv5';
+import { socksv5 } from './socksv5.js';
 import type { SocksAuth } from './config.js';
 import { sameSecret } from './secret.js';
 

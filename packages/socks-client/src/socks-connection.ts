@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, type Address } from '@gkd/protocol';
-import type socksv5 from 'socksv5';
+import type { socksv5 } from './socksv5.js';
 import { bridge } from './bridge.js';
 import type { SocksServerConfig } from './config.js';
 import { toDestination } from './destination.js';

@@ -1,5 +1,5 @@
 import type { AddressInfo, Socket } from 'node:net';
-import socksv5 from 'socksv5';
+import { socksv5 } from './socksv5.js';
 import { resolveSocksServerConfig, type SocksServerConfig, type SocksServerOptions } from './config.js';
 import { Counters, type ProxyCounters } from './events.js';
 import { Rep } from './failure.js';

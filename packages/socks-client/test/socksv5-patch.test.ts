@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import socksv5 from 'socksv5';
 import { describe, expect, it } from 'vitest';
+import { socksv5 } from '../src/socksv5.js';
 
-// Unit tests of patches/socksv5@0.0.6.patch itself, on fake streams (deterministic, no sockets).
+// Unit tests of the fixes in the vendored socksv5 (vendor/socksv5), on fake streams (deterministic, no sockets).
 
 const require = createRequire(import.meta.url);
 
@@ -32,7 +32,7 @@ class FakeStream extends EventEmitter {
 interface ParserLike extends EventEmitter {
   authed: boolean;
 }
-const Parser = require('socksv5/lib/server.parser.js') as new (stream: FakeStream) => ParserLike;
+const Parser = require('../vendor/socksv5/lib/server.parser.js') as new (stream: FakeStream) => ParserLike;
 
 function parseRequest(requestHex: string): { request?: { dstAddr: string; dstPort: number }; error?: Error & { rep?: number } } {
   const stream = new FakeStream();
@@ -80,5 +80,25 @@ describe('patched socksv5 UserPassword', () => {
     expect(verdicts).toEqual([true, false]);
     expect(Buffer.concat(a.written).toString('hex')).toBe('0100');
     expect(Buffer.concat(b.written).toString('hex')).toBe('0101');
+  });
+});
+
+describe('vendored socksv5 server', () => {
+  it('refuses a request with a full REP 02 reply when no one listens for it (the copy has no dialling path)', async () => {
+    const { createConnection } = await import('node:net');
+    const server = socksv5.createServer({ auths: [socksv5.auth.None()] });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      const socket = createConnection(port, '127.0.0.1');
+      const received: Buffer[] = [];
+      socket.on('data', (d: Buffer) => received.push(d));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write(Buffer.from('050100' + '050100017f0000010050', 'hex')); // greeting, then CONNECT 127.0.0.1:80
+      await closed;
+      expect(Buffer.concat(received).toString('hex')).toBe('0500' + '05020001000000000000');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
