@@ -168,7 +168,7 @@ async function measured(ctx: Ctx, tool: ToolId, n: number, round: number, fn: ()
       `${row.capped ? ` (capped, ${(row.bytes / 2 ** 20).toFixed(0)} MiB)` : ''}` +
       `${row.cpu.client !== undefined || row.cpu.server !== undefined ? `  cpu c/s ${(row.cpu.client ?? NaN).toFixed(0)}/${(row.cpu.server ?? NaN).toFixed(0)} %` : ''}` +
       `${row.cpu.fwd !== undefined ? `  emulator ${row.cpu.fwd.toFixed(0)} %` : ''}` +
-      `${g ? `  share ${g.shareMin.toFixed(2)}–${g.shareMax.toFixed(2)} resent ${g.resentFrames}` : ''}` +
+      `${g ? `  share ${g.shareMin.toFixed(2)}–${g.shareMax.toFixed(2)} resent ${g.resentFrames}${g.resentBytes !== undefined ? ` (${(g.resentBytes / 2 ** 20).toFixed(1)} MiB)` : ''}` : ''}` +
       `${row.error ? `  ${row.error}` : ''}`,
   );
   return row;

@@ -1,4 +1,5 @@
 import { ConfigError, DEFAULT_MAX_BODY, DEFAULT_MAX_PAYLOAD, MAX_WINDOW } from '@gkd/protocol';
+import type { TunnelPicker } from './scheduler.js';
 
 /** Settings shared by both ends of a session. All times in milliseconds, all sizes in bytes. */
 export interface SessionConfig {
@@ -52,7 +53,7 @@ export interface SessionConfig {
    * Tunnel picker: 'earliest-arrival' (default: the tunnel that would deliver the frame first, from
    * the kernel's view where available), 'least-queued' (PING timing only) or 'round-robin'.
    */
-  scheduler: SchedulerName;
+  scheduler: SchedulerName | (() => TunnelPicker);
   /**
    * 'auto' (default): where the kernel's socket controls can be reached (Linux, see kernel.ts), set
    * TCP_NOTSENT_LOWAT and `congestion` on every tunnel and read TCP_INFO for the path estimate;
@@ -129,8 +130,8 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   checkInt('maxUnconfirmedFrames', c.maxUnconfirmedFrames, Math.max(1024, c.confirmFrames), 1 << 24);
   checkInt('gracePeriod', c.gracePeriod, 0, 24 * 3_600_000);
   checkInt('tunnelHighWater', c.tunnelHighWater, 1024, 1 << 30);
-  if (c.scheduler !== 'earliest-arrival' && c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
-    throw new ConfigError(`scheduler must be 'earliest-arrival', 'least-queued' or 'round-robin', got ${String(c.scheduler)}`);
+  if (typeof c.scheduler !== 'function' && c.scheduler !== 'earliest-arrival' && c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
+    throw new ConfigError(`scheduler must be 'earliest-arrival', 'least-queued', 'round-robin' or a function returning a TunnelPicker, got ${String(c.scheduler)}`);
   }
   if (c.socketTuning !== 'auto' && c.socketTuning !== 'off') throw new ConfigError(`socketTuning must be 'auto' or 'off', got ${String(c.socketTuning)}`);
   checkInt('notSentLowat', c.notSentLowat, 0, 1 << 30);

@@ -1,7 +1,7 @@
 export { Client, type ClientOptions, type ClientTlsOptions } from './client.js';
 export { Server, type ServerOptions, type PeerInfo } from './server.js';
 export { Connection, type StreamState, type StreamStats } from './stream.js';
-export { Session, type OpenRequest, type SessionStats } from './session.js';
+export { Session, type OpenRequest, type SessionState, type SessionStats } from './session.js';
 export { Tunnel, type TunnelKernelStats, type TunnelState, type TunnelStats } from './tunnel.js';
 export { defaultSessionConfig, resolveSessionConfig, parseKey, type SchedulerName, type SessionConfig, type KeyInput } from './config.js';
 export { earliestArrival, leastQueued, roundRobin, type Pickable, type TunnelPicker } from './scheduler.js';

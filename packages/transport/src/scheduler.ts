@@ -115,7 +115,8 @@ export function earliestArrival(clock: () => number = () => performance.now()): 
   };
 }
 
-/** The picker named in a session config. */
-export function pickerFor(name: SchedulerName): TunnelPicker {
-  return name === 'round-robin' ? roundRobin() : name === 'least-queued' ? leastQueued() : earliestArrival();
+/** The picker a session config names, or the one its factory makes (one picker per session: pickers keep state). */
+export function pickerFor(scheduler: SchedulerName | (() => TunnelPicker)): TunnelPicker {
+  if (typeof scheduler === 'function') return scheduler();
+  return scheduler === 'round-robin' ? roundRobin() : scheduler === 'least-queued' ? leastQueued() : earliestArrival();
 }

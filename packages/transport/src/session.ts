@@ -42,6 +42,21 @@ function frameKey(frame: Frame): string {
   return isStreamFrame(frame) ? `${frame.type}:${frame.stream}` : `${frame.type}`;
 }
 
+/**
+ * Session states. All transitions happen in `transition`: open → draining → lost; open → lost.
+ * `open`: streams may be opened; `draining`: GOAWAY SHUTDOWN sent or received, existing streams finish
+ * and no new one opens; `lost`: the grace period ran out with no tunnel, or the session was closed.
+ * Whether a tunnel is up is a separate matter: a session in any state but `lost` may be waiting for
+ * one (its grace timer runs).
+ */
+export type SessionState = 'open' | 'draining' | 'lost';
+
+const sessionTransitions: Record<SessionState, SessionState[]> = {
+  open: ['draining', 'lost'],
+  draining: ['lost'],
+  lost: [],
+};
+
 /** An OPEN the acceptor has to answer: accept it (OPEN_OK) or reject it (OPEN_FAIL). */
 export interface OpenRequest {
   readonly stream: number;
@@ -125,7 +140,9 @@ export class Session extends EventEmitter implements StreamHost {
   private holTimer: NodeJS.Timeout | undefined;
   private bytesInClosed = 0;
   private bytesOutClosed = 0;
-  private goingAway = false;
+  private sessionState: SessionState = 'open';
+  /** True once the session drained (GOAWAY SHUTDOWN), also after it was lost. */
+  private drained = false;
   private lastStreamChange = Date.now();
 
   /** @param budgets shared receive/send budgets (a server shares them among one user's sessions); by default the session's own. */
@@ -146,7 +163,20 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** True after the peer sent GOAWAY (or goAway() was called): no new streams. */
   get draining(): boolean {
-    return this.goingAway;
+    return this.drained;
+  }
+
+  /** The session's lifecycle state (see SessionState). */
+  get state(): SessionState {
+    return this.sessionState;
+  }
+
+  /** Move to `to`; throws on a transition the state machine does not have. */
+  private transition(to: SessionState): void {
+    if (this.sessionState === to) return;
+    if (!sessionTransitions[this.sessionState].includes(to)) throw new Error(`session ${this.id}: illegal transition ${this.sessionState} → ${to}`);
+    this.sessionState = to;
+    if (to === 'draining') this.drained = true;
   }
 
   /** True once the session expired (grace period) or was closed. */
@@ -250,6 +280,7 @@ export class Session extends EventEmitter implements StreamHost {
   expire(err: GkdError = new SessionLostError(`session ${this.id}: no tunnel for ${this.config.gracePeriod} ms`)): void {
     if (this.lostError) return;
     this.lostError = err;
+    this.transition('lost');
     clearTimeout(this.graceTimer);
     for (const s of [...this.streams.values()]) s.abort(err);
     this.streams.clear();
@@ -279,7 +310,7 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** Stop accepting new streams; existing ones finish. */
   goAway(): void {
-    this.goingAway = true;
+    if (this.sessionState === 'open') this.transition('draining');
     for (const t of this.tunnels) t.goAway(Reason.SHUTDOWN, 'going away');
   }
 
@@ -288,7 +319,7 @@ export class Session extends EventEmitter implements StreamHost {
   /** Open a stream (opener side): sends OPEN and resolves once OPEN_OK arrives. */
   async open(destination: Address | null, timeoutMs: number): Promise<Connection> {
     if (this.lostError) throw this.lostError;
-    if (this.goingAway) throw new GkdError('GKD_ERR_CLOSED', 'session is going away');
+    if (this.drained) throw new GkdError('GKD_ERR_CLOSED', 'session is going away');
     if (this.streams.size >= this.maxStreams) throw new GkdError('GKD_ERR_LIMIT', `more than ${this.maxStreams} open streams`, Reason.LIMIT_EXCEEDED);
     const id = this.nextLocalId;
     this.nextLocalId += 2;
@@ -538,7 +569,7 @@ export class Session extends EventEmitter implements StreamHost {
         return;
       }
       if (frame.reason === Reason.SHUTDOWN) {
-        this.goingAway = true;
+        if (this.sessionState === 'open') this.transition('draining');
         this.emit('goaway', frame);
       }
       return;
@@ -600,7 +631,7 @@ export class Session extends EventEmitter implements StreamHost {
       for (let k = this.maxPeerId === 0 ? 1 : this.maxPeerId + 2; k < id && this.unseenPeerIds.size < UNSEEN_MEMORY; k += 2) this.unseenPeerIds.add(k);
       this.maxPeerId = id;
     }
-    if (this.goingAway) {
+    if (this.drained) {
       this.sendControl({ type: FrameType.OPEN_FAIL, stream: id, reason: Reason.GENERAL_FAILURE, message: 'server is shutting down' });
       return;
     }

@@ -41,6 +41,8 @@ export interface GkdDiag {
   shareMin: number;
   shareMax: number;
   resentFrames: number;
+  /** Payload bytes the server sent again (head-of-line copies and failover), in bytes. */
+  resentBytes?: number;
   /** lib mode: the download stream on the client (receiver): largest receive window, in KiB. */
   windowKiB?: number;
   /** lib mode: average out-of-order segments held by the client's reorder buffer. */
@@ -178,8 +180,13 @@ export class Gkd {
       const rtt = after.get(`gkd_tunnel_rtt_seconds{side="server",tunnel="${index}"}`);
       tunnels.push({ index, share: total > 0 ? bytes / total : 0, rttMs: rtt === undefined ? null : rtt * 1000 });
     }
-    const resent = (after.get('gkd_resent_frames_total{side="server"}') ?? 0) - (before.get('gkd_resent_frames_total{side="server"}') ?? 0);
-    return { tunnels, ...shares(tunnels, this.n), resentFrames: resent };
+    const grew = (name: string): number => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    return {
+      tunnels,
+      ...shares(tunnels, this.n),
+      resentFrames: grew('gkd_resent_frames_total{side="server"}'),
+      resentBytes: grew('gkd_resent_bytes_total{side="server"}'),
+    };
   }
 
   private diagnoseLib(t0: number, t1: number): GkdDiag {
@@ -226,6 +233,7 @@ export class Gkd {
     });
     Object.assign(diag, shares(diag.tunnels, this.n));
     diag.resentFrames = last.resent - first.resent;
+    diag.resentBytes = (last.resentBytes ?? 0) - (first.resentBytes ?? 0);
     // The download stream: most bytes out on the server, most bytes in on the client.
     // (It may have ended before the last sample: look at every sample.)
     const down = (xs: SessionSample[], key: 'out' | 'in'): StreamSample[] => {
@@ -272,6 +280,7 @@ interface StreamSample {
 }
 interface SessionSample {
   resent: number;
+  resentBytes?: number;
   tunnels: TunnelSample[];
   streams: StreamSample[];
 }

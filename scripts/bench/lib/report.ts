@@ -70,7 +70,7 @@ export function details(res: Results, scenario: string): string {
   const rows = res.rows.filter((r) => r.scenario === scenario);
   const direct = mbps(res.rows, scenario, 'direct');
   const lines = [
-    '| tool | Mbit/s | vs direct | vs iperf3 -P N | MiB in s | CPU % of a core: client / server / emulator | tunnel share min–max × N | PING RTT ms (server, min–max) | resent | data pkts lost / queue / flow drops |',
+    '| tool | Mbit/s | vs direct | vs iperf3 -P N | MiB in s | CPU % of a core: client / server / emulator | tunnel share min–max × N | PING RTT ms (server, min–max) | resent frames (bytes, % of the download) | data pkts lost / queue / flow drops |',
     '|---|---:|---:|---:|---|---|---|---|---:|---|',
   ];
   for (const r of rows.sort((a, b) => {
@@ -84,7 +84,7 @@ export function details(res: Results, scenario: string): string {
     const cpu = [c.client, c.server, c.fwd].map((x) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(0))).join(' / ');
     const nm = r.netem;
     lines.push(
-      `| ${label(r.tool, r.n)}${res.info.params.repeat > 1 ? ` #${r.round}` : ''} | ${f1(r.mbps)}${r.error ? ` (${r.error.slice(0, 60)})` : ''} | ${r.tool === 'direct' ? '' : f2(r.mbps / direct)} | ${Number.isFinite(ip) ? pct(r.mbps / ip) : ''} | ${(r.bytes / 2 ** 20).toFixed(0)} in ${r.seconds.toFixed(1)}${r.capped ? ' (cap)' : ''} | ${cpu} | ${g ? `${f2(g.shareMin)}–${f2(g.shareMax)}` : ''} | ${rtts.length ? `${ms(Math.min(...rtts))}–${ms(Math.max(...rtts))}` : ''} | ${g ? g.resentFrames : ''} | ${nm ? `${nm.lossData} / ${nm.queueDrops} / ${nm.flowDrops} of ${nm.pktsData}` : ''} |`,
+      `| ${label(r.tool, r.n)}${res.info.params.repeat > 1 ? ` #${r.round}` : ''} | ${f1(r.mbps)}${r.error ? ` (${r.error.slice(0, 60)})` : ''} | ${r.tool === 'direct' ? '' : f2(r.mbps / direct)} | ${Number.isFinite(ip) ? pct(r.mbps / ip) : ''} | ${(r.bytes / 2 ** 20).toFixed(0)} in ${r.seconds.toFixed(1)}${r.capped ? ' (cap)' : ''} | ${cpu} | ${g ? `${f2(g.shareMin)}–${f2(g.shareMax)}` : ''} | ${rtts.length ? `${ms(Math.min(...rtts))}–${ms(Math.max(...rtts))}` : ''} | ${g ? `${g.resentFrames}${g.resentBytes !== undefined && r.bytes > 0 ? ` (${((100 * g.resentBytes) / r.bytes).toFixed(2)} %)` : ''}` : ''} | ${nm ? `${nm.lossData} / ${nm.queueDrops} / ${nm.flowDrops} of ${nm.pktsData}` : ''} |`,
     );
   }
   return lines.join('\n');
