@@ -60,7 +60,7 @@ async function roundTrip(socket: net.Socket, text: string): Promise<void> {
 describe('an unreachable server', () => {
   it('the client warns with the backoff delay, keeps retrying and stays up', async () => {
     const nobody = await getPort({ host: '127.0.0.1' });
-    const client = gkd(['client', '--server', `127.0.0.1:${nobody}`, '--tunnels', '2', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: key } });
+    const client = gkd(['client', '--plaintext', '--server', `127.0.0.1:${nobody}`, '--tunnels', '2', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: key } });
     const retry = /warn {2}cannot reach the server 127\.0\.0\.1:\d+ \(connect ECONNREFUSED[^)]*\); tunnel \d retrying in \d+\.\d s \(attempt \d+\)/;
     await client.waitFor('stderr', retry, { count: 2 });
     expect(client.child.exitCode).toBeNull();

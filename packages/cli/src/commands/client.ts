@@ -111,7 +111,10 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     const text = errorText(err);
     const level = text === lastAuthError ? 'debug' : 'error';
     lastAuthError = text;
-    logger.log(level, `the server refused us: ${text}; check the key (GKD_KEY / --key)${hasUser ? ' and --user' : ''}`, { event: 'auth-failed' });
+    // A certificate or TLS failure is not about the key: the message itself says what to check.
+    const tls = /certificate|fingerprint|TLS/.test(text);
+    const line = tls ? `cannot trust the server: ${text}` : `the server refused us: ${text}; check the key (GKD_KEY / --key, or the link)${hasUser ? ' and --user' : ''}`;
+    logger.log(level, line, { event: 'auth-failed' });
   });
   client.on('session', (id: string) => logger.debug(`new session ${id.slice(0, 8)}`, { event: 'session', session: id }));
   client.on('session-lost', (err: Error) => {
@@ -196,6 +199,8 @@ export async function clientCommand(args: Args): Promise<number> {
   const sink = new LogSink();
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, sink });
   if (settings.keyOnCommandLine) logger.warn('the key was given with --key, where other users of this machine can see it (ps); prefer GKD_KEY');
+  if (settings.linkOnCommandLine) logger.warn('the link (which holds the key) was given on the command line, where other users of this machine can see it (ps); prefer GKD_LINK or "link" in a --config file');
+  if (!settings.tls) logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic', { event: 'plaintext' });
   return runService(logger, settings.drainMs, async (resources) => {
     const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources);
     const server = formatHostPort(settings.server);
