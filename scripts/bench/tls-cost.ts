@@ -48,8 +48,11 @@ function freePort(): Promise<number> {
 
 interface Sample {
   mbps: number;
+  /** CPU of each process over the download, in % of one core. */
   client: number;
   server: number;
+  /** CPU seconds of both processes per GiB carried: the cost, which a busy machine distorts less than the share. */
+  cpuPerGiB: number;
 }
 
 async function main(): Promise<void> {
@@ -80,21 +83,23 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         const r = await curlDownload('', `http://127.0.0.1:${filePort}/bytes/${SIZE}`, { socks: d.socks, capSeconds: CAP, size: SIZE });
         const wall = (performance.now() - t0) / 1000;
-        const sample = { mbps: r.mbps, client: ((cpuSecondsOf(d.g.clientPid) - c0) / wall) * 100, server: ((cpuSecondsOf(d.g.serverPid) - s0) / wall) * 100 };
+        const dc = cpuSecondsOf(d.g.clientPid) - c0;
+        const ds = cpuSecondsOf(d.g.serverPid) - s0;
+        const sample = { mbps: r.mbps, client: (dc / wall) * 100, server: (ds / wall) * 100, cpuPerGiB: (dc + ds) / (r.bytes / 2 ** 30) };
         await d.g.stopClient();
         const key = `${d.name}|${n}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
-        console.error(`tls-cost: round ${round} gkd-${n} ${d.name.padEnd(9)} ${sample.mbps.toFixed(0).padStart(6)} Mbit/s  cpu client ${sample.client.toFixed(0)} %, server ${sample.server.toFixed(0)} %${r.error ? `  ${r.error}` : ''}`);
+        console.error(`tls-cost: round ${round} gkd-${n} ${d.name.padEnd(9)} ${sample.mbps.toFixed(0).padStart(6)} Mbit/s  cpu client ${sample.client.toFixed(0)} %, server ${sample.server.toFixed(0)} %, ${sample.cpuPerGiB.toFixed(2)} cpu-s/GiB${r.error ? `  ${r.error}` : ''}`);
       }
     }
   }
-  console.log(`| one stream, loopback (median of ${ROUNDS}) | Mbit/s | CPU % of a core: client / server | rounds, Mbit/s |`);
-  console.log('| --- | ---: | ---: | --- |');
+  console.log(`| one stream, loopback (median of ${ROUNDS}) | Mbit/s | CPU % of a core: client / server | CPU s per GiB, both | rounds, Mbit/s |`);
+  console.log('| --- | ---: | ---: | ---: | --- |');
   for (const n of TUNNELS) {
     for (const d of deployments) {
       const v = samples.get(`${d.name}|${n}`) ?? [];
       const m = (f: (s: Sample) => number): number => median(v.map(f));
-      console.log(`| gkd-${n} ${d.name} | ${m((s) => s.mbps).toFixed(0)} | ${m((s) => s.client).toFixed(0)} / ${m((s) => s.server).toFixed(0)} | ${v.map((s) => s.mbps.toFixed(0)).join(', ')} |`);
+      console.log(`| gkd-${n} ${d.name} | ${m((s) => s.mbps).toFixed(0)} | ${m((s) => s.client).toFixed(0)} / ${m((s) => s.server).toFixed(0)} | ${m((s) => s.cpuPerGiB).toFixed(2)} | ${v.map((s) => s.mbps.toFixed(0)).join(', ')} |`);
     }
   }
   console.error(`tls-cost: load at the end ${load1()}`);

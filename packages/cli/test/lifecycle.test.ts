@@ -189,6 +189,15 @@ describe('status line', () => {
     expect(out).toMatch(/gkd: SOCKS5 proxy on 127\.0\.0\.1:\d+/);
   });
 
+  it.skipIf(!haveScript)('gkd server on a terminal prints the connection link, the same one `gkd link` prints', async () => {
+    const port = await getPort({ host: '127.0.0.1' });
+    const out = await underTerminal(['server', '--listen', `127.0.0.1:${port}`], /connection link \(a secret: it holds the key\): (gkd:\/\/\S+)/);
+    const printed = /connection link \(a secret: it holds the key\): (gkd:\/\/\S+)/.exec(out)![1];
+    const again = await runGkd(['link', '--listen', `127.0.0.1:${port}`]);
+    expect(again.code).toBe(0);
+    expect(printed).toBe(again.stdout.trim());
+  });
+
   it.skipIf(!haveScript)('--quiet turns it off on a terminal', async () => {
     const out = await underTerminal(['up', '--socks', '127.0.0.1:0', '--tunnels', '2', '--quiet'], /gkd: SOCKS5 proxy on 127\.0\.0\.1:\d+ [^\n]*\n/);
     expect(out).not.toContain('tunnels 2/2 ·');

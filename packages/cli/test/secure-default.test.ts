@@ -133,6 +133,15 @@ describe('refusals, before any stream', () => {
     expect(client.stdout).not.toMatch(/tunnels? up/);
     expect(plain.proc.stderr).not.toMatch(/new session|tunnel \d+ up/);
   });
+
+  it('a --plaintext client facing a TLS server: after the handshake timeout it says to drop --plaintext', async () => {
+    const state = stateDir();
+    const s = await server(state);
+    const key = readFileSync(join(state, 'key'), 'utf8').trim();
+    const client = gkd(['client', '--plaintext', '--server', `127.0.0.1:${s.port}`, '--tunnels', '1', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: key } });
+    await client.waitFor('stderr', /error no handshake from 127\.0\.0\.1:\d+ over plain TCP: a server that runs TLS .* drop --plaintext/, { timeoutMs: 30_000 });
+    expect(s.proc.stderr).not.toMatch(/new session|tunnel \d+ up/);
+  });
 });
 
 describe('state directory', () => {
@@ -195,6 +204,16 @@ describe('state directory', () => {
     await client.ready();
     const got = await curl(['--socks5-hostname', `127.0.0.1:${socks}`, blobUrl()]);
     expect(sha256(got.body)).toBe(origin.blobSha);
+  });
+
+  it('a link in the config file works, without a warning', async () => {
+    const state = stateDir();
+    const s = await server(state);
+    const config = join(base, 'client.json');
+    writeFileSync(config, JSON.stringify({ link: await link(state, s.port), tunnels: 1, socks: '127.0.0.1:0' }), { mode: 0o600 });
+    const client = gkd(['client', '--config', config]);
+    await client.ready();
+    expect(client.stderr).not.toMatch(/warn/);
   });
 
   it('a link on the command line works and warns like --key does', async () => {

@@ -1,3 +1,4 @@
+import { HandshakeTimeoutError } from '@gkd/protocol';
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
 import { Client, type ClientTlsOptions, type HostPort } from '@gkd/transport';
 import type { Args } from '../args.js';
@@ -46,7 +47,7 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     stopping = true;
     client.close();
   });
-  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping);
+  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping, opts.tls === undefined);
 
   const opener = clientOpener(client);
   const onEvent = (e: ProxyEvent): void => logProxyEvent(e, logger, opts.serverLogsOpenFailures);
@@ -92,9 +93,10 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
   };
 }
 
-function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean): void {
+function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean, plaintext: boolean): void {
   const retries = new RetryLog(logger, server);
   let lastAuthError = '';
+  let hinted = false;
   client.on('tunnel-up', (index: number) => {
     retries.up(index);
     lastAuthError = '';
@@ -105,7 +107,14 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     logger.log(level, `tunnel ${index} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp });
   });
   client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
-    if (!stopping()) retries.failed(index, delayMs, err);
+    if (stopping()) return;
+    if (plaintext && !hinted && err instanceof HandshakeTimeoutError) {
+      // A TLS server waits for a ClientHello and a plaintext client for the server's challenge: both
+      // stay silent until the timeout, so nothing else would tell the user what is wrong.
+      hinted = true;
+      logger.error(`no handshake from ${server} over plain TCP: a server that runs TLS (the default) says nothing to a --plaintext client. Unless the server runs --plaintext too, drop --plaintext and use its link (gkd link on the server)`, { event: 'plaintext-mismatch' });
+    }
+    retries.failed(index, delayMs, err);
   });
   client.on('auth-failed', (err: Error) => {
     const text = errorText(err);
