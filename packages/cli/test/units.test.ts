@@ -94,9 +94,9 @@ describe('README', () => {
 
 describe('options', () => {
   it('client: --server without a port means 9990; defaults fill in', () => {
-    const s = clientSettings(args({ server: 'example.com', key: KEY }));
+    const s = clientSettings(args({ server: 'example.com', key: KEY, plaintext: true }, ['--plaintext']));
     expect(s.server).toEqual({ host: 'example.com', port: 9990 });
-    expect(clientSettings(args({ server: '[::1]', key: KEY })).server).toEqual({ host: '::1', port: 9990 });
+    expect(clientSettings(args({ server: '[::1]', key: KEY, plaintext: true }, ['--plaintext'])).server).toEqual({ host: '::1', port: 9990 });
     expect(s).toMatchObject({ tunnels: 8, socks: { host: '127.0.0.1', port: 1080 }, socksIsDefault: true, http: undefined, quiet: false, drainMs: 10_000, logLevel: 'info', logFormat: 'pretty', tls: undefined });
     expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
   });
@@ -108,12 +108,30 @@ describe('options', () => {
     expect(() => clientSettings(args({ server: 'h:1', key: KEY, 'tls-fingerprint': fp, 'tls-ca': '/x' }))).toThrow(/not both/);
   });
 
-  it('server: a key or a users file; listen defaults to 0.0.0.0:9990', () => {
+  it('client: TLS unless --plaintext; without a pin, a CA, --tls or a link it refuses to start', () => {
+    expect(() => clientSettings(args({ server: 'h:1', key: KEY }))).toThrow(/no way to check the server's certificate/);
+    expect(clientSettings(args({ server: 'h:1', key: KEY, plaintext: true }, ['--plaintext'])).tls).toBeUndefined();
+  });
+
+  it('client: a link gives the server, the key, the user and the pin', () => {
+    const link = `gkd://alice@vps.example.com:4433?v=1&key=${KEY}&fp=${'AB'.repeat(32)}`;
+    const s = clientSettings(args({ link }, ['--link', link]));
+    expect(s).toMatchObject({ server: { host: 'vps.example.com', port: 4433 }, user: 'alice', tls: { fingerprint: 'AB'.repeat(32) }, linkOnCommandLine: true, keyOnCommandLine: false });
+    expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
+    expect(clientSettings(new Args({ link }, [], { GKD_LINK: link })).linkOnCommandLine).toBe(false);
+    expect(() => clientSettings(args({ link, server: 'other:1' }, ['--link', link]))).toThrow(/give --link or --server/);
+    expect(() => clientSettings(args({ link: link.replace(/key=[^&]+/, 'key=c2hvcnQ') }))).toThrow(/at least 128 bits/);
+  });
+
+  it('server: a key, a users file, or (neither) the state directory\'s; listen defaults to 0.0.0.0:9990; TLS self-signed unless --plaintext or --tls-cert', () => {
     const s = serverSettings(args({ key: KEY }, ['--key', KEY]));
     expect(s.listen).toEqual({ host: '0.0.0.0', port: 9990 });
     expect(s.keyOnCommandLine).toBe(true);
-    expect(() => serverSettings(args({}))).toThrow(UsageError);
-    expect(() => serverSettings(args({}))).toThrow(/gkd keygen/);
+    expect(s.tls).toBe('self-signed');
+    const bare = serverSettings(args({ 'state-dir': '/tmp/x' }));
+    expect(bare.auth).toBeUndefined();
+    expect(bare.stateDir).toBe('/tmp/x');
+    expect(serverSettings(args({ plaintext: true }, ['--plaintext'])).tls).toBe('plaintext');
   });
 
   it('up: --socks given is not the default; --drain-timeout is seconds', () => {

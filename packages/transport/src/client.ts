@@ -395,7 +395,7 @@ export class Client extends EventEmitter {
             const got = cert?.fingerprint256?.replace(/:/g, '').toUpperCase();
             if (got !== fp) {
               socket.destroy();
-              reject(new AuthError(`server certificate fingerprint ${cert?.fingerprint256 ?? '(none)'} does not match the pinned one`));
+              reject(new AuthError(`server certificate fingerprint ${cert?.fingerprint256 ?? '(none)'} does not match the pinned one ${colonHex(fp)}`));
               return;
             }
           }
@@ -421,8 +421,23 @@ export class Client extends EventEmitter {
         // until its timeout. Node sets authorizationError just before it destroys the socket for it.
         const verifyError = tlsOpts ? (socket as tls.TLSSocket).authorizationError : null;
         if (verifyError) reject(new AuthError(`server certificate rejected: ${err.message}`));
-        else reject(err);
+        else if (tlsOpts && notTls(err)) {
+          // A plaintext server answers a ClientHello with frame bytes: final too, and the fix is on the
+          // operator's side, so say it instead of retrying a connection that can never be encrypted.
+          reject(new AuthError(`${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`));
+        } else reject(err);
       });
     });
   }
+}
+
+/** `ABCD…` → `AB:CD:…`, as Node prints `fingerprint256`. */
+function colonHex(hex: string): string {
+  return hex.toUpperCase().replace(/(..)(?!$)/g, '$1:');
+}
+
+/** An OpenSSL record-layer error: the peer's bytes are not TLS (a plaintext server answered). */
+function notTls(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LENGTH_MISMATCH|UNEXPECTED_RECORD|HTTP_REQUEST)/.test(code) || /wrong version number|packet length too long/i.test(err.message);
 }

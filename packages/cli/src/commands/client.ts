@@ -1,3 +1,4 @@
+import { HandshakeTimeoutError } from '@gkd/protocol';
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
 import { Client, type ClientTlsOptions, type HostPort } from '@gkd/transport';
 import type { Args } from '../args.js';
@@ -55,7 +56,7 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     stopping = true;
     client.close();
   });
-  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping);
+  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping, opts.tls === undefined);
 
   const opener = clientOpener(client);
   const onEvent = (e: ProxyEvent): void => logProxyEvent(e, logger, opts.serverLogsOpenFailures);
@@ -101,9 +102,10 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
   };
 }
 
-function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean): void {
+function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean, plaintext: boolean): void {
   const retries = new RetryLog(logger, server);
   let lastAuthError = '';
+  let hinted = false;
   client.on('tunnel-up', (index: number) => {
     retries.up(index);
     lastAuthError = '';
@@ -114,13 +116,23 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     logger.log(level, `tunnel ${index} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp });
   });
   client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
-    if (!stopping()) retries.failed(index, delayMs, err);
+    if (stopping()) return;
+    if (plaintext && !hinted && err instanceof HandshakeTimeoutError) {
+      // A TLS server waits for a ClientHello and a plaintext client for the server's challenge: both
+      // stay silent until the timeout, so nothing else would tell the user what is wrong.
+      hinted = true;
+      logger.error(`no handshake from ${server} over plain TCP: a server that runs TLS (the default) says nothing to a --plaintext client. Unless the server runs --plaintext too, drop --plaintext and use its link (gkd link on the server)`, { event: 'plaintext-mismatch' });
+    }
+    retries.failed(index, delayMs, err);
   });
   client.on('auth-failed', (err: Error) => {
     const text = errorText(err);
     const level = text === lastAuthError ? 'debug' : 'error';
     lastAuthError = text;
-    logger.log(level, `the server refused us: ${text}; check the key (GKD_KEY / --key)${hasUser ? ' and --user' : ''}`, { event: 'auth-failed' });
+    // A certificate or TLS failure is not about the key: the message itself says what to check.
+    const tls = /certificate|fingerprint|TLS/.test(text);
+    const line = tls ? `cannot trust the server: ${text}` : `the server refused us: ${text}; check the key (GKD_KEY / --key, or the link)${hasUser ? ' and --user' : ''}`;
+    logger.log(level, line, { event: 'auth-failed' });
   });
   client.on('session', (id: string) => logger.debug(`new session ${id.slice(0, 8)}`, { event: 'session', session: id }));
   client.on('session-lost', (err: Error) => {
@@ -205,6 +217,8 @@ export async function clientCommand(args: Args): Promise<number> {
   const sink = new LogSink();
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, sink });
   if (settings.keyOnCommandLine) logger.warn('the key was given with --key, where other users of this machine can see it (ps); prefer GKD_KEY');
+  if (settings.linkOnCommandLine) logger.warn('the link (which holds the key) was given on the command line, where other users of this machine can see it (ps); prefer GKD_LINK or "link" in a --config file');
+  if (!settings.tls) logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic', { event: 'plaintext' });
   return runService(logger, settings.drainMs, async (resources) => {
     const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources);
     const server = formatHostPort(settings.server);
