@@ -27,6 +27,8 @@ export class HttpProxyServer {
   private readonly tunnels = new Set<Socket>();
   /** Responses being written per client socket: a parse error then must not write into one. */
   private readonly inFlight = new WeakMap<Duplex, number>();
+  /** Per client socket, what to run once its last in-flight response is done (a pipelined CONNECT). */
+  private readonly whenIdle = new WeakMap<Duplex, () => void>();
   private closing: Promise<void> | undefined;
 
   private constructor(config: HttpProxyConfig) {
@@ -48,10 +50,18 @@ export class HttpProxyServer {
     this.server.on('request', (req, res) => {
       const socket = req.socket;
       this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
-      res.once('close', () => this.inFlight.set(socket, (this.inFlight.get(socket) ?? 1) - 1));
+      res.once('close', () => {
+        const left = (this.inFlight.get(socket) ?? 1) - 1;
+        this.inFlight.set(socket, left);
+        const next = left === 0 ? this.whenIdle.get(socket) : undefined;
+        if (next) {
+          this.whenIdle.delete(socket);
+          next();
+        }
+      });
       forwardRequest(req, res, ctx);
     });
-    this.server.on('connect', (req, socket, head) => openTunnel(req, socket as Socket, head, ctx));
+    this.server.on('connect', (req, socket: Socket, head) => this.onConnect(req, socket, head, ctx));
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
   }
 
@@ -100,6 +110,30 @@ export class HttpProxyServer {
         this.server.on('error', () => {}); // none expected once bound
         resolve();
       });
+    });
+  }
+
+  /**
+   * A CONNECT pipelined behind requests whose responses are still being written must wait for them:
+   * node:http hands the socket over at once, and the CONNECT's answer (or the tunnel's bytes) written
+   * now would come before those responses, so the client would take them for the earlier requests'.
+   */
+  private onConnect(req: http.IncomingMessage, socket: Socket, head: Buffer, ctx: HttpContext): void {
+    if ((this.inFlight.get(socket) ?? 0) === 0) {
+      openTunnel(req, socket, head, ctx);
+      return;
+    }
+    socket.on('error', () => {}); // node:http stopped listening; a reset ends in 'close' and the responses' 'close'
+    this.tunnels.add(socket); // closed with the server, like a tunnel
+    socket.once('close', () => this.tunnels.delete(socket));
+    this.whenIdle.set(socket, () => {
+      // A response that ended the connection (Connection: close, an error) leaves nothing to tunnel through.
+      if (socket.destroyed || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      socket.setTimeout(0); // node:http's keep-alive timer, armed when the last response finished
+      openTunnel(req, socket, head, ctx);
     });
   }
 
