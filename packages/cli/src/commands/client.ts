@@ -2,6 +2,7 @@ import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client
 import { Client, type ClientTlsOptions, type HostPort } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
+import { LogDigest } from '../log-digest.js';
 import { LogSink, createLogger, errorText, type Logger } from '../logger.js';
 import type { ClientMetricsSource } from '../metrics.js';
 import { clientOpener } from '../opener.js';
@@ -49,7 +50,10 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
   logClientEvents(client, logger, server, opts.user !== undefined, () => stopping);
 
   const opener = clientOpener(client);
-  const onEvent = (e: ProxyEvent): void => logProxyEvent(e, logger, opts.serverLogsOpenFailures);
+  // Whoever can reach the local ports can cause these lines: digested, so a flood costs a few lines per 10 s.
+  const digest = new LogDigest(logger);
+  resources.add('log digest', () => digest.flush());
+  const onEvent = (e: ProxyEvent): void => logProxyEvent(e, logger, digest, opts.serverLogsOpenFailures);
   const socks = await listenWithFallback(
     '--socks',
     opts.socks,
@@ -126,15 +130,21 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
 /** Failures the server reports too (OPEN_FAIL reasons), as opposed to ones only this side sees. */
 const SERVER_REPORTED = new Set(['GENERAL_FAILURE', 'NOT_ALLOWED', 'NETWORK_UNREACHABLE', 'HOST_UNREACHABLE', 'CONNECTION_REFUSED', 'TIMEOUT']);
 
-function logProxyEvent(e: ProxyEvent, logger: Logger, serverLogsOpenFailures: boolean): void {
+function logProxyEvent(e: ProxyEvent, logger: Logger, digest: LogDigest, serverLogsOpenFailures: boolean): void {
   const proxy = e.proxy === 'socks' ? 'SOCKS5' : 'HTTP';
+  const source = e.client.replace(/:\d+$/, ''); // the address, without the client's port
   if (e.type === 'opened') {
     logger.debug(`${proxy} ${e.client} → ${e.destination} open in ${e.ms} ms`, { event: 'opened', ...e });
   } else if (e.type === 'open-failed') {
     const level = serverLogsOpenFailures && SERVER_REPORTED.has(e.kind) ? 'debug' : 'warn';
-    logger.log(level, `${proxy} ${e.client} → ${e.destination} failed: ${e.kind} (${e.message})`, { event: 'open-failed', ...e });
+    const line = `${proxy} ${e.client} → ${e.destination} failed: ${e.kind} (${e.message})`;
+    if (level === 'debug') logger.debug(line, { event: 'open-failed', ...e });
+    else digest.note(level, `${proxy}\0open-failed\0${e.kind}`, `${proxy} opens failed (${e.kind})`, source, line, { event: 'open-failed', ...e });
   } else {
-    logger.info(`${proxy} client ${e.client} dropped (${e.state}): ${e.message}`, { event: 'client-error', ...e });
+    digest.note('info', `${proxy}\0client-error\0${e.state}`, `${proxy} clients dropped (${e.state})`, source, `${proxy} client ${e.client} dropped (${e.state}): ${e.message}`, {
+      event: 'client-error',
+      ...e,
+    });
   }
 }
 
