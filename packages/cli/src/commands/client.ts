@@ -1,4 +1,5 @@
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
+import { AuthError, Reason } from '@gkd/protocol';
 import { Client, type ClientTlsOptions, type HostPort } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
@@ -39,7 +40,7 @@ export interface ClientSide {
 const READY_SETTLE_MS = 2000;
 
 /** Start the transport client and the SOCKS5 (and HTTP) proxies, logging their events. Throws StartError when a proxy cannot listen. */
-export async function startClientSide(opts: ClientSideOptions, logger: Logger, resources: Resources): Promise<ClientSide> {
+export async function startClientSide(opts: ClientSideOptions, logger: Logger, resources: Resources, exit?: (code: number) => void): Promise<ClientSide> {
   const server = formatHostPort(opts.server);
   const client = Client.create(opts.server, { key: opts.key, user: opts.user, tunnels: opts.tunnels, tls: opts.tls });
   let stopping = false;
@@ -47,7 +48,7 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     stopping = true;
     client.close();
   });
-  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping);
+  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping, exit);
 
   const opener = clientOpener(client);
   // Whoever can reach the local ports can cause these lines: digested, so a flood costs a few lines per 10 s.
@@ -96,12 +97,14 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
   };
 }
 
-function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean): void {
+function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean, exit?: (code: number) => void): void {
   const retries = new RetryLog(logger, server);
   let lastAuthError = '';
+  let everUp = false;
   client.on('tunnel-up', (index: number) => {
     retries.up(index);
     lastAuthError = '';
+    everUp = true;
     logger.info(`tunnel ${index} up (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-up', tunnel: index, up: client.tunnelsUp });
   });
   client.on('tunnel-down', (index: number, err?: Error) => {
@@ -109,13 +112,27 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     logger.log(level, `tunnel ${index} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp });
   });
   client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
-    if (!stopping()) retries.failed(index, delayMs, err);
+    if (stopping()) return;
+    if (keyRejected(err)) {
+      // 'auth-failed' said what happened; one line for the (long) wait, not a reconnect warning.
+      logger.debug(`tunnels wait ${(delayMs / 1000).toFixed(0)} s before trying the key again`, { event: 'reconnecting', delayMs });
+      return;
+    }
+    retries.failed(index, delayMs, err);
   });
   client.on('auth-failed', (err: Error) => {
     const text = errorText(err);
+    const check = `check the key (GKD_KEY / --key)${hasUser ? ' and --user' : ''}`;
+    if (keyRejected(err) && !everUp && exit) {
+      // Never had a session: a typo, not a hiccup. Retrying would only fill the server's log.
+      logger.error(`${text}; ${check}. Exiting.`, { event: 'auth-failed' });
+      exit(2);
+      return;
+    }
     const level = text === lastAuthError ? 'debug' : 'error';
     lastAuthError = text;
-    logger.log(level, `the server refused us: ${text}; check the key (GKD_KEY / --key)${hasUser ? ' and --user' : ''}`, { event: 'auth-failed' });
+    const retry = keyRejected(err) ? '; retrying rarely (the wait doubles, up to 5 min)' : '';
+    logger.log(level, `the server refused us: ${text}; ${check}${retry}`, { event: 'auth-failed' });
   });
   client.on('session', (id: string) => logger.debug(`new session ${id.slice(0, 8)}`, { event: 'session', session: id }));
   client.on('session-lost', (err: Error) => {
@@ -125,6 +142,11 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     if (!stopping()) logger.info('the server closed the idle session: tunnels stay down until the next connection', { event: 'dormant' });
   });
   client.on('awake', () => logger.info('reconnecting the tunnels for a new connection', { event: 'awake' }));
+}
+
+/** Whether `err` says our key (or user name, or the server's proof of its key) was rejected: the client waits long before trying again. */
+function keyRejected(err: Error): boolean {
+  return err instanceof AuthError && err.reason === Reason.BAD_PROOF;
 }
 
 /** Failures the server reports too (OPEN_FAIL reasons), as opposed to ones only this side sees. */
@@ -206,8 +228,8 @@ export async function clientCommand(args: Args): Promise<number> {
   const sink = new LogSink();
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, sink });
   if (settings.keyOnCommandLine) logger.warn('the key was given with --key, where other users of this machine can see it (ps); prefer GKD_KEY');
-  return runService(logger, settings.drainMs, async (resources) => {
-    const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources);
+  return runService(logger, settings.drainMs, async (resources, exit) => {
+    const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources, exit);
     const server = formatHostPort(settings.server);
     logger.info(`connecting ${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'} to ${server}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
     await startMetrics(settings.metrics, { client: clientMetricsSource(side) }, resources, logger);
