@@ -10,6 +10,7 @@ import {
   encode,
   reasonName,
   toAddress,
+  type AuthModeValue,
   type Frame,
 } from '@gkd/protocol';
 import { Client } from '@gkd/transport';
@@ -195,7 +196,7 @@ describe('GkdServer: many isolated peers', () => {
     const port = server.address().port;
     const alice = await connectClient(server, { key: keys.alice, user: 'alice', tunnels: 1 });
     const sid = Buffer.from(server.stats().peers[0]!.id, 'hex');
-    const reject = async (p: { mode: number; user: string; key: Buffer; sessionId: Buffer }): Promise<unknown> => {
+    const reject = async (p: { mode: AuthModeValue; user: string; key: Buffer; sessionId: Buffer }): Promise<unknown> => {
       const peer = await RawPeer.connect(port);
       const { answer } = await peer.handshake({ ...p, tunnelIndex: 1 });
       await peer.waitClosed();
