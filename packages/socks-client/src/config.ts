@@ -23,8 +23,19 @@ export interface SocksServerConfig {
   handshakeTimeout: number;
   /** Longest wait for the opener's answer, in ms; then REP 0x01 and close. Default 15 000. */
   openTimeout: number;
-  /** Most client connections open at once; more are refused at accept. Default 4096. */
+  /**
+   * Most client connections open at once, in the handshake or established. When all are taken, a new
+   * connection evicts the oldest one still in its handshake; only when every one is established is the
+   * newcomer refused at accept. Default 4096.
+   */
   maxConnections: number;
+  /**
+   * Most connections still in their handshake (greeting, auth, request) at once; past it a new connection
+   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 1024.
+   */
+  maxHandshakes: number;
+  /** Most handshakes in progress from one remote address; past it a new one evicts that address's oldest. Default 256. */
+  maxHandshakesPerAddress: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
   onEvent: ((event: ProxyEvent) => void) | undefined;
 }
@@ -51,8 +62,19 @@ export interface HttpProxyConfig {
    * otherwise) on every request and CONNECT. Default: none.
    */
   auth: SocksAuth | undefined;
-  /** Most client connections open at once; more are refused at accept. Default 4096. */
+  /**
+   * Most client connections open at once, in the handshake or established. When all are taken, a new
+   * connection evicts the oldest one still in its handshake; only when every one is established is the
+   * newcomer refused at accept. Default 4096.
+   */
   maxConnections: number;
+  /**
+   * Most connections still in their handshake (request headers not yet complete, or idle between keep-alive requests) at once; past it a new connection
+   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 1024.
+   */
+  maxHandshakes: number;
+  /** Most handshakes in progress from one remote address; past it a new one evicts that address's oldest. Default 256. */
+  maxHandshakesPerAddress: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
   onEvent: ((event: ProxyEvent) => void) | undefined;
 }
@@ -67,6 +89,8 @@ export const defaultSocksServerConfig: Omit<SocksServerConfig, 'opener'> = {
   handshakeTimeout: 10_000,
   openTimeout: 15_000,
   maxConnections: 4096,
+  maxHandshakes: 1024,
+  maxHandshakesPerAddress: 256,
   onEvent: undefined,
 };
 
@@ -78,6 +102,8 @@ export const defaultHttpProxyConfig: Omit<HttpProxyConfig, 'opener'> = {
   maxHeaderSize: 16 * 1024,
   auth: undefined,
   maxConnections: 4096,
+  maxHandshakes: 1024,
+  maxHandshakesPerAddress: 256,
   onEvent: undefined,
 };
 
@@ -115,6 +141,8 @@ function checkCommon(c: SocksServerConfig | HttpProxyConfig): void {
   if (typeof c.opener !== 'function') throw new ConfigError('opener must be a function (destination, signal) => Promise<Duplex>');
   checkInt('openTimeout', c.openTimeout, 1, HOUR);
   checkInt('maxConnections', c.maxConnections, 1, 1_000_000);
+  checkInt('maxHandshakes', c.maxHandshakes, 1, 1_000_000);
+  checkInt('maxHandshakesPerAddress', c.maxHandshakesPerAddress, 1, c.maxHandshakes);
   if (c.onEvent !== undefined && typeof c.onEvent !== 'function') throw new ConfigError('onEvent must be a function');
 }
 
