@@ -31,10 +31,12 @@ export interface SocksServerConfig {
   maxConnections: number;
   /**
    * Most connections still in their handshake (greeting, auth, request) at once; past it a new connection
-   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 1024.
+   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 4096, as
+   * `maxConnections`: a local application may open a thousand connections at once, all from one
+   * address, and must not evict its own handshakes; lower it for a listener other hosts can reach.
    */
   maxHandshakes: number;
-  /** Most handshakes in progress from one remote address; past it a new one evicts that address's oldest. Default 256. */
+  /** Most handshakes in progress from one remote address (at most `maxHandshakes`); past it a new one evicts that address's oldest. Default 4096 (local clients all come from 127.0.0.1). */
   maxHandshakesPerAddress: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
   onEvent: ((event: ProxyEvent) => void) | undefined;
@@ -70,10 +72,12 @@ export interface HttpProxyConfig {
   maxConnections: number;
   /**
    * Most connections still in their handshake (request headers not yet complete, or idle between keep-alive requests) at once; past it a new connection
-   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 1024.
+   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 4096, as
+   * `maxConnections`: a local application may open a thousand connections at once, all from one
+   * address, and must not evict its own handshakes; lower it for a listener other hosts can reach.
    */
   maxHandshakes: number;
-  /** Most handshakes in progress from one remote address; past it a new one evicts that address's oldest. Default 256. */
+  /** Most handshakes in progress from one remote address (at most `maxHandshakes`); past it a new one evicts that address's oldest. Default 4096 (local clients all come from 127.0.0.1). */
   maxHandshakesPerAddress: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
   onEvent: ((event: ProxyEvent) => void) | undefined;
@@ -89,8 +93,8 @@ export const defaultSocksServerConfig: Omit<SocksServerConfig, 'opener'> = {
   handshakeTimeout: 10_000,
   openTimeout: 15_000,
   maxConnections: 4096,
-  maxHandshakes: 1024,
-  maxHandshakesPerAddress: 256,
+  maxHandshakes: 4096,
+  maxHandshakesPerAddress: 4096,
   onEvent: undefined,
 };
 
@@ -102,8 +106,8 @@ export const defaultHttpProxyConfig: Omit<HttpProxyConfig, 'opener'> = {
   maxHeaderSize: 16 * 1024,
   auth: undefined,
   maxConnections: 4096,
-  maxHandshakes: 1024,
-  maxHandshakesPerAddress: 256,
+  maxHandshakes: 4096,
+  maxHandshakesPerAddress: 4096,
   onEvent: undefined,
 };
 

@@ -16,29 +16,35 @@ function harness(limits = resolveSocksServerConfig({ opener })) {
   return { admission, evicted, admit };
 }
 
-describe('Admission with the default limits (4096 connections, 1024 handshakes, 256 per address)', () => {
+describe('Admission with the default limits (4096 connections, 4096 handshakes, 4096 per address)', () => {
   it('the defaults are those', () => {
     for (const c of [defaultSocksServerConfig, defaultHttpProxyConfig]) {
-      expect(c).toMatchObject({ maxConnections: 4096, maxHandshakes: 1024, maxHandshakesPerAddress: 256 });
+      expect(c).toMatchObject({ maxConnections: 4096, maxHandshakes: 4096, maxHandshakesPerAddress: 4096 });
     }
   });
 
-  it('4096 idle handshakes from 4 addresses hold at most 1024 slots; a newcomer from 127.0.0.1 always gets in and evicts the oldest', () => {
+  it('a burst of 4096 handshakes from one address evicts none of its own', () => {
     const { admission, evicted, admit } = harness();
-    for (let i = 0; i < 4096; i++) expect(admit(`127.0.0.${2 + (i % 4)}`)).toBeDefined();
-    expect(admission.counts()).toEqual({ connections: 1024, handshakes: 1024 });
-    expect(evicted).toHaveLength(4096 - 1024);
-    // the oldest went first: exactly the first 3072 (each address's share, 4 × 256, is full first)
-    expect(evicted.map((e) => e.key)).toEqual(Array.from({ length: 3072 }, (_, i) => i));
-    expect(new Set(evicted.map((e) => e.cause))).toEqual(new Set(['address']));
-    const legit = admit('127.0.0.1')!;
-    expect(evicted.at(-1)).toEqual({ key: 3072, cause: 'total' });
-    admission.established(legit);
-    expect(admission.counts()).toEqual({ connections: 1024, handshakes: 1023 });
+    for (let i = 0; i < 4096; i++) expect(admit('127.0.0.1')).toBeDefined();
+    expect(evicted).toEqual([]);
+    expect(admission.counts()).toEqual({ connections: 4096, handshakes: 4096 });
   });
 
-  it('one address holds at most 256 handshakes: its newcomers evict its own oldest, not other addresses\'', () => {
+  it('10 000 idle handshakes from 4 addresses hold at most 4096 slots; a newcomer from 127.0.0.1 always gets in and evicts the oldest', () => {
     const { admission, evicted, admit } = harness();
+    for (let i = 0; i < 10_000; i++) expect(admit(`127.0.0.${2 + (i % 4)}`)).toBeDefined();
+    expect(admission.counts()).toEqual({ connections: 4096, handshakes: 4096 });
+    // the oldest went first: exactly the first 10 000 - 4096
+    expect(evicted.map((e) => e.key)).toEqual(Array.from({ length: 10_000 - 4096 }, (_, i) => i));
+    expect(new Set(evicted.map((e) => e.cause))).toEqual(new Set(['total']));
+    const legit = admit('127.0.0.1')!;
+    expect(evicted.at(-1)).toEqual({ key: 10_000 - 4096, cause: 'total' });
+    admission.established(legit);
+    expect(admission.counts()).toEqual({ connections: 4096, handshakes: 4095 });
+  });
+
+  it('with a per-address share (256 of 1024), one address\'s newcomers evict its own oldest, not other addresses\'', () => {
+    const { admission, evicted, admit } = harness({ ...resolveSocksServerConfig({ opener }), maxHandshakes: 1024, maxHandshakesPerAddress: 256 });
     const other = admit('10.0.0.1')!;
     for (let i = 0; i < 1000; i++) admit('10.0.0.2');
     expect(admission.counts()).toEqual({ connections: 257, handshakes: 257 });
