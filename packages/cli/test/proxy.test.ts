@@ -44,14 +44,17 @@ describe('gkd server + gkd client', () => {
     expect(client.stdout).not.toContain('\r');
   });
 
-  it('a client with the wrong key is refused: both sides say so, the client keeps trying', async () => {
+  it('a client with the wrong key is refused: both sides say so once, and the client exits 2 (issue 16, finding 4)', async () => {
     const server = gkd(['server', '--plaintext', '--listen', '127.0.0.1:0'], { env: { GKD_KEY: key } });
     const [, at] = await server.waitFor('stdout', /server listening on (127\.0\.0\.1:\d+)/);
     const wrong = (await runGkd(['keygen'])).stdout.trim();
-    const client = gkd(['client', '--plaintext', '--server', at!, '--tunnels', '1', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: wrong } });
-    await client.waitFor('stderr', /error the server refused us: .*check the key/);
+    const client = gkd(['client', '--plaintext', '--server', at!, '--tunnels', '8', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: wrong } });
+    expect(await client.exited).toEqual({ code: 2, signal: null });
+    expect(client.stderr.match(/error the server rejected our key \(bad proof.*\); check the key \(GKD_KEY \/ --key, or the link\)\. Exiting\./g)).toHaveLength(1);
+    expect(client.stderr).not.toMatch(/warn/);
     await server.waitFor('stderr', /warn {2}refused a tunnel from 127\.0\.0\.1: .*proof/);
-    expect(client.child.exitCode).toBeNull();
+    // One handshake was tried, not one per tunnel (the other tunnels waited for it and never dialed).
+    expect(server.stderr.match(/refused a tunnel/g)).toHaveLength(1);
   });
 });
 

@@ -10,6 +10,7 @@ import { Args, UsageError, checkCommandLine } from '../src/args.js';
 import { newKey } from '../src/commands/keygen.js';
 import { FLAGS, envName } from '../src/flags.js';
 import { StartError, listenWithFallback } from '../src/listen.js';
+import { LogDigest } from '../src/log-digest.js';
 import { LogSink, createLogger } from '../src/logger.js';
 import { clientSettings, serverSettings, upSettings } from '../src/options.js';
 import { RetryLog } from '../src/retry-log.js';
@@ -215,6 +216,41 @@ describe('RetryLog', () => {
     log.up(2);
     log.failed(2, 100, new Error('other'));
     expect(records[records.length - 1]).toMatchObject({ level: 'warn', message: expect.stringContaining('tunnel 2 retrying in 0.1 s (attempt 1)') });
+  });
+});
+
+describe('LogDigest', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('logs the first lines of a kind per window, sums up the rest when the window ends, and keeps kinds apart', () => {
+    vi.useFakeTimers();
+    const { logger, records } = capture();
+    const digest = new LogDigest(logger, { windowMs: 10_000, burst: 3 });
+    for (let i = 0; i < 1000; i++) digest.note('warn', 'evicted', 'refused tunnels (evicted)', `10.0.0.${i % 16}`, `evicted ${i}`);
+    digest.note('warn', 'timeout', 'refused tunnels (timeout)', '10.0.0.1', 'timeout 0');
+    expect(records.map((r) => r.message)).toEqual(['evicted 0', 'evicted 1', 'evicted 2', 'timeout 0']);
+    vi.advanceTimersByTime(10_000);
+    expect(records.slice(4)).toMatchObject([{ level: 'warn', message: '997 more refused tunnels (evicted) in the last 10 s from 16 addresses (not logged one by one)' }]);
+    // A new window logs in full again.
+    digest.note('warn', 'evicted', 'refused tunnels (evicted)', '10.0.0.1', 'evicted again');
+    expect(records[records.length - 1]!.message).toBe('evicted again');
+    vi.advanceTimersByTime(60_000);
+    expect(records).toHaveLength(6); // nothing suppressed, nothing to sum up
+  });
+
+  it('flush() sums up at once; kinds beyond maxKinds share one count', () => {
+    const { logger, records } = capture();
+    const digest = new LogDigest(logger, { burst: 1, maxKinds: 2 });
+    for (let k = 0; k < 10; k++) for (let i = 0; i < 3; i++) digest.note('info', `kind ${k}`, `kind ${k}`, undefined, `k${k} #${i}`);
+    digest.flush();
+    expect(records.map((r) => r.message)).toEqual([
+      'k0 #0',
+      'k1 #0',
+      'k2 #0',
+      '2 more kind 0 in the last 1 s (not logged one by one)',
+      '2 more kind 1 in the last 1 s (not logged one by one)',
+      '23 more other events in the last 1 s (not logged one by one)',
+    ]);
   });
 });
 

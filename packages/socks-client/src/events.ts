@@ -31,8 +31,12 @@ export interface ProxyCounters {
   accepted: number;
   /** Client connections open now. */
   active: number;
-  /** Connections refused at accept because maxConnections were open. */
+  /** Connections refused at accept because all `maxConnections` were established (none in a handshake to evict). */
   dropped: number;
+  /** Connections evicted while still in their handshake, to make room for a newer one (see `maxHandshakes`). */
+  evicted: number;
+  /** Connections in their handshake now. */
+  handshaking: number;
   /** Opens that succeeded (the client got success and bytes flow). */
   opened: number;
   /** Failed opens, by kind. */
@@ -50,16 +54,17 @@ export class Counters {
   accepted = 0;
   active = 0;
   dropped = 0;
+  evicted = 0;
   opened = 0;
   cancelled = 0;
   clientErrors = 0;
   authFailures = 0;
   readonly failed: Record<FailureKind, number> = Object.fromEntries(FAILURE_KINDS.map((k) => [k, 0])) as Record<FailureKind, number>;
 
-  /** A copy that later updates do not change. */
-  snapshot(): ProxyCounters {
-    const { accepted, active, dropped, opened, cancelled, clientErrors, authFailures } = this;
-    return { accepted, active, dropped, opened, cancelled, clientErrors, authFailures, failed: { ...this.failed } };
+  /** A copy that later updates do not change; `handshaking` comes from the front-end's Admission. */
+  snapshot(handshaking: number): ProxyCounters {
+    const { accepted, active, dropped, evicted, opened, cancelled, clientErrors, authFailures } = this;
+    return { accepted, active, dropped, evicted, handshaking, opened, cancelled, clientErrors, authFailures, failed: { ...this.failed } };
   }
 }
 

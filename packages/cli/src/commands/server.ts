@@ -2,6 +2,7 @@ import { GkdServer, type OpenEvent } from '@gkd/server';
 import type { HostPort, PeerInfo } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure } from '../listen.js';
+import { LogDigest } from '../log-digest.js';
 import { createLogger, errorText, type Logger } from '../logger.js';
 import { serverSettings, type PolicySettings } from '../options.js';
 import { loadServerIdentity, type ServerIdentity } from '../server-identity.js';
@@ -60,14 +61,22 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
   server.on('tunnel-down', (peer: PeerInfo, index: number, err?: Error) =>
     logger.log(lifecycle, `tunnel ${index} down (${who(peer)})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, session: peer.sessionId }),
   );
+  // Anyone who can reach the port can cause a refusal, and a peer a failed OPEN: digested, so a flood
+  // of them costs a few lines per 10 s, not one line each.
+  const digest = new LogDigest(logger);
   server.on('refused', (remote: string | undefined, err: Error) => {
     refused++;
-    logger.warn(`refused a tunnel from ${remote ?? 'an unknown address'}: ${errorText(err)}`, { event: 'refused', remote, error: errorText(err) });
+    const kind = refusalKind(err);
+    digest.note('warn', `refused\0${kind}`, `refused tunnels (${kind})`, remote, `refused a tunnel from ${remote ?? 'an unknown address'}: ${errorText(err)}`, {
+      event: 'refused',
+      remote,
+      error: errorText(err),
+    });
   });
   server.on('open', (e: OpenEvent) => logger.debug(`OPEN ${e.destination} ok in ${e.ms} ms (${who(e.peer)})`, { event: 'open', destination: e.destination, ms: e.ms }));
   server.on('open-failed', (e: OpenEvent) => {
     const hint = e.reason === 'NOT_ALLOWED' && /denied by default/.test(e.message ?? '') ? `; to allow it, pass --allow ${e.destination}` : '';
-    logger.warn(`OPEN ${e.destination} failed: ${e.reason}${e.message ? ` (${e.message})` : ''}${hint}`, {
+    digest.note('warn', `open-failed\0${e.peer.user}\0${e.reason}`, `failed OPENs (${e.reason}${e.peer.user ? `, user ${e.peer.user}` : ''})`, e.peer.remoteAddress, `OPEN ${e.destination} failed: ${e.reason}${e.message ? ` (${e.message})` : ''}${hint}`, {
       event: 'open-failed',
       destination: e.destination,
       reason: e.reason,
@@ -83,9 +92,19 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
     plan: {
       stopAccepting: () => server.transport.goAway(),
       active: () => server.counters.activeStreams,
-      close: () => server.close(),
+      close: async () => {
+        await server.close();
+        digest.flush();
+      },
     },
   };
+}
+
+/** What a refusal was, without the parts that vary per peer (addresses, counts): the message up to its first colon. */
+function refusalKind(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  const head = errorText(err).split(':')[0]!.replace(/\d+(\.\d+)*/g, 'N').slice(0, 60);
+  return typeof code === 'string' ? `${code}: ${head}` : head;
 }
 
 /** `gkd server`: run until SIGINT/SIGTERM. Returns the exit code. */
