@@ -11,6 +11,15 @@ import type { SentFrame } from './stream.js';
  * behind the same TCP hole, so those whose ACK would be due by now go too. The receiver drops the
  * duplicates (PROTOCOL.md §6).
  *
+ * A frame its tunnel already confirmed (a PONG for a PING written after it came back) reached the
+ * peer: its ACK is late for another reason (the receiver is busy, or waits for an earlier gap), and a
+ * copy would not help; such a head is left alone. On a tunnel that is repairing a loss, the PONG waits
+ * behind the lost segment like everything else, so a stuck frame stays unconfirmed.
+ *
+ * And a copy only helps if another tunnel is moving: it must have confirmed something sent after the
+ * head was. When every tunnel lags alike (the peer's process is overloaded, its ACKs and PONGs all
+ * late), nothing is copied.
+ *
  * Overdue means: past its `due` time (when its ACK should have come back, computed at send time from
  * the tunnel's backlog, rate and RTT) by more than `grace(tunnel)`, which is about one RTT of that
  * tunnel: the time TCP's fast retransmit needs, so a loss the tunnel repairs by itself costs no copy.
@@ -27,16 +36,27 @@ export const MAX_COPIES = 3;
  * @param now the current time (performance.now(), ms)
  * @param grace extra wait for a frame on tunnel `id` before its ACK counts as overdue, in ms
  * @param live whether tunnel `id` is still up (frames of a closed tunnel are re-sent by failover)
+ * @param confirmed tunnel `id`'s confirmed byte position (see SentFrame.end)
+ * @param movingSince whether a tunnel other than `id` confirmed something sent after `sentAt`
  */
-export function overdueFrames(frames: Iterable<SentFrame>, now: number, grace: (tunnel: number) => number, live: (tunnel: number) => boolean, max: number): SentFrame[] {
+export function overdueFrames(
+  frames: Iterable<SentFrame>,
+  now: number,
+  grace: (tunnel: number) => number,
+  live: (tunnel: number) => boolean,
+  max: number,
+  confirmed: (tunnel: number) => number = () => 0,
+  movingSince: (tunnel: number, sentAt: number) => boolean = () => true,
+): SentFrame[] {
   const out: SentFrame[] = [];
   let stuck = -1;
   for (const f of frames) {
     if (stuck === -1) {
-      if (f.copies >= MAX_COPIES || !live(f.tunnel) || now <= f.due + grace(f.tunnel)) return out;
+      if (f.copies >= MAX_COPIES || !live(f.tunnel) || now <= f.due + grace(f.tunnel) || confirmed(f.tunnel) >= f.end) return out;
+      if (!movingSince(f.tunnel, f.sentAt)) return out;
       stuck = f.tunnel;
       out.push(f);
-    } else if (f.tunnel === stuck && f.copies < MAX_COPIES && now > f.due) {
+    } else if (f.tunnel === stuck && f.copies < MAX_COPIES && now > f.due && confirmed(stuck) < f.end) {
       out.push(f);
     }
     if (out.length >= max) break;

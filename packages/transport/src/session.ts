@@ -527,6 +527,7 @@ export class Session extends EventEmitter implements StreamHost {
     f.tunnel = t.id;
     f.sentAt = now;
     t.sendData(s.id, f.offset, f.payload);
+    f.end = t.written;
   }
 
   /**
@@ -537,7 +538,8 @@ export class Session extends EventEmitter implements StreamHost {
   private rescue(s: Connection, ctx: RescueContext): void {
     const { usable, byId, corked, now } = ctx;
     if (!this.config.holResend || usable.length < 2 || !s.hasUnacked || this.holCredit < this.config.maxPayload) return;
-    const frames = overdueFrames(s.unackedFrames(HOL_SCAN), now, ctx.grace, (id) => byId.has(id), HOL_MAX_FRAMES);
+    const moving = (id: number, sentAt: number): boolean => usable.some((t) => t.id !== id && t.confirmedSentAt > sentAt);
+    const frames = overdueFrames(s.unackedFrames(HOL_SCAN), now, ctx.grace, (id) => byId.has(id), HOL_MAX_FRAMES, (id) => byId.get(id)?.confirmed ?? 0, moving);
     if (frames.length === 0) return;
     const slow = byId.get(frames[0]!.tunnel);
     if (slow) slow.penalisedUntil = now + Math.max(20, slow.pathRtt ?? this.rtt());

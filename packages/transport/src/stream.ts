@@ -91,12 +91,14 @@ export interface SentFrame {
   sentAt: number;
   /** When its ACK is expected at the latest, barring loss (performance.now(), ms). */
   due: number;
+  /** The tunnel's byte position just after the latest copy: once the tunnel's PONGs confirm it, the peer has the frame. */
+  end: number;
   /** Copies sent: 1, more after a head-of-line re-send or a tunnel loss. */
   copies: number;
 }
 
 /** Put in the slots of acknowledged frames, so their payloads are freed now, not at the next compaction. */
-const ACKED: SentFrame = { offset: 0, payload: Buffer.alloc(0), tunnel: 0, sentAt: 0, due: 0, copies: 0 };
+const ACKED: SentFrame = { offset: 0, payload: Buffer.alloc(0), tunnel: 0, sentAt: 0, due: 0, end: 0, copies: 0 };
 
 /**
  * One virtual connection: a Node Duplex whose bytes travel as DATA frames over all tunnels of its
@@ -321,7 +323,7 @@ export class Connection extends Duplex {
     this.host.sendBudget.reserve(payload.length);
     const offset = this.sentOffset;
     this.sentOffset += payload.length;
-    const frame: SentFrame = { offset, payload, tunnel: 0, sentAt: 0, due: 0, copies: 1 };
+    const frame: SentFrame = { offset, payload, tunnel: 0, sentAt: 0, due: 0, end: 0, copies: 1 };
     this.unacked.push(frame);
     if (this.pendingBytes === 0 && this.pendingCb) {
       const cb = this.pendingCb;

@@ -188,6 +188,8 @@ export class Tunnel implements PathView {
   private writtenTotal = 0;
   /** `writtenTotal` at the last PING a PONG answered: the peer has processed every byte below it. */
   private confirmedTotal = 0;
+  /** When (performance.now(), ms) the latest PING a PONG answered was sent: the peer processed all this tunnel sent before then. */
+  confirmedSentAt = -Infinity;
   private lastSample = { time: performance.now(), confirmed: 0, inflight: 0 };
   private closeError: Error | undefined;
   private early: Frame[] = [];
@@ -256,6 +258,16 @@ export class Tunnel implements PathView {
    */
   get inflight(): number {
     return this.writtenTotal - this.confirmedTotal;
+  }
+
+  /** Bytes written on this tunnel so far (its byte position), including handshake bytes. */
+  get written(): number {
+    return this.writtenTotal;
+  }
+
+  /** The byte position below which a PONG proved the peer processed everything written on this tunnel. */
+  get confirmed(): number {
+    return this.confirmedTotal;
   }
 
   /**
@@ -574,6 +586,7 @@ export class Tunnel implements PathView {
     if (ping === undefined) return; // unknown or forged id: confirms nothing
     const sent = ping.at;
     if (ping.written > this.confirmedTotal) this.confirmedTotal = ping.written;
+    if (sent > this.confirmedSentAt) this.confirmedSentAt = sent;
     for (const k of this.pingSent.keys()) {
       if (k > id) break;
       this.pingSent.delete(k);
