@@ -1,4 +1,4 @@
-import { GkdServer, type OpenEvent } from '@gkd/server';
+import { GkdServer, type DatagramDeniedEvent, type OpenEvent } from '@gkd/server';
 import type { HostPort, PeerInfo } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure } from '../listen.js';
@@ -71,6 +71,10 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       detail: e.message,
       user: e.peer.user,
     });
+  });
+  server.on('datagram-denied', (e: DatagramDeniedEvent) => {
+    const hint = /denied by default/.test(e.message) ? `; to allow it, pass --allow ${e.destination}` : '';
+    logger.warn(`UDP ${e.destination} refused: ${e.message}${hint}`, { event: 'datagram-denied', destination: e.destination, detail: e.message, user: e.peer.user });
   });
   server.on('error', (err: Error) => logger.error(`server: ${errorText(err)}`));
   return {
