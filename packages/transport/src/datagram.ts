@@ -12,6 +12,15 @@ import {
 } from '@gkd/protocol';
 import type { Pickable } from './scheduler.js';
 
+/**
+ * Bytes a datagram may find in a tunnel's send buffer above the high-water mark at which the
+ * scheduler stops giving it DATA. Streams keep every tunnel just under that mark while they have data,
+ * so with no headroom a datagram beside a bulk transfer finds no room several times in a hundred
+ * (measured on loopback: 2–9 % dropped). With it, datagrams pass while the buffer holds at most this
+ * much more, and delay the streams' next frame by at most this many bytes.
+ */
+export const DATAGRAM_HEADROOM = 64 * 1024;
+
 /** How many closed association ids a server-side channel remembers, so a late DATAGRAM does not reopen one. */
 const CLOSED_MEMORY = 4096;
 
@@ -23,10 +32,14 @@ export interface DatagramHost<T extends DatagramTunnel = DatagramTunnel> {
   pick(tunnels: readonly T[], bytes: number): T | undefined;
   /** Send a control frame the reliable way (kept until confirmed, re-sent after a tunnel loss). */
   sendControl(frame: Frame): void;
+  /** The send-buffer mark (bytes) above which `t` takes no DATA (`hasRoom` turns false). */
+  highWater(t: T): number;
 }
 
 /** The part of a tunnel a datagram touches: room in its send buffer, and a raw write (nothing kept for re-send). */
 export interface DatagramTunnel extends Pickable {
+  /** Bytes waiting in the socket's send buffer. */
+  readonly queued: number;
   write(buf: Buffer): void;
   framesOut: number;
 }
@@ -47,6 +60,13 @@ export interface DatagramStats {
   droppedUnknown: number;
 }
 
+/** What an association calls on its channel (DatagramChannel). */
+interface AssociationOwner {
+  send(a: Association, address: Address, payload: Buffer): boolean;
+  sendClose(id: number, reason: number, message: string): void;
+  forget(a: Association): void;
+}
+
 /**
  * One SOCKS5 UDP association carried by a session (PROTOCOL.md §5a). Datagrams are unreliable: `send`
  * writes one on a tunnel that has room now, or drops it. Events: 'datagram' (address, payload),
@@ -58,7 +78,7 @@ export class Association extends EventEmitter {
   /** @internal created by DatagramChannel */
   constructor(
     readonly id: number,
-    private readonly channel: DatagramChannel,
+    private readonly channel: AssociationOwner,
   ) {
     super();
   }
@@ -96,11 +116,11 @@ export class Association extends EventEmitter {
 /**
  * The datagrams of one session: association ids, the send path and its drop policy, and dispatch of
  * received DATAGRAM / DATAGRAM_CLOSE frames. Datagrams never queue here: a datagram that finds every
- * tunnel's buffer full is dropped at once, so it never waits behind bulk data and never holds a
- * stream back. The client opens associations (`associate`); on the server the first DATAGRAM of a
+ * tunnel's buffer full (past the DATA mark plus DATAGRAM_HEADROOM) is dropped at once, so it never
+ * waits behind a backlog of bulk data and never holds a stream back by more than the headroom. The client opens associations (`associate`); on the server the first DATAGRAM of a
  * new id creates one and `onAssociation` decides to keep or close it.
  */
-export class DatagramChannel {
+export class DatagramChannel<T extends DatagramTunnel = DatagramTunnel> implements AssociationOwner {
   /** Server: called for a new association before its first datagram is delivered. Without it, new associations are refused. */
   onAssociation: ((a: Association) => void) | undefined;
   private readonly associations = new Map<number, Association>();
@@ -111,7 +131,7 @@ export class DatagramChannel {
 
   constructor(
     readonly role: 'client' | 'server',
-    private readonly host: DatagramHost,
+    private readonly host: DatagramHost<T>,
   ) {}
 
   /** Associations open now. */
@@ -140,7 +160,7 @@ export class DatagramChannel {
       this.counters.droppedTooLarge++;
       return false;
     }
-    const roomy = this.host.tunnels().filter((t) => t.hasRoom);
+    const roomy = this.host.tunnels().filter((t) => t.hasRoom || t.queued < this.host.highWater(t) + DATAGRAM_HEADROOM);
     if (roomy.length === 0) {
       this.counters.dropped++;
       return false;

@@ -150,7 +150,7 @@ export class Session extends EventEmitter implements StreamHost {
   private drained = false;
   private lastStreamChange = Date.now();
   /** SOCKS5 UDP associations: unreliable DATAGRAM frames, sent only on a tunnel with room (datagram.ts). */
-  readonly datagrams: DatagramChannel;
+  readonly datagrams: DatagramChannel<Tunnel>;
 
   /** @param budgets shared receive/send budgets (a server shares them among one user's sessions); by default the session's own. */
   constructor(role: 'client' | 'server', id: string, config: SessionConfig, budgets?: { recv: ByteBudget; send: ByteBudget }) {
@@ -161,10 +161,11 @@ export class Session extends EventEmitter implements StreamHost {
     this.recvBudget = budgets?.recv ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
     this.sendBudget = budgets?.send ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
     this.pick = pickerFor(config.scheduler);
-    this.datagrams = new DatagramChannel(role, {
+    this.datagrams = new DatagramChannel<Tunnel>(role, {
       tunnels: () => this.tunnels.filter((t) => t.usable),
       pick: (tunnels, bytes) => this.pick(tunnels, bytes, 0, true),
       sendControl: (f) => this.sendControl(f),
+      highWater: (t) => (t.notSentLowat > 0 ? config.tunedHighWater : config.tunnelHighWater),
     });
   }
 
