@@ -84,13 +84,19 @@ describe('deploy/*.env.example', () => {
     for (const name of named) expect(known.has(name), name).toBe(true);
   });
 
-  it('start gkd server and gkd client (given a real key and free ports): the client reaches the server', async () => {
-    const key = (await runGkd(['keygen'])).stdout.trim();
-    const server = gkd(['server'], { env: { ...envFile('server.env.example'), GKD_KEY: key, GKD_LISTEN: '127.0.0.1:0' } });
-    const [, at] = await server.waitFor('stdout', /server listening on (127\.0\.0\.1:\d+)/);
-    const client = gkd(['client'], { env: { ...envFile('client.env.example'), GKD_KEY: key, GKD_SERVER: at!, GKD_SOCKS: '127.0.0.1:0' } });
-    const ready = await client.ready();
-    expect(ready.tunnels).toBe(Number(envFile('client.env.example').GKD_TUNNELS));
-    expect(server.stderr).toMatch(/^\{.*"level":"info"/m); // GKD_LOG_FORMAT=json took effect
+  it('start gkd server and gkd client (a fresh state directory, free ports, the link from gkd link): the client reaches the server over TLS', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gkd-deploy-state-'));
+    try {
+      const server = gkd(['server'], { env: { ...envFile('server.env.example'), GKD_STATE_DIR: state, GKD_LISTEN: '127.0.0.1:0' } });
+      const [, at] = await server.waitFor('stdout', /server listening on (127\.0\.0\.1:(\d+)) \(TLS/);
+      const link = (await runGkd(['link', '--host', '127.0.0.1', '--listen', at!], { env: { GKD_STATE_DIR: state } })).stdout.trim();
+      expect(link).toMatch(/^gkd:\/\/127\.0\.0\.1:\d+\?v=1&key=.+&fp=[0-9A-Fa-f]{64}$/);
+      const client = gkd(['client'], { env: { ...envFile('client.env.example'), GKD_LINK: link, GKD_SOCKS: '127.0.0.1:0' } });
+      const ready = await client.ready();
+      expect(ready.tunnels).toBe(Number(envFile('client.env.example').GKD_TUNNELS));
+      expect(server.stderr).toMatch(/^\{.*"level":"info"/m); // GKD_LOG_FORMAT=json took effect
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
   });
 });

@@ -4,12 +4,16 @@
  * bench and a connection-latency bench. Prints the tables and writes results.json, report.md and
  * chart.svg to --out (default .bench-out/, gitignored). Needs root; without it, says so and exits 0.
  *
- *   pnpm bench [--only a,b,c,d,e,latency,loopback] [--tools direct,iperf3,gkd,microsocks,ss,kcptun]
+ *   pnpm bench [--only a,b,c,d,e,latency,loopback] [--tools direct,iperf3,gkd,microsocks,ss,kcptun[,gkd-tls]]
  *              [--tunnels 1,2,4,8,16] [--size-mib 64] [--cap 15] [--repeat 1] [--gkd cli|lib]
  *              [--session '{"initialWindow":4194304}'] [--sysctl net.ipv4.tcp_notsent_lowat=131072]
  *              [--latency-count 15] [--out DIR] [--no-wait]
  *   pnpm bench --render DIR/results.json     rewrite DIR/report.md and DIR/chart.svg from a saved run
  *   node --import tsx scripts/bench/timeline.ts DIR SCENARIO N   one gkd download of a --gkd lib run, second by second
+ *
+ * gkd rows measure plaintext tunnels (`--plaintext` on both ends); add `gkd-tls` to --tools for rows
+ * `gkd-N tls` beside them: the CLI's default, TLS with the self-signed certificate pinned from the link
+ * (a second server, its own ports; --gkd cli only). The latency bench measures gkd (plaintext) only.
  *
  * Peer tools: `apt-get install -y iperf3 microsocks shadowsocks-libev kcptun` (the runner installs
  * nothing; a missing tool is skipped with a message). gkd runs from the built packages: `pnpm build`.
@@ -69,7 +73,7 @@ if (!existsSync(`${ROOT}packages/cli/dist/main.js`)) {
 }
 
 const skipped: string[] = [];
-const available = new Set<ToolId>(['direct', 'gkd']);
+const available = new Set<ToolId>(['direct', 'gkd', 'gkd-tls']);
 if (have('iperf3')) available.add('iperf3');
 else skipped.push('iperf3 (not installed: apt-get install -y iperf3)');
 for (const [id, bins] of Object.entries(PEER_BINARIES) as [PeerTool['id'], string[]][]) {
@@ -192,6 +196,8 @@ const IPERF_PORT = 5201;
 
 interface Deployment {
   gkd: Gkd | null;
+  /** The TLS deployment beside it (--tools …,gkd-tls), on its own port. */
+  gkdTls: Gkd | null;
   peers: PeerTool[];
   sides: Sides;
 }
@@ -225,7 +231,12 @@ async function deploy(s: Scenario, withGkd: boolean, peerIds: PeerTool['id'][]):
     gkd = new Gkd({ mode: GKD_MODE, nsServer: B, nsClient: A, listen: `${netem.ADDR_B}:9990`, allow: `127.0.0.1:${FILE_PORT}`, socks: '127.0.0.1:1080', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}) });
     await gkd.startServer();
   }
-  return { gkd, peers, sides };
+  let gkdTls: Gkd | null = null;
+  if (withGkd && use('gkd-tls')) {
+    gkdTls = new Gkd({ mode: GKD_MODE, nsServer: B, nsClient: A, listen: `${netem.ADDR_B}:9992`, allow: `127.0.0.1:${FILE_PORT}`, socks: '127.0.0.1:1082', logDir: LOGS, tls: true });
+    await gkdTls.startServer();
+  }
+  return { gkd, gkdTls, peers, sides };
 }
 
 async function undeploy(): Promise<void> {
@@ -234,6 +245,7 @@ async function undeploy(): Promise<void> {
 }
 
 const GKD_ROUTE: Route = { socks: '127.0.0.1:1080', base: `http://127.0.0.1:${FILE_PORT}` };
+const GKD_TLS_ROUTE: Route = { socks: '127.0.0.1:1082', base: `http://127.0.0.1:${FILE_PORT}` };
 const DIRECT_ROUTE: Route = { base: `http://${netem.ADDR_B}:${FILE_PORT}` };
 
 async function runScenario(s: Scenario): Promise<void> {
@@ -250,19 +262,19 @@ async function runScenario(s: Scenario): Promise<void> {
           return { mbps: r.mbps, bytes: r.bytes, seconds: r.seconds, capped: r.capped, retransmits: r.retransmits, ...(r.error ? { error: r.error } : {}) };
         });
       }
-      if (dep.gkd) {
-        const gkd = dep.gkd;
+      for (const [tool, gkd, route] of [['gkd', dep.gkd, GKD_ROUTE], ['gkd-tls', dep.gkdTls, GKD_TLS_ROUTE]] as const) {
+        if (!gkd) continue;
         const up = await gkd.startClient(n);
         if (up < n) say(`warning: only ${up} of ${n} tunnels up`);
         let mark: Awaited<ReturnType<Gkd['mark']>>;
         await measured(
           { scenario: s, pids: { client: gkd.clientPid, server: gkd.serverPid } },
-          'gkd',
+          tool,
           n,
           round,
           async () => {
             mark = await gkd.mark();
-            return download(A, GKD_ROUTE, SIZE, CAP)();
+            return download(A, route, SIZE, CAP)();
           },
           async () => ({ gkd: await gkd.diagnose(mark), tunnelsUp: up }),
         );
@@ -351,17 +363,20 @@ async function runLoopback(): Promise<Results['loopback']> {
   }
   const gkd = use('gkd') ? new Gkd({ mode: GKD_MODE, nsServer: A, nsClient: A, listen: '127.0.0.1:9991', allow: `127.0.0.1:${fport}`, socks: '127.0.0.1:1091', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}) }) : null;
   await gkd?.startServer();
+  const gkdTls = use('gkd-tls') ? new Gkd({ mode: GKD_MODE, nsServer: A, nsClient: A, listen: '127.0.0.1:9993', allow: `127.0.0.1:${fport}`, socks: '127.0.0.1:1093', logDir: LOGS, tls: true }) : null;
+  await gkdTls?.startServer();
   const before = rows.length;
   const ctx = (client: number, server: number): Ctx => ({ scenario: null, pids: { client, server } });
   for (let round = 1; round <= LOOP_ROUNDS; round++) {
     if (use('direct')) await measured(ctx(-1, file.pid), 'direct', 1, round, download(A, { base }, LOOP_SIZE, LOOP_CAP));
     await measured(ctx(hop1.pid, hop2.pid), 'relay', 1, round, download(A, { base: 'http://127.0.0.1:7001' }, LOOP_SIZE, LOOP_CAP));
     if (micro) await measured(ctx(-1, micro.pid), 'microsocks', 1, round, download(A, { socks: '127.0.0.1:1090', base }, LOOP_SIZE, LOOP_CAP));
-    if (gkd) {
+    for (const [tool, g, socks] of [['gkd', gkd, '127.0.0.1:1091'], ['gkd-tls', gkdTls, '127.0.0.1:1093']] as const) {
+      if (!g) continue;
       for (const n of [1, 8]) {
-        await gkd.startClient(n);
-        await measured(ctx(gkd.clientPid, gkd.serverPid), 'gkd', n, round, download(A, { socks: '127.0.0.1:1091', base }, LOOP_SIZE, LOOP_CAP));
-        await gkd.stopClient();
+        await g.startClient(n);
+        await measured(ctx(g.clientPid, g.serverPid), tool, n, round, download(A, { socks, base }, LOOP_SIZE, LOOP_CAP));
+        await g.stopClient();
       }
     }
   }

@@ -37,8 +37,17 @@ export class Args {
     /** The raw command-line arguments. */
     readonly argv: readonly string[],
     readonly env: NodeJS.ProcessEnv = process.env,
+    /** Flags given as positional arguments (`gkd client LINK` sets `link`): they count as the command line. */
+    positional: Readonly<Record<string, string>> = {},
   ) {
     this.given = new Set(flagsOnCommandLine(argv).map((n) => (n.startsWith('no-') && !FLAGS.some((f) => f.name === n) ? n.slice(3) : n)));
+    if (Object.keys(positional).length > 0) {
+      for (const name of Object.keys(positional)) {
+        if (this.given.has(name)) throw new UsageError(`give the ${name} as an argument or as --${name}, not both`);
+        this.given.add(name);
+      }
+      this.values = { ...values, ...positional };
+    }
   }
 
   /** True when the flag was given on the command line. */
@@ -112,6 +121,11 @@ export function checkCommandLine(command: CommandName, argv: readonly string[], 
     throw new UsageError(`unknown flag ${name.startsWith('-') ? name : `--${name}`}${hint}`);
   }
   const extra = positionals.slice(1);
+  if (command === 'client') {
+    // `gkd client LINK`: the one positional argument a command takes.
+    if (extra.length > 1) throw new UsageError(`unexpected argument "${extra.slice(1).join(' ')}" (gkd client takes one link and flags)`);
+    return;
+  }
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra.join(' ')}" (gkd ${command} takes only flags)`);
 }
 

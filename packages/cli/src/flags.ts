@@ -8,7 +8,7 @@
  */
 
 /** A command of the gkd binary. */
-export type CommandName = 'server' | 'client' | 'up' | 'keygen';
+export type CommandName = 'server' | 'client' | 'up' | 'keygen' | 'link';
 
 /** One flag. */
 export interface FlagSpec {
@@ -29,30 +29,36 @@ export interface FlagSpec {
 const RUNNING: readonly CommandName[] = ['server', 'client', 'up'];
 const PROXYING: readonly CommandName[] = ['client', 'up'];
 const DIALING: readonly CommandName[] = ['server', 'up'];
+/** The server, and `gkd link`, which reads the server's flags to print its link. */
+const SERVING: readonly CommandName[] = ['server', 'link'];
 
 /** All flags, grouped as the help shows them. */
 export const FLAGS: readonly FlagSpec[] = [
   // server
-  { name: 'listen', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the server accepts tunnels', default: '0.0.0.0:9990', commands: ['server'] },
-  { name: 'users', kind: 'string', placeholder: 'FILE', describe: 'JSON file of users and their keys, { "alice": "<key>" } (instead of --key)', commands: ['server'] },
-  { name: 'tls-cert', kind: 'string', placeholder: 'FILE', describe: 'PEM certificate: serve tunnels over TLS (with --tls-key)', commands: ['server'] },
-  { name: 'tls-key', kind: 'string', placeholder: 'FILE', describe: 'PEM private key of --tls-cert', commands: ['server'] },
+  { name: 'listen', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the server accepts tunnels (gkd link: its port goes in the link)', default: '0.0.0.0:9990', commands: SERVING },
+  { name: 'users', kind: 'string', placeholder: 'FILE', describe: 'JSON file of users and their keys, { "alice": "<key>" } (instead of --key)', commands: SERVING },
+  { name: 'tls-cert', kind: 'string', placeholder: 'FILE', describe: 'PEM certificate to serve instead of the self-signed one (with --tls-key)', commands: SERVING },
+  { name: 'tls-key', kind: 'string', placeholder: 'FILE', describe: 'PEM private key of --tls-cert', commands: SERVING },
+  { name: 'state-dir', kind: 'string', placeholder: 'DIR', describe: 'Where the server keeps its self-signed certificate, its private key and (when none is given) its key; owner-only', default: '$XDG_STATE_HOME/gkd or ~/.local/state/gkd', commands: SERVING },
+  { name: 'plaintext', kind: 'boolean', describe: 'Unencrypted tunnels (trusted links, benchmarks): anyone on the path can read the traffic. Both ends must ask for it', default: 'false', commands: ['server', 'client', 'link'] },
+  { name: 'host', kind: 'string', placeholder: 'NAME', describe: "The name or address clients reach the server by (behind NAT the server cannot know it); default: this machine's first public-looking address", commands: ['link'] },
   { name: 'allow', kind: 'list', placeholder: 'RULE', describe: 'Destinations to allow despite the default-denied ranges (loopback, private, link-local…), e.g. 127.0.0.1, 10.0.0.0/8:443, *.lan; repeatable', commands: DIALING },
   { name: 'deny', kind: 'list', placeholder: 'RULE', describe: 'Destinations to refuse, e.g. :25, example.com; deny beats allow; repeatable', commands: DIALING },
   // client
-  { name: 'server', kind: 'string', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted)', commands: ['client'] },
+  { name: 'link', kind: 'string', placeholder: 'gkd://…', describe: 'The connection link from `gkd link` on the server (server, key, fingerprint in one); also the first argument: gkd client LINK', commands: ['client'] },
+  { name: 'server', kind: 'string', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted), instead of a link', commands: ['client'] },
   { name: 'tunnels', kind: 'string', placeholder: 'N', describe: 'TCP tunnels to stripe each connection over (1–256)', default: '8', commands: PROXYING },
   { name: 'socks', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the local SOCKS5 proxy listens (`gkd up` moves to a free port when the default is taken)', default: '127.0.0.1:1080', commands: PROXYING },
   { name: 'http', kind: 'string', placeholder: 'HOST:PORT', describe: 'Also serve an HTTP proxy (CONNECT and plain HTTP) here', commands: PROXYING },
   { name: 'socks-user', kind: 'string', placeholder: 'NAME', describe: 'Require this username (with --socks-pass) on the SOCKS5 port, and on the --http port (Proxy-Authorization: Basic)', commands: PROXYING },
   { name: 'socks-pass', kind: 'string', placeholder: 'PASSWORD', describe: 'The password for --socks-user (prefer GKD_SOCKS_PASS: argv is visible to other users)', commands: PROXYING },
-  { name: 'user', kind: 'string', placeholder: 'NAME', describe: 'User name, when the server has a --users file', commands: ['client'] },
+  { name: 'user', kind: 'string', placeholder: 'NAME', describe: 'User name, when the server has a --users file (gkd link: print only this user\'s link)', commands: ['client', 'link'] },
   { name: 'tls', kind: 'boolean', describe: 'Connect to the server over TLS (verified with the system CAs unless --tls-ca or --tls-fingerprint)', default: 'false', commands: ['client'] },
   { name: 'tls-fingerprint', kind: 'string', placeholder: 'SHA256', describe: "Pin the server certificate's SHA-256 fingerprint (hex; the server logs it); implies --tls", commands: ['client'] },
   { name: 'tls-ca', kind: 'string', placeholder: 'FILE', describe: 'Verify the server certificate with this PEM CA; implies --tls', commands: ['client'] },
   { name: 'quiet', kind: 'boolean', describe: 'No live status line on the terminal', default: 'false', commands: PROXYING },
   // shared
-  { name: 'key', kind: 'string', placeholder: 'KEY', describe: 'The pre-shared key from `gkd keygen` (prefer GKD_KEY: argv is visible to other users)', commands: ['server', 'client'] },
+  { name: 'key', kind: 'string', placeholder: 'KEY', describe: 'The pre-shared key from `gkd keygen` (prefer GKD_KEY: argv is visible to other users); a server without one makes one in --state-dir', commands: ['server', 'client', 'link'] },
   { name: 'metrics', kind: 'string', placeholder: 'HOST:PORT', describe: 'Serve Prometheus metrics at http://HOST:PORT/metrics', commands: RUNNING },
   { name: 'drain-timeout', kind: 'string', placeholder: 'SECONDS', describe: 'On SIGINT/SIGTERM, how long open connections may finish before they are closed, in seconds', default: '10', commands: RUNNING },
   { name: 'congestion', kind: 'string', placeholder: 'NAME', describe: 'TCP congestion control for the tunnel sockets (e.g. bbr, cubic; what the kernel offers, Linux). On a server it governs downloads, on a client uploads. Default: the system\'s', commands: RUNNING },

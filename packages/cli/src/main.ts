@@ -2,6 +2,7 @@ import yargs, { type Argv } from 'yargs';
 import { Args, UsageError, checkCommandLine, readConfigFile } from './args.js';
 import { clientCommand } from './commands/client.js';
 import { keygenCommand } from './commands/keygen.js';
+import { linkCommand } from './commands/link.js';
 import { serverCommand } from './commands/server.js';
 import { upCommand } from './commands/up.js';
 import { flagsFor, type CommandName } from './flags.js';
@@ -53,7 +54,8 @@ export async function main(argv: string[]): Promise<number> {
     commandName = command;
     const positionals = (parsed._ as unknown[] | undefined) ?? [];
     checkCommandLine(command, argv, positionals);
-    code = await body(new Args(parsed, argv));
+    const link: Record<string, string> = command === 'client' && positionals.length > 1 ? { link: String(positionals[1]) } : {};
+    code = await body(new Args(parsed, argv, process.env, link));
   };
   const cli = yargs(argv)
     .scriptName('gkd')
@@ -62,13 +64,15 @@ export async function main(argv: string[]): Promise<number> {
     .config('config', 'JSON file of flag values (see below)', readConfigFile)
     .command('up', 'Server and client in one process on loopback, with a fresh key: a local SOCKS5 proxy in one command', (y) => withFlags(y, 'up'), run('up', upCommand))
     .command('server', 'Run a gkd server: accept tunnels from clients and dial destinations for them', (y) => withFlags(y, 'server'), run('server', serverCommand))
-    .command('client', 'Run the local SOCKS5 (and HTTP) proxy, striping each connection over N tunnels to a gkd server', (y) => withFlags(y, 'client'), run('client', clientCommand))
+    .command('client', 'Run the local SOCKS5 (and HTTP) proxy, striping each connection over N tunnels to a gkd server: gkd client LINK', (y) => withFlags(y, 'client'), run('client', clientCommand))
+    .command('link', "Print the connection link (gkd://…) clients need, from the server's state and flags", (y) => withFlags(y, 'link'), run('link', linkCommand))
     .command('keygen', 'Print a new random key (32 bytes, base64url) for GKD_KEY or a users file', (y) => y, run('keygen', () => keygenCommand()))
     .example('gkd up --allow 127.0.0.1', 'SOCKS5 proxy on 127.0.0.1:1080 that may also reach this machine')
-    .example('GKD_KEY=$(gkd keygen) gkd server --listen 0.0.0.0:9990', 'a server (give clients the same GKD_KEY)')
-    .example('GKD_KEY=… gkd client --server example.com:9990 --tunnels 8', 'a client; then: curl --socks5-hostname 127.0.0.1:1080 https://example.com')
+    .example('gkd server', 'a server: TLS with a self-signed certificate and a key, both made on first start')
+    .example('gkd link --host vps.example.com', 'print the link for clients (on the server)')
+    .example("gkd client 'gkd://vps.example.com:9990?v=1&key=…&fp=…'", 'a client; then: curl --socks5-hostname 127.0.0.1:1080 https://example.com')
     .epilogue(PRECEDENCE)
-    .demandCommand(1, 'Say which command to run: gkd up, server, client or keygen (gkd --help lists them).')
+    .demandCommand(1, 'Say which command to run: gkd up, server, client, link or keygen (gkd --help lists them).')
     .help()
     .alias('h', 'help')
     .version(installedVersion())
@@ -82,8 +86,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const parsed = await cli.parseAsync();
     const first = parsed._[0];
-    if (!commandName && first !== undefined && !['up', 'server', 'client', 'keygen'].includes(String(first))) {
-      throw new UsageError(`unknown command "${String(first)}"; the commands are up, server, client and keygen`);
+    if (!commandName && first !== undefined && !['up', 'server', 'client', 'link', 'keygen'].includes(String(first))) {
+      throw new UsageError(`unknown command "${String(first)}"; the commands are up, server, client, link and keygen`);
     }
   } catch (err) {
     if (err instanceof UsageError) {

@@ -1,11 +1,14 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { ConfigError } from '@gkd/protocol';
 import { compilePolicy } from '@gkd/server';
 import type { SocksAuth } from '@gkd/socks-client';
 import { parseHostPort, parseKey, type ClientTlsOptions, type HostPort } from '@gkd/transport';
 import { UsageError, type Args } from './args.js';
+import { parseLink } from './link.js';
+import { defaultStateDir } from './state.js';
 import { checkCongestion } from './tuning.js';
 
 /** Log verbosity. */
@@ -36,15 +39,37 @@ export interface PolicySettings {
   deny: string[];
 }
 
-/** `gkd server`. */
-export interface ServerSettings extends CommonSettings, PolicySettings {
+/** A TLS certificate, its key and the certificate's SHA-256 fingerprint (`AB:CD:…`, for clients to pin). */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  fingerprint: string;
+}
+
+/** The server's identity as the flags give it; state.ts fills in what comes from --state-dir. */
+export interface ServerIdentitySettings {
   listen: HostPort;
-  /** One key, or several users (name → key). */
-  auth: { key: Buffer } | { users: Record<string, Buffer>; file: string };
-  /** TLS certificate, key and the certificate's SHA-256 fingerprint (for clients to pin). */
-  tls: { cert: Buffer; key: Buffer; fingerprint: string } | undefined;
+  /** One key, or several users (name → key); undefined: the key in the state directory. */
+  auth: { key: Buffer } | { users: Record<string, Buffer>; file: string } | undefined;
+  /** --tls-cert/--tls-key; 'self-signed': the state directory's certificate (the default); 'plaintext': --plaintext. */
+  tls: TlsFiles | 'self-signed' | 'plaintext';
+  /** The state directory (--state-dir, else the XDG default). */
+  stateDir: string;
+  /** How to name --state-dir in a message (with where it came from). */
+  stateDirLabel: string;
   /** The key was given with --key (visible in `ps`). */
   keyOnCommandLine: boolean;
+}
+
+/** `gkd server`. */
+export interface ServerSettings extends CommonSettings, PolicySettings, ServerIdentitySettings {}
+
+/** `gkd link`. */
+export interface LinkSettings extends ServerIdentitySettings {
+  /** --host; undefined: guess. */
+  host: string | undefined;
+  /** --user: only this user's link. */
+  user: string | undefined;
 }
 
 /** The local proxy side, shared by `gkd client` and `gkd up`. */
@@ -64,8 +89,11 @@ export interface ClientSettings extends CommonSettings, ProxySettings {
   server: HostPort;
   key: Buffer;
   user: string | undefined;
+  /** Undefined only with --plaintext. */
   tls: ClientTlsOptions | undefined;
   keyOnCommandLine: boolean;
+  /** The link was given on the command line (visible in `ps`). */
+  linkOnCommandLine: boolean;
 }
 
 /** `gkd up`. */
@@ -76,6 +104,19 @@ const NO_KEY_HINT =
 
 /** Validate the flags of `gkd server`. Throws UsageError naming the flag. */
 export function serverSettings(args: Args): ServerSettings {
+  return { ...common(args), ...policy(args), ...serverIdentity(args) };
+}
+
+/** Validate the flags of `gkd link`. Throws UsageError naming the flag. */
+export function linkSettings(args: Args): LinkSettings {
+  const host = args.string('host');
+  if (host !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*|[A-Za-z0-9.-]+)$/.test(host.trim())) {
+    throw new UsageError(`${args.label('host')} must be a host name or an address (no port: that comes from --listen), got "${host}"`);
+  }
+  return { ...serverIdentity(args), host: host?.trim().replace(/^\[(.*)\]$/, '$1'), user: args.string('user') };
+}
+
+function serverIdentity(args: Args): ServerIdentitySettings {
   const usersFile = args.string('users');
   const keyText = args.string('key');
   let auth: ServerSettings['auth'];
@@ -84,28 +125,34 @@ export function serverSettings(args: Args): ServerSettings {
   }
   if (usersFile !== undefined) auth = { users: loadUsers(args.label('users'), usersFile), file: usersFile };
   else if (keyText !== undefined) auth = { key: key(args, keyText) };
-  else throw new UsageError(`no key: the server needs one (or a --users file). ${NO_KEY_HINT}`);
 
   const certFile = args.string('tls-cert');
   const keyFile = args.string('tls-key');
-  let tls: ServerSettings['tls'];
+  let tls: ServerSettings['tls'] = 'self-signed';
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new UsageError(`${certFile === undefined ? args.label('tls-key') : args.label('tls-cert')} needs ${certFile === undefined ? '--tls-cert' : '--tls-key'} too`);
   }
+  const plaintext = args.bool('plaintext') ?? false;
+  if (plaintext && certFile !== undefined) throw new UsageError(`give ${args.label('plaintext')} or ${args.label('tls-cert')}, not both`);
   if (certFile !== undefined && keyFile !== undefined) tls = serverTls(args, certFile, keyFile);
+  else if (plaintext) tls = 'plaintext';
 
+  const stateText = args.string('state-dir');
+  if (stateText !== undefined && stateText.trim() === '') throw new UsageError(`${args.label('state-dir')} must be a directory, got ""`);
   return {
-    ...common(args),
-    ...policy(args),
     listen: hostPort(args, 'listen', args.string('listen') ?? `0.0.0.0:${DEFAULT_SERVER_PORT}`, { host: '0.0.0.0' }),
     auth,
     tls,
+    stateDir: resolve(stateText ?? defaultStateDir()),
+    stateDirLabel: stateText === undefined ? 'the state directory' : args.label('state-dir'),
     keyOnCommandLine: args.onCommandLine('key'),
   };
 }
 
 /** Validate the flags of `gkd client`. Throws UsageError naming the flag. */
 export function clientSettings(args: Args): ClientSettings {
+  const linkText = args.string('link');
+  if (linkText !== undefined) return clientFromLink(args, linkText);
   const keyText = args.string('key');
   if (keyText === undefined) throw new UsageError(`no key: the client needs the server's key. ${NO_KEY_HINT}`);
   const serverText = args.string('server');
@@ -121,9 +168,64 @@ export function clientSettings(args: Args): ClientSettings {
     server,
     key: key(args, keyText),
     user,
-    tls: clientTls(args),
+    tls: clientTlsOrPlaintext(args),
     keyOnCommandLine: args.onCommandLine('key'),
+    linkOnCommandLine: false,
   };
+}
+
+/** The flags a link replaces: giving one of them with a link is an error, not a silent override. */
+const IN_THE_LINK = ['server', 'key', 'user', 'tls', 'tls-fingerprint', 'tls-ca'] as const;
+
+function clientFromLink(args: Args, text: string): ClientSettings {
+  const label = args.label('link');
+  const link = parseLink(label, text);
+  for (const name of IN_THE_LINK) {
+    const set = name === 'tls' ? args.bool(name) !== undefined : args.string(name) !== undefined;
+    if (set) throw new UsageError(`give ${label} or ${args.label(name)}, not both (the link holds the server, the key, the user and the certificate's fingerprint)`);
+  }
+  const plaintext = args.bool('plaintext') ?? false;
+  let tls: ClientTlsOptions | undefined;
+  if (link.tls === 'plaintext') {
+    if (!plaintext) throw new UsageError(`${label} is for a server run with --plaintext: its tunnels are not encrypted. Add --plaintext to connect anyway`);
+  } else {
+    if (plaintext) throw new UsageError(`${args.label('plaintext')}, but ${label} pins the server's certificate: drop --plaintext`);
+    tls = { fingerprint: link.tls.fingerprint };
+  }
+  let linkKey: Buffer;
+  try {
+    linkKey = parseKey('key=', link.key);
+  } catch (err) {
+    throw new UsageError(`${label}: ${(err as Error).message.replace(/; make one with `gkd keygen`$/, '')}`);
+  }
+  return {
+    ...common(args),
+    ...proxy(args),
+    server: { host: link.host, port: link.port },
+    key: linkKey,
+    user: link.user,
+    tls,
+    keyOnCommandLine: false,
+    linkOnCommandLine: args.onCommandLine('link'),
+  };
+}
+
+/** TLS settings from the flags; without any, the client refuses to start unless --plaintext. */
+function clientTlsOrPlaintext(args: Args): ClientTlsOptions | undefined {
+  const tls = clientTls(args);
+  const plaintext = args.bool('plaintext') ?? false;
+  if (plaintext) {
+    if (tls !== undefined) throw new UsageError(`give ${args.label('plaintext')} or TLS flags (--tls, --tls-fingerprint, --tls-ca), not both`);
+    return undefined;
+  }
+  if (tls === undefined) {
+    throw new UsageError(
+      "no way to check the server's certificate: pass the server's link (`gkd link` on the server prints it), " +
+        '--tls-fingerprint (the server logs it), --tls-ca FILE, or --tls for a certificate from a public CA. ' +
+        'For an unencrypted tunnel (trusted links, benchmarks), pass --plaintext here and on the server',
+    );
+  }
+  return tls;
 }
 
 /** Validate the flags of `gkd up`. Throws UsageError naming the flag. */
@@ -233,7 +335,7 @@ export function loadUsers(label: string, file: string): Record<string, Buffer> {
   return users;
 }
 
-function serverTls(args: Args, certFile: string, keyFile: string): NonNullable<ServerSettings['tls']> {
+function serverTls(args: Args, certFile: string, keyFile: string): TlsFiles {
   const cert = readFlagFile(args, 'tls-cert', certFile);
   const key = readFlagFile(args, 'tls-key', keyFile);
   let fingerprint: string;

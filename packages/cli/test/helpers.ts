@@ -1,9 +1,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -80,11 +81,18 @@ export async function ensureBuilt(): Promise<void> {
   }
 }
 
-/** The environment for a child: ours without any GKD_* variable, plus `extra`. */
+/**
+ * The state directory children use unless a test gives its own: one per test file, so a server
+ * never writes into the real ~/.local/state/gkd and test files do not share certificates.
+ */
+export const TEST_STATE_DIR = mkdtempSync(join(tmpdir(), 'gkd-state-'));
+process.once('exit', () => rmSync(TEST_STATE_DIR, { recursive: true, force: true }));
+
+/** The environment for a child: ours without any GKD_* variable, plus GKD_STATE_DIR and `extra`. */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GKD_')) env[k] = v;
-  return { ...env, NO_COLOR: '1', ...extra };
+  return { ...env, NO_COLOR: '1', GKD_STATE_DIR: TEST_STATE_DIR, ...extra };
 }
 
 /** A running `gkd` child process whose output is collected. */

@@ -60,7 +60,7 @@ async function roundTrip(socket: net.Socket, text: string): Promise<void> {
 describe('an unreachable server', () => {
   it('the client warns with the backoff delay, keeps retrying and stays up', async () => {
     const nobody = await getPort({ host: '127.0.0.1' });
-    const client = gkd(['client', '--server', `127.0.0.1:${nobody}`, '--tunnels', '2', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: key } });
+    const client = gkd(['client', '--plaintext', '--server', `127.0.0.1:${nobody}`, '--tunnels', '2', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: key } });
     const retry = /warn {2}cannot reach the server 127\.0\.0\.1:\d+ \(connect ECONNREFUSED[^)]*\); tunnel \d retrying in \d+\.\d s \(attempt \d+\)/;
     await client.waitFor('stderr', retry, { count: 2 });
     expect(client.child.exitCode).toBeNull();
@@ -187,6 +187,15 @@ describe('status line', () => {
   it.skipIf(!haveScript)('is shown on a terminal: redrawn in place with tunnels, RTT, throughput and streams', async () => {
     const out = await underTerminal(['up', '--socks', '127.0.0.1:0', '--tunnels', '2'], /\r\x1b\[2Ktunnels 2\/2 · rtt [\d.]+ [\d.]+ ms · ↓ [\d.]+ k?B\/s ↑ [\d.]+ k?B\/s · 0 streams/);
     expect(out).toMatch(/gkd: SOCKS5 proxy on 127\.0\.0\.1:\d+/);
+  });
+
+  it.skipIf(!haveScript)('gkd server on a terminal prints the connection link, the same one `gkd link` prints', async () => {
+    const port = await getPort({ host: '127.0.0.1' });
+    const out = await underTerminal(['server', '--listen', `127.0.0.1:${port}`], /connection link \(a secret: it holds the key\): (gkd:\/\/\S+)/);
+    const printed = /connection link \(a secret: it holds the key\): (gkd:\/\/\S+)/.exec(out)![1];
+    const again = await runGkd(['link', '--listen', `127.0.0.1:${port}`]);
+    expect(again.code).toBe(0);
+    expect(printed).toBe(again.stdout.trim());
   });
 
   it.skipIf(!haveScript)('--quiet turns it off on a terminal', async () => {

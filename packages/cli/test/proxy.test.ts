@@ -23,12 +23,14 @@ afterAll(() => origin.close());
 const blobUrl = (): string => `http://127.0.0.1:${origin.port}/blob`;
 
 describe('gkd server + gkd client', () => {
-  it('carries a download through SOCKS5 intact (sha256), logging tunnels on both sides', async () => {
+  it('carries a download through SOCKS5 intact (sha256), logging tunnels on both sides (default TLS, the client given the link)', async () => {
     const listen = await getPort({ host: '127.0.0.1' });
     const socks = await getPort({ host: '127.0.0.1' });
     const server = gkd(['server', '--listen', `127.0.0.1:${listen}`, '--allow', `127.0.0.1:${origin.port}`], { env: { GKD_KEY: key } });
     await server.waitFor('stdout', new RegExp(`^gkd: server listening on 127\\.0\\.0\\.1:${listen} `, 'm'));
-    const client = gkd(['client', '--server', `127.0.0.1:${listen}`, '--tunnels', '4', '--socks', `127.0.0.1:${socks}`], { env: { GKD_KEY: key } });
+    const link = await runGkd(['link', '--listen', `127.0.0.1:${listen}`], { env: { GKD_KEY: key } });
+    expect(link.code).toBe(0);
+    const client = gkd(['client', '--tunnels', '4', '--socks', `127.0.0.1:${socks}`], { env: { GKD_LINK: link.stdout.trim() } });
     const ready = await client.ready();
     expect(ready).toEqual({ socksPort: socks, httpPort: undefined, tunnels: 4, server: `127.0.0.1:${listen}` });
 
@@ -42,14 +44,18 @@ describe('gkd server + gkd client', () => {
     expect(client.stdout).not.toContain('\r');
   });
 
-  it('a client with the wrong key is refused: both sides say so, the client keeps trying', async () => {
-    const server = gkd(['server', '--listen', '127.0.0.1:0'], { env: { GKD_KEY: key } });
+  it('a client with the wrong key is refused: both sides say so once, and the client exits 2 (issue 16, finding 4)', async () => {
+    const server = gkd(['server', '--plaintext', '--listen', '127.0.0.1:0'], { env: { GKD_KEY: key } });
     const [, at] = await server.waitFor('stdout', /server listening on (127\.0\.0\.1:\d+)/);
     const wrong = (await runGkd(['keygen'])).stdout.trim();
-    const client = gkd(['client', '--server', at!, '--tunnels', '1', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: wrong } });
-    await client.waitFor('stderr', /error the server refused us: .*check the key/);
+    const client = gkd(['client', '--plaintext', '--server', at!, '--tunnels', '8', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: wrong } });
+    expect(await client.exited).toEqual({ code: 2, signal: null });
+    expect(client.stderr.match(/error the server rejected our key \(bad proof.*\); check the key \(GKD_KEY \/ --key, or the link\)\. Exiting\./g)).toHaveLength(1);
+    // No reconnect warnings (the --plaintext warning at start aside).
+    expect(client.stderr.replace(/^.*warn {2}--plaintext: .*\n/m, '')).not.toMatch(/warn/);
     await server.waitFor('stderr', /warn {2}refused a tunnel from 127\.0\.0\.1: .*proof/);
-    expect(client.child.exitCode).toBeNull();
+    // One handshake was tried, not one per tunnel (the other tunnels waited for it and never dialed).
+    expect(server.stderr.match(/refused a tunnel/g)).toHaveLength(1);
   });
 });
 

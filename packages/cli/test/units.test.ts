@@ -10,6 +10,7 @@ import { Args, UsageError, checkCommandLine } from '../src/args.js';
 import { newKey } from '../src/commands/keygen.js';
 import { FLAGS, envName } from '../src/flags.js';
 import { StartError, listenWithFallback } from '../src/listen.js';
+import { LogDigest } from '../src/log-digest.js';
 import { LogSink, createLogger } from '../src/logger.js';
 import { clientSettings, serverSettings, upSettings } from '../src/options.js';
 import { RetryLog } from '../src/retry-log.js';
@@ -94,9 +95,9 @@ describe('README', () => {
 
 describe('options', () => {
   it('client: --server without a port means 9990; defaults fill in', () => {
-    const s = clientSettings(args({ server: 'example.com', key: KEY }));
+    const s = clientSettings(args({ server: 'example.com', key: KEY, plaintext: true }, ['--plaintext']));
     expect(s.server).toEqual({ host: 'example.com', port: 9990 });
-    expect(clientSettings(args({ server: '[::1]', key: KEY })).server).toEqual({ host: '::1', port: 9990 });
+    expect(clientSettings(args({ server: '[::1]', key: KEY, plaintext: true }, ['--plaintext'])).server).toEqual({ host: '::1', port: 9990 });
     expect(s).toMatchObject({ tunnels: 8, socks: { host: '127.0.0.1', port: 1080 }, socksIsDefault: true, http: undefined, quiet: false, drainMs: 10_000, logLevel: 'info', logFormat: 'pretty', tls: undefined });
     expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
   });
@@ -108,12 +109,30 @@ describe('options', () => {
     expect(() => clientSettings(args({ server: 'h:1', key: KEY, 'tls-fingerprint': fp, 'tls-ca': '/x' }))).toThrow(/not both/);
   });
 
-  it('server: a key or a users file; listen defaults to 0.0.0.0:9990', () => {
+  it('client: TLS unless --plaintext; without a pin, a CA, --tls or a link it refuses to start', () => {
+    expect(() => clientSettings(args({ server: 'h:1', key: KEY }))).toThrow(/no way to check the server's certificate/);
+    expect(clientSettings(args({ server: 'h:1', key: KEY, plaintext: true }, ['--plaintext'])).tls).toBeUndefined();
+  });
+
+  it('client: a link gives the server, the key, the user and the pin', () => {
+    const link = `gkd://alice@vps.example.com:4433?v=1&key=${KEY}&fp=${'AB'.repeat(32)}`;
+    const s = clientSettings(args({ link }, ['--link', link]));
+    expect(s).toMatchObject({ server: { host: 'vps.example.com', port: 4433 }, user: 'alice', tls: { fingerprint: 'AB'.repeat(32) }, linkOnCommandLine: true, keyOnCommandLine: false });
+    expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
+    expect(clientSettings(new Args({ link }, [], { GKD_LINK: link })).linkOnCommandLine).toBe(false);
+    expect(() => clientSettings(args({ link, server: 'other:1' }, ['--link', link]))).toThrow(/give --link or --server/);
+    expect(() => clientSettings(args({ link: link.replace(/key=[^&]+/, 'key=c2hvcnQ') }))).toThrow(/at least 128 bits/);
+  });
+
+  it('server: a key, a users file, or (neither) the state directory\'s; listen defaults to 0.0.0.0:9990; TLS self-signed unless --plaintext or --tls-cert', () => {
     const s = serverSettings(args({ key: KEY }, ['--key', KEY]));
     expect(s.listen).toEqual({ host: '0.0.0.0', port: 9990 });
     expect(s.keyOnCommandLine).toBe(true);
-    expect(() => serverSettings(args({}))).toThrow(UsageError);
-    expect(() => serverSettings(args({}))).toThrow(/gkd keygen/);
+    expect(s.tls).toBe('self-signed');
+    const bare = serverSettings(args({ 'state-dir': '/tmp/x' }));
+    expect(bare.auth).toBeUndefined();
+    expect(bare.stateDir).toBe('/tmp/x');
+    expect(serverSettings(args({ plaintext: true }, ['--plaintext'])).tls).toBe('plaintext');
   });
 
   it('up: --socks given is not the default; --drain-timeout is seconds', () => {
@@ -215,6 +234,41 @@ describe('RetryLog', () => {
   });
 });
 
+describe('LogDigest', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('logs the first lines of a kind per window, sums up the rest when the window ends, and keeps kinds apart', () => {
+    vi.useFakeTimers();
+    const { logger, records } = capture();
+    const digest = new LogDigest(logger, { windowMs: 10_000, burst: 3 });
+    for (let i = 0; i < 1000; i++) digest.note('warn', 'evicted', 'refused tunnels (evicted)', `10.0.0.${i % 16}`, `evicted ${i}`);
+    digest.note('warn', 'timeout', 'refused tunnels (timeout)', '10.0.0.1', 'timeout 0');
+    expect(records.map((r) => r.message)).toEqual(['evicted 0', 'evicted 1', 'evicted 2', 'timeout 0']);
+    vi.advanceTimersByTime(10_000);
+    expect(records.slice(4)).toMatchObject([{ level: 'warn', message: '997 more refused tunnels (evicted) in the last 10 s from 16 addresses (not logged one by one)' }]);
+    // A new window logs in full again.
+    digest.note('warn', 'evicted', 'refused tunnels (evicted)', '10.0.0.1', 'evicted again');
+    expect(records[records.length - 1]!.message).toBe('evicted again');
+    vi.advanceTimersByTime(60_000);
+    expect(records).toHaveLength(6); // nothing suppressed, nothing to sum up
+  });
+
+  it('flush() sums up at once; kinds beyond maxKinds share one count', () => {
+    const { logger, records } = capture();
+    const digest = new LogDigest(logger, { burst: 1, maxKinds: 2 });
+    for (let k = 0; k < 10; k++) for (let i = 0; i < 3; i++) digest.note('info', `kind ${k}`, `kind ${k}`, undefined, `k${k} #${i}`);
+    digest.flush();
+    expect(records.map((r) => r.message)).toEqual([
+      'k0 #0',
+      'k1 #0',
+      'k2 #0',
+      '2 more kind 0 in the last 1 s (not logged one by one)',
+      '2 more kind 1 in the last 1 s (not logged one by one)',
+      '23 more other events in the last 1 s (not logged one by one)',
+    ]);
+  });
+});
+
 describe('listenWithFallback', () => {
   it('moves to a free port when the preferred one is taken (and says so), or fails naming the flag', async () => {
     const port = await getPort({ host: '127.0.0.1' });
@@ -288,7 +342,7 @@ describe('socket tuning lines and --congestion', () => {
   };
   it('kernel mode: one info line naming TCP_NOTSENT_LOWAT, pacing and the congestion control', () => {
     expect(socketTuningLines('bbr', { available: true })).toEqual([
-      { level: 'info', message: 'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 32 KiB, pacing, TCP_INFO path estimates, congestion control bbr)' },
+      { level: 'info', message: 'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 128 KiB, pacing, TCP_INFO path estimates, congestion control bbr)' },
     ]);
   });
   it('user mode: says why, warns when --congestion cannot apply, and adds the sysctl tip where it helps', () => {

@@ -30,7 +30,7 @@ describe('gkd keygen', () => {
 
   it('makes a key that `gkd server` accepts (GKD_KEY)', async () => {
     const server = gkd(['server', '--listen', '127.0.0.1:0'], { env: { GKD_KEY: key } });
-    await server.waitFor('stdout', /^gkd: server listening on 127\.0\.0\.1:\d+ \(plain TCP, one key\)$/m);
+    await server.waitFor('stdout', /^gkd: server listening on 127\.0\.0\.1:\d+ \(TLS, one key\)$/m);
     server.kill('SIGTERM');
     expect((await server.exited).code).toBe(0);
   });
@@ -56,14 +56,13 @@ describe('help', () => {
   it('no command is a usage error (exit 2)', async () => {
     const r = await runGkd([]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/gkd up, server, client or keygen/);
+    expect(r.stderr).toMatch(/gkd up, server, client, link or keygen/);
   });
 });
 
 describe('missing key', () => {
   it.each([
-    ['server', ['server', '--listen', '127.0.0.1:0']],
-    ['client', ['client', '--server', '127.0.0.1:9990', '--socks', '127.0.0.1:0']],
+    ['client', ['client', '--server', '127.0.0.1:9990', '--socks', '127.0.0.1:0', '--plaintext']],
   ])('gkd %s refuses to start, says how to make one, exit 2', async (_name, args) => {
     const r = await runGkd(args);
     expect(r.code).toBe(2);
@@ -80,7 +79,7 @@ describe('bad flag values name the flag (exit 2)', () => {
     ['listen port', ['server', '--listen', '0.0.0.0:99999'], /--listen: invalid port in "0\.0\.0\.0:99999"/],
     ['listen shape', ['server', '--listen', 'nowhere'], /--listen must be HOST:PORT/],
     ['socks port', ['up', '--socks', '127.0.0.1:x'], /--socks: invalid port/],
-    ['server port 0', ['client', '--server', 'example.com:0'], /--server: invalid port in "example\.com:0"/],
+    ['server port 0', ['client', '--plaintext', '--server', 'example.com:0'], /--server: invalid port in "example\.com:0"/],
     ['log level', ['up', '--log-level', 'loud'], /--log-level must be one of error, warn, info, debug, got "loud"/],
     ['log format', ['up', '--log-format', 'xml'], /--log-format must be one of pretty, json/],
     ['drain timeout', ['up', '--drain-timeout', 'soon'], /--drain-timeout must be a number of seconds/],
@@ -93,13 +92,21 @@ describe('bad flag values name the flag (exit 2)', () => {
     ['key too short', ['server', '--key', 'abcd'], /--key must be at least 128 bits/],
     ['key not base64', ['server', '--key', 'not a key!'], /--key is not hex or base64/],
     ['unknown flag', ['up', '--tunnel', '3'], /gkd up: unknown flag --tunnel\b/],
-    ['flag of another command', ['client', '--listen', '1.2.3.4:5'], /gkd client: unknown flag --listen \(it is a flag of gkd server\)/],
+    ['flag of another command', ['client', '--listen', '1.2.3.4:5'], /gkd client: unknown flag --listen \(it is a flag of gkd server, gkd link\)/],
     ['missing value', ['up', '--socks'], /socks/],
     ['stray argument', ['up', 'now'], /gkd up: unexpected argument "now"/],
-    ['unknown command', ['upp'], /unknown command "upp"; the commands are up, server, client and keygen/],
+    ['unknown command', ['upp'], /unknown command "upp"; the commands are up, server, client, link and keygen/],
+    ['client without a way to check the server', ['client', '--server', 'h'], /no way to check the server's certificate: .*link.*--tls-fingerprint.*--plaintext/],
+    ['plaintext and a pin', ['client', '--server', 'h', '--plaintext', '--tls-fingerprint', 'AB'.repeat(32)], /give --plaintext or TLS flags/],
+    ['server plaintext and a certificate', ['server', '--plaintext', '--tls-cert', '/x.pem', '--tls-key', '/y.pem'], /give --plaintext or --tls-cert, not both/],
+    ['link and a key', ['client', 'gkd://h:1?v=1&key=' + 'A'.repeat(43) + '&fp=' + 'AB'.repeat(32), '--key', 'B'.repeat(43)], /give --link or --key, not both/],
+    ['a plaintext link without --plaintext', ['client', 'gkd://h:1?v=1&key=' + 'A'.repeat(43) + '&plaintext=1'], /is for a server run with --plaintext.*Add --plaintext/],
+    ['a link of a newer format', ['client', 'gkd://h:1?v=2&key=' + 'A'.repeat(43) + '&fp=' + 'AB'.repeat(32)], /link version 2 is not supported/],
+    ['two links', ['client', 'gkd://a', 'gkd://b'], /unexpected argument "gkd:\/\/b"/],
   ];
-  it.each(cases)('%s', async (_name, args, message) => {
-    const r = await runGkd(args, { env: { GKD_KEY: key } });
+  it.each(cases)('%s', async (name, args, message) => {
+    // A link carries its own key: GKD_KEY as well would be refused as "not both".
+    const r = await runGkd(args, { env: /link/.test(name) && !/and a key/.test(name) ? {} : { GKD_KEY: key } });
     expect(r.stderr).toMatch(message);
     expect(r.code).toBe(2);
   });
@@ -152,7 +159,7 @@ describe('--users file', () => {
     const file = join(dir, 'users.json');
     writeFileSync(file, JSON.stringify({ alice: key, bob: (await runGkd(['keygen'])).stdout.trim() }));
     const s = gkd(['server', '--listen', '127.0.0.1:0', '--users', file]);
-    await s.waitFor('stdout', new RegExp(`server listening on 127\\.0\\.0\\.1:\\d+ \\(plain TCP, 2 users from ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`));
+    await s.waitFor('stdout', new RegExp(`server listening on 127\\.0\\.0\\.1:\\d+ \\(TLS, 2 users from ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`));
     s.kill();
     expect((await s.exited).code).toBe(0);
   });

@@ -10,12 +10,13 @@ import {
   encode,
   reasonName,
   toAddress,
+  type AuthModeValue,
   type Frame,
 } from '@gkd/protocol';
 import { Client } from '@gkd/transport';
 import type { PeerInfo } from '@gkd/transport';
 import { receivedAtLeast, recordingDestination, sha256, type RecordingDestination } from './support/destination.js';
-import { connectClient, defer, newKey, readAll, rejection, runCleanups, startServer, transfer } from './support/harness.js';
+import { connectClient, defer, eventWhere, newKey, readAll, rejection, runCleanups, startServer, transfer } from './support/harness.js';
 import { RawPeer, makeAuth, rawSession } from './support/raw-peer.js';
 import { recordingRelay } from './support/relay.js';
 
@@ -72,11 +73,12 @@ describe('GkdServer: many isolated peers', () => {
     const sid = Buffer.from(victim!.id, 'hex');
     expect(server.transport.peers().map((p) => p.user)).toEqual(['alice']);
 
-    // (a) JOIN the victim's session, using its own key where the session secret should be: BAD_PROOF.
+    // (a) JOIN the victim's session, using its own key where the session secret should be: refused as
+    // if the session did not exist (UNKNOWN_SESSION), so the attempt does not even confirm it does.
     for (const key of [keys.mallory, keys.alice.subarray(0, 16)]) {
       const p = await RawPeer.connect(port);
       const { answer } = await p.handshake({ mode: AuthMode.JOIN, sessionId: sid, user: 'alice', tunnelIndex: 2, key });
-      expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.BAD_PROOF });
+      expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.UNKNOWN_SESSION });
       await p.waitClosed();
     }
     // NEW as the victim's user with the attacker's key: BAD_PROOF too (and not SESSION_EXISTS: the id is not confirmed).
@@ -150,7 +152,7 @@ describe('GkdServer: many isolated peers', () => {
     expect(alice.tunnelsUp).toBe(2);
   });
 
-  it('a replayed AUTH (NEW or JOIN, with everything that followed it) is refused with BAD_PROOF and dials nothing', async () => {
+  it('a replayed AUTH (NEW or JOIN, with everything that followed it) is refused (BAD_PROOF, UNKNOWN_SESSION) and dials nothing', async () => {
     const dest = await destination();
     const server = await startServer({ users: keys, allow: [`127.0.0.1:${dest.port}`] });
     const relay = await recordingRelay(server.address().port);
@@ -178,13 +180,43 @@ describe('GkdServer: many isolated peers', () => {
       const p = await RawPeer.connect(server.address().port);
       p.send(bytes);
       const answer = await p.next((f) => f.type === FrameType.REJECT || f.type === FrameType.WELCOME);
-      expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.BAD_PROOF });
+      const first = new Decoder().push(bytes)[0];
+      const mode = first?.type === FrameType.AUTH ? first.mode : -1;
+      expect(answer).toMatchObject({ type: FrameType.REJECT, reason: mode === AuthMode.NEW ? Reason.BAD_PROOF : Reason.UNKNOWN_SESSION });
       await p.waitClosed();
       expect(p.all(FrameType.OPEN_OK)).toEqual([]);
     }
     expect(await dest.settle()).toBe(1); // no dial for the replays
     expect(sessions.map((s) => s.user)).toEqual(['bob']);
     expect(server.stats().sessions).toBe(1);
+  });
+
+  it('a peer without the secret learns nothing: a live session and a gone one, a known user and an unknown one, get the same REJECT', async () => {
+    const server = await startServer({ users: keys });
+    const port = server.address().port;
+    const alice = await connectClient(server, { key: keys.alice, user: 'alice', tunnels: 1 });
+    const sid = Buffer.from(server.stats().peers[0]!.id, 'hex');
+    const reject = async (p: { mode: AuthModeValue; user: string; key: Buffer; sessionId: Buffer }): Promise<unknown> => {
+      const peer = await RawPeer.connect(port);
+      const { answer } = await peer.handshake({ ...p, tunnelIndex: 1 });
+      await peer.waitClosed();
+      return answer;
+    };
+    const joinAlive = await reject({ mode: AuthMode.JOIN, user: 'alice', key: keys.mallory, sessionId: sid });
+    const ended = eventWhere(server, 'session-end');
+    alice.close();
+    await ended;
+    expect(server.stats().sessions).toBe(0);
+    const joinGone = await reject({ mode: AuthMode.JOIN, user: 'alice', key: keys.mallory, sessionId: sid });
+    const joinNever = await reject({ mode: AuthMode.JOIN, user: 'nobody', key: keys.mallory, sessionId: randomBytes(16) });
+    expect(joinAlive).toMatchObject({ type: FrameType.REJECT, reason: Reason.UNKNOWN_SESSION });
+    expect(joinGone).toEqual(joinAlive);
+    expect(joinNever).toEqual(joinAlive);
+
+    const wrongKey = await reject({ mode: AuthMode.NEW, user: 'alice', key: keys.mallory, sessionId: randomBytes(16) });
+    const unknownUser = await reject({ mode: AuthMode.NEW, user: 'eve', key: keys.mallory, sessionId: randomBytes(16) });
+    expect(wrongKey).toMatchObject({ type: FrameType.REJECT, reason: Reason.BAD_PROOF });
+    expect(unknownUser).toEqual(wrongKey);
   });
 
   it('a wrong key never causes a dial: Client.connect rejects with an AuthError', async () => {

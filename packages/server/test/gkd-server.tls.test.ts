@@ -54,6 +54,7 @@ describe.skipIf(skip !== null)('GkdServer over TLS', () => {
     expect(err.code).toBe(ErrorCode.AUTH);
     expect(err.message).toMatch(/fingerprint/);
     expect(err.message).toContain(pki.fingerprint); // what the server presented, so the operator can compare
+    expect(err.message).toContain(wrong.toUpperCase()); // and what was pinned
     expect(sessions).toEqual([]);
     expect(server.stats().sessions).toBe(0);
     // The server saw TLS connections that closed before any AUTH: none was judged (no BAD_PROOF etc.).
@@ -79,6 +80,21 @@ describe.skipIf(skip !== null)('GkdServer over TLS', () => {
     expect(err).toBeInstanceOf(AuthError);
     expect(err.message).toMatch(/certificate/);
     expect(Date.now() - started).toBeLessThan(4_000); // not after the connect timeout
+    expect(sessions).toEqual([]);
+    expect(await dest.settle()).toBe(0);
+  });
+
+  it('a TLS client against a plaintext server: Client.connect rejects at once with an AuthError that says --plaintext; no session', async () => {
+    const dest = await recordingDestination();
+    defer(() => dest.close());
+    const server = await startServer({ key, allow: [`127.0.0.1:${dest.port}`] });
+    const sessions: PeerInfo[] = [];
+    server.on('session', (p: PeerInfo) => sessions.push(p));
+    const started = Date.now();
+    const err = await rejection(connect(server, { fingerprint: pki.fingerprint }));
+    expect(err).toBeInstanceOf(AuthError);
+    expect(err.message).toMatch(/did not answer TLS .*--plaintext/);
+    expect(Date.now() - started).toBeLessThan(4_000);
     expect(sessions).toEqual([]);
     expect(await dest.settle()).toBe(0);
   });

@@ -24,8 +24,21 @@ export interface SocksServerConfig {
   handshakeTimeout: number;
   /** Longest wait for the opener's answer, in ms; then REP 0x01 and close. Default 15 000. */
   openTimeout: number;
-  /** Most client connections open at once; more are refused at accept. Default 4096. */
+  /**
+   * Most client connections open at once, in the handshake or established. When all are taken, a new
+   * connection evicts the oldest one still in its handshake; only when every one is established is the
+   * newcomer refused at accept. Default 4096.
+   */
   maxConnections: number;
+  /**
+   * Most connections still in their handshake (greeting, auth, request) at once; past it a new connection
+   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 4096, as
+   * `maxConnections`: a local application may open a thousand connections at once, all from one
+   * address, and must not evict its own handshakes; lower it for a listener other hosts can reach.
+   */
+  maxHandshakes: number;
+  /** Most handshakes in progress from one remote address (at most `maxHandshakes`); past it a new one evicts that address's oldest. Default 4096 (local clients all come from 127.0.0.1). */
+  maxHandshakesPerAddress: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
   onEvent: ((event: ProxyEvent) => void) | undefined;
   /** Opens a UDP association for each UDP ASSOCIATE. Default: none, and UDP ASSOCIATE gets REP 0x07. */
@@ -56,8 +69,21 @@ export interface HttpProxyConfig {
    * otherwise) on every request and CONNECT. Default: none.
    */
   auth: SocksAuth | undefined;
-  /** Most client connections open at once; more are refused at accept. Default 4096. */
+  /**
+   * Most client connections open at once, in the handshake or established. When all are taken, a new
+   * connection evicts the oldest one still in its handshake; only when every one is established is the
+   * newcomer refused at accept. Default 4096.
+   */
   maxConnections: number;
+  /**
+   * Most connections still in their handshake (request headers not yet complete, or idle between keep-alive requests) at once; past it a new connection
+   * evicts the oldest, so idle sockets cannot lock legitimate clients out. Default 4096, as
+   * `maxConnections`: a local application may open a thousand connections at once, all from one
+   * address, and must not evict its own handshakes; lower it for a listener other hosts can reach.
+   */
+  maxHandshakes: number;
+  /** Most handshakes in progress from one remote address (at most `maxHandshakes`); past it a new one evicts that address's oldest. Default 4096 (local clients all come from 127.0.0.1). */
+  maxHandshakesPerAddress: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
   onEvent: ((event: ProxyEvent) => void) | undefined;
 }
@@ -72,6 +98,8 @@ export const defaultSocksServerConfig: Omit<SocksServerConfig, 'opener'> = {
   handshakeTimeout: 10_000,
   openTimeout: 15_000,
   maxConnections: 4096,
+  maxHandshakes: 4096,
+  maxHandshakesPerAddress: 4096,
   onEvent: undefined,
   associator: undefined,
   udpIdleTimeout: 120_000,
@@ -85,6 +113,8 @@ export const defaultHttpProxyConfig: Omit<HttpProxyConfig, 'opener'> = {
   maxHeaderSize: 16 * 1024,
   auth: undefined,
   maxConnections: 4096,
+  maxHandshakes: 4096,
+  maxHandshakesPerAddress: 4096,
   onEvent: undefined,
 };
 
@@ -124,6 +154,8 @@ function checkCommon(c: SocksServerConfig | HttpProxyConfig): void {
   if (typeof c.opener !== 'function') throw new ConfigError('opener must be a function (destination, signal) => Promise<Duplex>');
   checkInt('openTimeout', c.openTimeout, 1, HOUR);
   checkInt('maxConnections', c.maxConnections, 1, 1_000_000);
+  checkInt('maxHandshakes', c.maxHandshakes, 1, 1_000_000);
+  checkInt('maxHandshakesPerAddress', c.maxHandshakesPerAddress, 1, c.maxHandshakes);
   if (c.onEvent !== undefined && typeof c.onEvent !== 'function') throw new ConfigError('onEvent must be a function');
 }
 

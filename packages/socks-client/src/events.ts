@@ -32,8 +32,12 @@ export interface ProxyCounters {
   accepted: number;
   /** Client connections open now. */
   active: number;
-  /** Connections refused at accept because maxConnections were open. */
+  /** Connections refused at accept because all `maxConnections` were established (none in a handshake to evict). */
   dropped: number;
+  /** Connections evicted while still in their handshake, to make room for a newer one (see `maxHandshakes`). */
+  evicted: number;
+  /** Connections in their handshake now. */
+  handshaking: number;
   /** Opens that succeeded (the client got success and bytes flow). */
   opened: number;
   /** Failed opens, by kind. */
@@ -63,6 +67,7 @@ export class Counters {
   accepted = 0;
   active = 0;
   dropped = 0;
+  evicted = 0;
   opened = 0;
   cancelled = 0;
   clientErrors = 0;
@@ -75,14 +80,16 @@ export class Counters {
   datagramsRejected = 0;
   readonly failed: Record<FailureKind, number> = Object.fromEntries(FAILURE_KINDS.map((k) => [k, 0])) as Record<FailureKind, number>;
 
-  /** A copy that later updates do not change. */
-  snapshot(): ProxyCounters {
-    const { accepted, active, dropped, opened, cancelled, clientErrors, authFailures } = this;
+  /** A copy that later updates do not change; `handshaking` comes from the front-end's Admission. */
+  snapshot(handshaking: number): ProxyCounters {
+    const { accepted, active, dropped, evicted, opened, cancelled, clientErrors, authFailures } = this;
     const { udpAssociations, udpActive, datagramsUp, datagramsDown, datagramsDropped, datagramsRejected } = this;
     return {
       accepted,
       active,
       dropped,
+      evicted,
+      handshaking,
       opened,
       cancelled,
       clientErrors,

@@ -77,7 +77,7 @@ function sendUpstream(req: IncomingMessage, res: ServerResponse, url: URL, remot
     createConnection: () => remote as never, // node:http accepts any Duplex here
     method: req.method,
     path: `${url.pathname}${url.search}`,
-    headers: [...endToEndHeaders(req.rawHeaders), 'Host', url.host, 'Connection', 'close'],
+    headers: [...endToEndHeaders(req.rawHeaders), ...bodyFraming(req), 'Host', url.host, 'Connection', 'close'],
     setHost: false,
   });
   upstream.on('response', (answer) => {
@@ -93,6 +93,17 @@ function sendUpstream(req: IncomingMessage, res: ServerResponse, url: URL, remot
     if (!res.writableFinished) upstream.destroy();
   });
   req.pipe(upstream);
+}
+
+/**
+ * The framing header the upstream request needs for the client's body. Content-Length travels end to
+ * end as it is; a chunked body must be said to be chunked, because node:http sends the body of a GET,
+ * HEAD, DELETE, OPTIONS or TRACE unframed unless told (it only chunks other methods by default), and an
+ * unframed body would reach the origin as the start of a second request (smuggling).
+ */
+function bodyFraming(req: IncomingMessage): string[] {
+  // llhttp accepts a request's Transfer-Encoding only with chunked last, and never beside Content-Length.
+  return req.headers['transfer-encoding'] !== undefined ? ['Transfer-Encoding', 'chunked'] : [];
 }
 
 /** A short text response; the client connection is closed after it (no unread request body to drain). */

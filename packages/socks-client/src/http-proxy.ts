@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Admission, type EvictionCause } from './admission.js';
 import { resolveHttpProxyConfig, type HttpProxyConfig, type HttpProxyOptions } from './config.js';
 import { Counters, peerOf, type ProxyCounters } from './events.js';
 import { openTunnel } from './http-connect.js';
@@ -24,9 +25,12 @@ export class HttpProxyServer {
   readonly config: HttpProxyConfig;
   private readonly server: http.Server;
   private readonly counters = new Counters();
+  private readonly admission: Admission<Duplex>;
   private readonly tunnels = new Set<Socket>();
   /** Responses being written per client socket: a parse error then must not write into one. */
   private readonly inFlight = new WeakMap<Duplex, number>();
+  /** Per client socket, what to run once its last in-flight response is done (a pipelined CONNECT). */
+  private readonly whenIdle = new WeakMap<Duplex, () => void>();
   private closing: Promise<void> | undefined;
 
   private constructor(config: HttpProxyConfig) {
@@ -38,20 +42,32 @@ export class HttpProxyServer {
       requestTimeout: 0, // a proxied upload takes as long as it takes; headersTimeout guards the start
       connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(config.headersTimeout / 4))),
     });
-    this.server.maxConnections = config.maxConnections;
-    this.server.on('drop', () => this.counters.dropped++);
-    this.server.on('connection', (socket: Socket) => {
-      this.counters.accepted++;
-      this.counters.active++;
-      socket.once('close', () => this.counters.active--);
-    });
+    this.admission = new Admission(config);
+    // No server.maxConnections: at the limit a new connection evicts the oldest one still waiting for
+    // its request headers (see onConnection), where node:net would refuse it.
+    this.server.on('connection', (socket: Socket) => this.onConnection(socket));
     this.server.on('request', (req, res) => {
       const socket = req.socket;
+      this.admission.established(socket);
       this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
-      res.once('close', () => this.inFlight.set(socket, (this.inFlight.get(socket) ?? 1) - 1));
+      res.once('close', () => {
+        const left = (this.inFlight.get(socket) ?? 1) - 1;
+        this.inFlight.set(socket, left);
+        const next = left === 0 ? this.whenIdle.get(socket) : undefined;
+        if (next) {
+          this.whenIdle.delete(socket);
+          next();
+        } else if (left === 0 && !socket.destroyed) {
+          // idle keep-alive: waiting for the next request's headers is a handshake again
+          this.admission.handshaking(socket, socket.remoteAddress ?? '', (cause) => this.evict(socket, cause));
+        }
+      });
       forwardRequest(req, res, ctx);
     });
-    this.server.on('connect', (req, socket, head) => openTunnel(req, socket as Socket, head, ctx));
+    this.server.on('connect', (req, socket: Socket, head) => {
+      this.admission.established(socket);
+      this.onConnect(req, socket, head, ctx);
+    });
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
   }
 
@@ -69,7 +85,7 @@ export class HttpProxyServer {
 
   /** Counters since listen (a snapshot). */
   stats(): ProxyCounters {
-    return this.counters.snapshot();
+    return this.counters.snapshot(this.admission.counts().handshakes);
   }
 
   /**
@@ -100,6 +116,64 @@ export class HttpProxyServer {
         this.server.on('error', () => {}); // none expected once bound
         resolve();
       });
+    });
+  }
+
+  /** Runs after node:http's own listener has attached its parser; nothing has been read yet. */
+  private onConnection(socket: Socket): void {
+    if (!this.admission.admit(socket, socket.remoteAddress ?? '', (cause) => this.evict(socket, cause))) {
+      // every slot holds a connection with a request in progress or a tunnel: refuse, as node:net's maxConnections would
+      this.counters.dropped++;
+      socket.destroy();
+      return;
+    }
+    this.counters.accepted++;
+    this.counters.active++;
+    socket.once('close', () => {
+      this.counters.active--;
+      this.admission.release(socket);
+    });
+  }
+
+  /** The Admission evicted `socket` (its slot is already free): no request of its is in progress. */
+  private evict(socket: Duplex, cause: EvictionCause): void {
+    this.counters.evicted++;
+    const { maxHandshakes, maxHandshakesPerAddress, maxConnections } = this.config;
+    const address = (socket as Socket).remoteAddress ?? 'this address';
+    const limit =
+      cause === 'address'
+        ? `more than ${maxHandshakesPerAddress} waiting for request headers from ${address}`
+        : cause === 'total'
+          ? `more than ${maxHandshakes} waiting for request headers`
+          : `all ${maxConnections} connections taken`;
+    emitHttp(
+      { config: this.config, counters: this.counters, tunnels: this.tunnels },
+      { type: 'client-error', proxy: 'http', client: peerOf(socket as Socket), state: 'headers', message: `evicted: ${limit}` },
+    );
+    socket.destroy();
+  }
+
+  /**
+   * A CONNECT pipelined behind requests whose responses are still being written must wait for them:
+   * node:http hands the socket over at once, and the CONNECT's answer (or the tunnel's bytes) written
+   * now would come before those responses, so the client would take them for the earlier requests'.
+   */
+  private onConnect(req: http.IncomingMessage, socket: Socket, head: Buffer, ctx: HttpContext): void {
+    if ((this.inFlight.get(socket) ?? 0) === 0) {
+      openTunnel(req, socket, head, ctx);
+      return;
+    }
+    socket.on('error', () => {}); // node:http stopped listening; a reset ends in 'close' and the responses' 'close'
+    this.tunnels.add(socket); // closed with the server, like a tunnel
+    socket.once('close', () => this.tunnels.delete(socket));
+    this.whenIdle.set(socket, () => {
+      // A response that ended the connection (Connection: close, an error) leaves nothing to tunnel through.
+      if (socket.destroyed || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      socket.setTimeout(0); // node:http's keep-alive timer, armed when the last response finished
+      openTunnel(req, socket, head, ctx);
     });
   }
 

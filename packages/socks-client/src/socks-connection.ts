@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { addressLength, formatAddress, toAddress, writeAddress, type Address } from '@gkd/protocol';
 import type { socksv5 } from './socksv5.js';
+import type { Admission, EvictionCause } from './admission.js';
 import { bridge } from './bridge.js';
 import type { SocksServerConfig } from './config.js';
 import { toDestination } from './destination.js';
@@ -18,6 +19,8 @@ import { canMove, type SocksState } from './socks-state.js';
 export interface SocksConnectionContext {
   readonly config: SocksServerConfig;
   readonly counters: Counters;
+  /** Holds this connection's slot; told when the handshake is over (it can then no longer be evicted). */
+  readonly admission: Admission<Socket>;
 }
 
 /** One client of the SOCKS server, driven by socksv5's events through an explicit state machine. */
@@ -190,6 +193,26 @@ export class SocksConnection {
     this.emit({ type: 'udp-associated', proxy: 'socks', client: this.client, relay: formatAddress(bnd) });
   }
 
+  /**
+   * The Admission evicted us (its slot is already free) to make room for a newer connection. Only
+   * connections not yet opening are evicted: in their handshake, or refused and lingering.
+   */
+  evict(cause: EvictionCause): void {
+    this.ctx.counters.evicted++;
+    if (this.#state === 'greeting' || this.#state === 'auth' || this.#state === 'request') {
+      const { maxHandshakes, maxHandshakesPerAddress, maxConnections } = this.ctx.config;
+      const limit =
+        cause === 'address'
+          ? `more than ${maxHandshakesPerAddress} handshakes in progress from ${this.socket.remoteAddress ?? 'this address'}`
+          : cause === 'total'
+            ? `more than ${maxHandshakes} handshakes in progress`
+            : `all ${maxConnections} connections taken`;
+      this.report(`evicted in the handshake: ${limit}`);
+    }
+    this.move('closed');
+    this.socket.destroy();
+  }
+
   /** Drop the client now (server shutting down). */
   destroy(): void {
     this.socket.destroy();
@@ -274,6 +297,8 @@ export class SocksConnection {
   private move(to: SocksState): boolean {
     if (!canMove(this.#state, to)) return false;
     this.#state = to;
+    // A refused client lingering in `closed` keeps its place in the handshake registry: evictable until it is gone.
+    if (to === 'opening') this.ctx.admission.established(this.socket);
     if (to === 'opening' || to === 'closed') {
       clearTimeout(this.handshakeTimer);
       this.handshakeTimer = undefined;

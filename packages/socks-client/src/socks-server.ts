@@ -1,5 +1,6 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { socksv5 } from './socksv5.js';
+import { Admission } from './admission.js';
 import { resolveSocksServerConfig, type SocksServerConfig, type SocksServerOptions } from './config.js';
 import { Counters, type ProxyCounters } from './events.js';
 import { Rep } from './failure.js';
@@ -18,10 +19,12 @@ export class SocksServer {
   private readonly server: socksv5.Server;
   private readonly connections = new Map<Socket, SocksConnection>();
   private readonly counters = new Counters();
+  private readonly admission: Admission<Socket>;
   private closing: Promise<void> | undefined;
 
   private constructor(config: SocksServerConfig) {
     this.config = config;
+    this.admission = new Admission(config);
     this.server = socksv5.createServer({
       auths: [
         authHandler(config.auth, {
@@ -42,8 +45,8 @@ export class SocksServer {
     const tcp = this.server._srv;
     // Sockets must stay half-open so a client's FIN can be forwarded while the reply direction goes on.
     (tcp as { allowHalfOpen?: boolean }).allowHalfOpen = true;
-    tcp.maxConnections = config.maxConnections;
-    tcp.on('drop', () => this.counters.dropped++);
+    // No tcp.maxConnections: at the limit a new connection evicts the oldest handshake (see adopt),
+    // where node:net would refuse it and let idle sockets lock every client out.
     // Runs after socksv5's own listener, which has attached its parser; no data has been read yet.
     tcp.on('connection', (socket: Socket) => this.adopt(socket));
   }
@@ -62,7 +65,7 @@ export class SocksServer {
 
   /** Counters since listen (a snapshot). */
   stats(): ProxyCounters {
-    return this.counters.snapshot();
+    return this.counters.snapshot(this.admission.counts().handshakes);
   }
 
   /**
@@ -95,8 +98,19 @@ export class SocksServer {
 
   private adopt(socket: Socket): void {
     if (socket.destroyed) return;
-    const connection = new SocksConnection(socket, { config: this.config, counters: this.counters });
+    let connection: SocksConnection | undefined;
+    const admitted = this.admission.admit(socket, socket.remoteAddress ?? '', (cause) => connection?.evict(cause));
+    if (!admitted) {
+      // every slot holds an established connection: refuse, as node:net's maxConnections would
+      this.counters.dropped++;
+      socket.destroy();
+      return;
+    }
+    connection = new SocksConnection(socket, { config: this.config, counters: this.counters, admission: this.admission });
     this.connections.set(socket, connection);
-    socket.once('close', () => this.connections.delete(socket));
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      this.admission.release(socket);
+    });
   }
 }

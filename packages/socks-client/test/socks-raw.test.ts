@@ -160,16 +160,28 @@ describe('hostile clients', () => {
     expect(events.map((e) => e.type)).toEqual(['opened']);
   });
 
-  it('connections beyond maxConnections are dropped at accept', async () => {
+  it('connections beyond maxConnections are dropped at accept when every one is established', async () => {
     await withSocks({ opener: directOpener().opener, maxConnections: 1 }, async (port, server) => {
       const first = await connectRaw(port);
-      first.write(Buffer.from([0x05, 0x01, 0x00]));
-      await readBytes(first, 2); // the first is surely accepted and counted
+      expect((await socksConnect(first, '127.0.0.1', origin.port)).toString('hex')).toBe(SUCCESS); // piping: never evicted
       const second = await connectRaw(port);
       const { data } = await readAll(second);
       expect(data.length).toBe(0);
-      expect(server.stats()).toMatchObject({ accepted: 1, dropped: 1 });
-      first.destroy();
+      expect(server.stats()).toMatchObject({ accepted: 1, dropped: 1, evicted: 0 });
+      first.end('GET /echo HTTP/1.0\r\n\r\n');
+      expect((await readAll(first)).data.toString()).toMatch(/^HTTP\/1\.1 200 OK/);
+    });
+  });
+
+  it('at maxConnections a new connection evicts the oldest still in its handshake instead of being dropped', async () => {
+    await withSocks({ opener: directOpener().opener, maxConnections: 1 }, async (port, server) => {
+      const first = await connectRaw(port);
+      first.write(Buffer.from([0x05, 0x01, 0x00]));
+      await readBytes(first, 2); // the first is surely accepted, and idles after its greeting
+      const firstGone = readAll(first);
+      await stillServes(port);
+      expect((await firstGone).data.length).toBe(0);
+      expect(server.stats()).toMatchObject({ accepted: 2, dropped: 0, evicted: 1 });
     });
   });
 });

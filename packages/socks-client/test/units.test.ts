@@ -38,6 +38,9 @@ describe('config', () => {
     [{ handshakeTimeout: 0 }, /handshakeTimeout/],
     [{ openTimeout: -1 }, /openTimeout/],
     [{ maxConnections: 0 }, /maxConnections/],
+    [{ maxHandshakes: 0 }, /maxHandshakes/],
+    [{ maxHandshakesPerAddress: 0 }, /maxHandshakesPerAddress/],
+    [{ maxHandshakes: 8, maxHandshakesPerAddress: 9 }, /maxHandshakesPerAddress must be an integer in \[1, 8\]/],
     [{ auth: { username: '', password: 'x' } }, /auth\.username/],
     [{ auth: { username: 'u', password: 'x'.repeat(256) } }, /auth\.password/],
     [{ opener: 42 }, /opener/],
@@ -52,6 +55,7 @@ describe('config', () => {
     expect(() => resolveHttpProxyConfig({ opener, maxHeaderSize: 10 })).toThrow(/maxHeaderSize/);
     expect(() => resolveHttpProxyConfig({ opener, headersTimeout: 0 })).toThrow(/headersTimeout/);
     expect(() => resolveHttpProxyConfig({ opener, port: -1 })).toThrow(ConfigError);
+    expect(() => resolveHttpProxyConfig({ opener, maxHandshakes: 1.5 })).toThrow(/maxHandshakes/);
   });
 });
 

@@ -59,6 +59,15 @@ export interface ClientOptions {
   reconnectMin?: number;
   /** Largest reconnect delay, in ms. Default 1 000. */
   reconnectMax?: number;
+  /**
+   * After the server rejects our key (REJECT BAD_PROOF to a NEW, or a server that cannot prove it holds
+   * the key, or a pinned certificate that does not match), no tunnel tries again for this long, in ms;
+   * it doubles per further rejection. Default 10 000. A rejected key does not heal in half a second,
+   * and retrying it at that pace looks like an attack in the server's logs.
+   */
+  rejectedRetryMin?: number;
+  /** Largest wait after a rejected key, in ms. Default 300 000. */
+  rejectedRetryMax?: number;
 }
 
 interface ResolvedClientOptions {
@@ -74,6 +83,8 @@ interface ResolvedClientOptions {
   tunnelWaitTimeout: number;
   reconnectMin: number;
   reconnectMax: number;
+  rejectedRetryMin: number;
+  rejectedRetryMax: number;
 }
 
 function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
@@ -91,6 +102,8 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     tunnelWaitTimeout: o.tunnelWaitTimeout ?? 10_000,
     reconnectMin: o.reconnectMin ?? 100,
     reconnectMax: o.reconnectMax ?? 1000,
+    rejectedRetryMin: o.rejectedRetryMin ?? 10_000,
+    rejectedRetryMax: o.rejectedRetryMax ?? 300_000,
   };
   checkInt('tunnels', r.tunnels, 1, 256);
   checkInt('connectTimeout', r.connectTimeout, 1, 600_000);
@@ -99,6 +112,8 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   checkInt('tunnelWaitTimeout', r.tunnelWaitTimeout, 0, 3_600_000);
   checkInt('reconnectMin', r.reconnectMin, 1, 600_000);
   checkInt('reconnectMax', r.reconnectMax, r.reconnectMin, 3_600_000);
+  checkInt('rejectedRetryMin', r.rejectedRetryMin, 1, 3_600_000);
+  checkInt('rejectedRetryMax', r.rejectedRetryMax, r.rejectedRetryMin, 86_400_000);
   if (Buffer.byteLength(r.user) > 255) throw new ConfigError('user must be at most 255 bytes');
   return r;
 }
@@ -119,6 +134,9 @@ export class Client extends EventEmitter {
   private readonly sockets = new Set<Duplex>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private lastError: Error | null = null;
+  /** Rejections of our key in a row, and until when (Date.now() ms) no tunnel may try again. */
+  private keyRejections = 0;
+  private rejectedUntil = 0;
   /** Set while the server closed our idle session: tunnels stay down until the next open wakes them. */
   private dormant: { promise: Promise<void>; wake: () => void } | null = null;
 
@@ -300,6 +318,11 @@ export class Client extends EventEmitter {
         await this.dormant.promise;
         continue;
       }
+      const held = this.rejectedUntil - Date.now();
+      if (held > 0) {
+        await this.sleep(held);
+        continue;
+      }
       try {
         await this.bringUp(index);
         failures = 0;
@@ -308,6 +331,15 @@ export class Client extends EventEmitter {
         if (this.closed) return;
         this.lastError = err as Error;
         if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION) continue; // bringUp replaced the session
+        if (err instanceof AuthError && err.reason === Reason.BAD_PROOF) {
+          // Every tunnel waits, not just this one: the next attempt is one handshake, not one per tunnel.
+          this.keyRejections++;
+          const delay = Math.min(this.opts.rejectedRetryMax, this.opts.rejectedRetryMin * 2 ** Math.min(this.keyRejections - 1, 30));
+          this.rejectedUntil = Date.now() + delay;
+          this.emit('auth-failed', err);
+          this.emit('reconnecting', index, delay, err);
+          continue;
+        }
         if (err instanceof AuthError) this.emit('auth-failed', err);
         failures++;
         const base = Math.min(this.opts.reconnectMax, this.opts.reconnectMin * 2 ** Math.min(failures - 1, 20));
@@ -322,6 +354,7 @@ export class Client extends EventEmitter {
   private async bringUp(index: number): Promise<void> {
     // Tunnels other than the founder wait for the session secret.
     while (!this.secret && this.founding) await this.founding.catch(() => undefined);
+    if (this.rejectedUntil > Date.now()) return; // the founder's key was just rejected: runSlot waits
     const session = this.session;
     const mode = this.secret ? AuthMode.JOIN : AuthMode.NEW;
     const founder: { settle?: () => void } = {};
@@ -364,7 +397,10 @@ export class Client extends EventEmitter {
         t.close();
         throw new GkdError('GKD_ERR_CLOSED', 'session replaced during the handshake');
       }
-      if (mode === AuthMode.NEW) this.secret = secret;
+      if (mode === AuthMode.NEW) {
+        this.secret = secret;
+        this.keyRejections = 0;
+      }
       session.maxStreams = welcome.maxStreams;
       const closed = new Promise<void>((resolve) => {
         session.addTunnel(t);
@@ -408,7 +444,7 @@ export class Client extends EventEmitter {
             const got = cert?.fingerprint256?.replace(/:/g, '').toUpperCase();
             if (got !== fp) {
               socket.destroy();
-              reject(new AuthError(`server certificate fingerprint ${cert?.fingerprint256 ?? '(none)'} does not match the pinned one`));
+              reject(new AuthError(`server certificate fingerprint ${cert?.fingerprint256 ?? '(none)'} does not match the pinned one ${colonHex(fp)}`));
               return;
             }
           }
@@ -434,8 +470,23 @@ export class Client extends EventEmitter {
         // until its timeout. Node sets authorizationError just before it destroys the socket for it.
         const verifyError = tlsOpts ? (socket as tls.TLSSocket).authorizationError : null;
         if (verifyError) reject(new AuthError(`server certificate rejected: ${err.message}`));
-        else reject(err);
+        else if (tlsOpts && notTls(err)) {
+          // A plaintext server answers a ClientHello with frame bytes: final too, and the fix is on the
+          // operator's side, so say it instead of retrying a connection that can never be encrypted.
+          reject(new AuthError(`${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`));
+        } else reject(err);
       });
     });
   }
+}
+
+/** `ABCD…` → `AB:CD:…`, as Node prints `fingerprint256`. */
+function colonHex(hex: string): string {
+  return hex.toUpperCase().replace(/(..)(?!$)/g, '$1:');
+}
+
+/** An OpenSSL record-layer error: the peer's bytes are not TLS (a plaintext server answered). */
+function notTls(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LENGTH_MISMATCH|UNEXPECTED_RECORD|HTTP_REQUEST)/.test(code) || /wrong version number|packet length too long/i.test(err.message);
 }

@@ -83,7 +83,11 @@ export function clientHandshake(t: Tunnel, p: ClientHandshakeParams): Promise<{ 
         return;
       }
       if (f.type === FrameType.REJECT) {
-        const err = new AuthError(`server rejected the tunnel: ${f.message || 'no reason given'}`, f.reason);
+        // BAD_PROOF after a NEW can only mean the key (or user name): say so plainly, it will not heal by retrying.
+        const err =
+          f.reason === Reason.BAD_PROOF && p.mode === AuthMode.NEW
+            ? new AuthError(`the server rejected our key${p.user ? ' or user name' : ''} (${f.message || 'no reason given'})`, f.reason)
+            : new AuthError(`server rejected the tunnel: ${f.message || 'no reason given'}`, f.reason);
         return fail(err);
       }
       fail(new ProtocolError(`unexpected frame 0x${f.type.toString(16)} during the handshake`));

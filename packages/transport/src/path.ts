@@ -14,6 +14,11 @@ export interface PathView {
   readonly backlog: number;
   /** Rate at which this tunnel sends, in bytes/s, or null before anything is known. */
   readonly sendRate: number | null;
+  /**
+   * Bytes the tunnel's congestion window would let it put on the wire at once (the window less what is
+   * in flight), in bytes; 0 where unknown (user mode). A frame that fits waits for no one.
+   */
+  readonly sendRoom: number;
   /** Smoothed round-trip time, in ms, or null before the first measurement. */
   readonly pathRtt: number | null;
   /** Until when (performance.now(), ms) this tunnel is penalised: it held a frame the receiver waited for. */
@@ -21,8 +26,10 @@ export interface PathView {
 }
 
 /**
- * When a frame of `bytes` bytes handed to `t` now would reach the peer, in ms from now: its backlog
- * and the frame at the tunnel's send rate, plus half its RTT. `fallbackRate` stands in for a tunnel
+ * When a frame of `bytes` bytes handed to `t` now would reach the peer, in ms from now: what of its
+ * backlog and the frame does not fit in the congestion window's free room, at the tunnel's send rate,
+ * plus half its RTT. (A tunnel that is not window-limited sends at once: on a fast LAN or loopback,
+ * where the CPU and not the window is the limit, equal tunnels then tie and the frames rotate.) `fallbackRate` stands in for a tunnel
  * with no rate yet (the fastest known), so a new tunnel is tried rather than starved. A penalised
  * tunnel counts one more RTT.
  */
@@ -30,7 +37,8 @@ export function arrivalMs(t: PathView, bytes: number, fallbackRate: number, now:
   const rate = t.sendRate !== null && t.sendRate > 0 ? t.sendRate : fallbackRate > 0 ? fallbackRate : 1;
   const rtt = t.pathRtt ?? 0;
   const penalty = t.penalisedUntil > now ? rtt : 0;
-  return ((t.backlog + bytes) / rate) * 1000 + rtt / 2 + penalty;
+  const waiting = Math.max(0, t.backlog + bytes - t.sendRoom);
+  return (waiting / rate) * 1000 + rtt / 2 + penalty;
 }
 
 /**
@@ -85,6 +93,13 @@ export class PathEstimator {
     if (!i || i.rtt <= 0 || i.cwnd <= 0) return pingRate;
     const windowRate = (i.cwnd * (i.mss || 1448)) / (i.rtt / 1e6);
     return Math.max(windowRate, i.deliveryRate);
+  }
+
+  /** Bytes the congestion window has room for now ((cwnd − unacked) × MSS), or 0 without kernel access. */
+  sendRoom(): number {
+    const i = this.sample();
+    if (!i || i.cwnd <= i.unacked) return 0;
+    return (i.cwnd - i.unacked) * (i.mss || 1448);
   }
 
   /** Bytes written to the kernel and not sent yet (0 without kernel access). */

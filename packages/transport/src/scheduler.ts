@@ -79,7 +79,7 @@ export function leastQueued(): TunnelPicker {
  * this frame and everything else waiting (`waiting`) before the best tunnel with room delivers this
  * one, the frame waits for it. A slow or long path then carries only what the fast ones cannot,
  * instead of holding up the receiver's in-order delivery. The fast tunnel's 'drain' wakes the pump.
- * Ties rotate, so equal tunnels share the load.
+ * Arrivals within 1 ms + 5 % of the best count as ties, and ties rotate, so equal tunnels share the load.
  */
 export function earliestArrival(clock: () => number = () => performance.now()): TunnelPicker {
   let rotate = 0;
@@ -92,26 +92,31 @@ export function earliestArrival(clock: () => number = () => performance.now()): 
       const r = t.sendRate;
       if (r !== null && r > fastest) fastest = r;
     }
-    let best: (typeof tunnels)[number] | undefined;
     let bestAt = Infinity;
     let fullAt = Infinity;
-    rotate = (rotate + 1) % n;
+    const at = new Array<number>(n);
     for (let i = 0; i < n; i++) {
-      const t = tunnels[(rotate + i) % n]!;
+      const t = tunnels[i]!;
       if (!t.hasRoom && !control) {
         // When this full tunnel would deliver this frame plus everything waiting behind it.
-        const at = arrivalMs(t, bytes + waiting, fastest, now);
-        if (at < fullAt) fullAt = at;
+        const a = arrivalMs(t, bytes + waiting, fastest, now);
+        if (a < fullAt) fullAt = a;
+        at[i] = Infinity;
         continue;
       }
-      const at = arrivalMs(t, bytes, fastest, now);
-      if (at < bestAt) {
-        best = t;
-        bestAt = at;
-      }
+      at[i] = arrivalMs(t, bytes, fastest, now);
+      if (at[i]! < bestAt) bestAt = at[i]!;
     }
-    if (best && !control && fullAt < bestAt) return undefined;
-    return best;
+    if (bestAt === Infinity || (!control && fullAt < bestAt)) return undefined;
+    // Arrivals within a millisecond (and 5 %) of the best are a tie: estimates are not finer than that.
+    // Ties rotate, so equal tunnels share the load instead of the one with the luckiest sample taking all.
+    const tie = bestAt + 1 + 0.05 * bestAt;
+    rotate = (rotate + 1) % n;
+    for (let i = 0; i < n; i++) {
+      const k = (rotate + i) % n;
+      if (at[k]! <= tie) return tunnels[k];
+    }
+    return undefined;
   };
 }
 

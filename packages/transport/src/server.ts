@@ -153,6 +153,13 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
   return r;
 }
 
+/** Stands in for a key or session secret that does not exist, so a refusal costs the same HMAC. */
+const NO_SECRET = Buffer.alloc(32);
+/** The REJECT message for a NEW that fails: the same for a wrong key and an unknown user. */
+const WRONG_KEY = 'bad proof (wrong key, or unknown user)';
+/** The REJECT message for a JOIN that fails: the same for an unknown session and a wrong session proof. */
+const NO_SUCH_SESSION = 'unknown session (or wrong session proof)';
+
 interface SessionEntry {
   session: Session;
   secret: Buffer;
@@ -315,9 +322,10 @@ export class Server extends EventEmitter {
     const mapKey = `${user}\0${sid}`;
     if (f.mode === AuthMode.NEW) {
       const key = this.opts.keys.get(user);
-      // Compute a proof even for an unknown user, so timing does not tell which users exist.
-      const expected = authProof(key ?? Buffer.alloc(32), input);
-      if (!key || !proofEquals(expected, f.proof)) throw new AuthError(key ? 'bad proof (wrong key?)' : `unknown user "${user}"`, Reason.BAD_PROOF);
+      // Compute a proof even for an unknown user, and answer alike, so neither timing nor the REJECT
+      // tells which users exist.
+      const expected = authProof(key ?? NO_SECRET, input);
+      if (!proofEquals(expected, f.proof) || !key) throw new AuthError(WRONG_KEY, Reason.BAD_PROOF);
       if (this.sessions.has(mapKey)) throw new AuthError('session id already in use', Reason.SESSION_EXISTS);
       if (this.sessions.size >= this.opts.maxSessions) throw new AuthError('too many sessions on this server', Reason.LIMIT_EXCEEDED);
       if (!this.perUser.has(user) && this.perUser.size >= this.opts.maxPeers) throw new AuthError('too many peers on this server', Reason.LIMIT_EXCEEDED);
@@ -325,9 +333,11 @@ export class Server extends EventEmitter {
       const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress);
       return { entry, proof: welcomeProof(key, input), index: f.tunnelIndex };
     }
+    // A session that does not exist and a proof that does not match one that does get the same answer,
+    // after the same work: a peer without the session's secret must not learn whether it exists.
     const entry = this.sessions.get(mapKey);
-    if (!entry) throw new AuthError('unknown session', Reason.UNKNOWN_SESSION);
-    if (!proofEquals(authProof(entry.secret, input), f.proof)) throw new AuthError('bad session proof', Reason.BAD_PROOF);
+    const expected = authProof(entry?.secret ?? NO_SECRET, input);
+    if (!proofEquals(expected, f.proof) || !entry) throw new AuthError(NO_SUCH_SESSION, Reason.UNKNOWN_SESSION);
     if (entry.session.tunnelCount >= this.opts.maxTunnelsPerSession) throw new AuthError('too many tunnels in this session', Reason.LIMIT_EXCEEDED);
     return { entry, proof: welcomeProof(entry.secret, input), index: f.tunnelIndex };
   }

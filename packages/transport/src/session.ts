@@ -99,6 +99,17 @@ export interface SessionStats {
   streams: StreamStats[];
 }
 
+/** Shared by the head-of-line checks of one round (see `rescueContext`). */
+interface RescueContext {
+  usable: Tunnel[];
+  byId: Map<number, Tunnel>;
+  corked: Set<Tunnel>;
+  /** performance.now() at the start of the round, in ms. */
+  now: number;
+  /** How long past its due time a frame on tunnel `id` may wait before it is overdue, in ms. */
+  grace: (id: number) => number;
+}
+
 type ResendEntry = { kind: 'data'; stream: Connection; offset: number; payload: Buffer } | { kind: 'frame'; frame: Frame };
 
 /**
@@ -478,7 +489,7 @@ export class Session extends EventEmitter implements StreamHost {
           this.ready.delete(s);
           if (s.blockedOnBudget) this.waitSendBudget(s);
           // Held at its window: the receiver may be waiting for one frame stuck on a slow tunnel.
-          else if (s.heldAtWindow) this.rescue(s, usable, corked);
+          else if (s.heldAtWindow) this.rescue(s, this.rescueContext(usable, corked));
           continue;
         }
         const bytes = Math.min(this.config.maxPayload, s.pendingLength);
@@ -522,12 +533,10 @@ export class Session extends EventEmitter implements StreamHost {
    * copy it (and the same tunnel's frames stuck behind it) onto the tunnels that would deliver them
    * first, and penalise the tunnel that held them for one RTT.
    */
-  private rescue(s: Connection, usable: Tunnel[], corked: Set<Tunnel>): void {
+  private rescue(s: Connection, ctx: RescueContext): void {
+    const { usable, byId, corked, now } = ctx;
     if (!this.config.holResend || usable.length < 2 || !s.hasUnacked) return;
-    const now = performance.now();
-    const byId = new Map(usable.map((t) => [t.id, t]));
-    const grace = (id: number): number => Math.max(20, byId.get(id)?.pathRtt ?? this.rtt());
-    const frames = overdueFrames(s.unackedFrames(HOL_SCAN), now, grace, (id) => byId.has(id), HOL_MAX_FRAMES);
+    const frames = overdueFrames(s.unackedFrames(HOL_SCAN), now, ctx.grace, (id) => byId.has(id), HOL_MAX_FRAMES);
     if (frames.length === 0) return;
     const slow = byId.get(frames[0]!.tunnel);
     if (slow) slow.penalisedUntil = now + Math.max(20, slow.pathRtt ?? this.rtt());
@@ -547,6 +556,12 @@ export class Session extends EventEmitter implements StreamHost {
     }
   }
 
+  /** What one round of head-of-line checks shares: the usable tunnels by id, the clock, the corked tunnels. */
+  private rescueContext(usable: Tunnel[], corked: Set<Tunnel>): RescueContext {
+    const byId = new Map(usable.map((t) => [t.id, t]));
+    return { usable, byId, corked, now: performance.now(), grace: (id) => Math.max(20, byId.get(id)?.pathRtt ?? this.rtt()) };
+  }
+
   /** While any stream has unacknowledged data, look for overdue head-of-line frames every HOL_CHECK_MS. */
   private armHolTimer(): void {
     if (this.holTimer || !this.config.holResend || this.lostError) return;
@@ -556,11 +571,12 @@ export class Session extends EventEmitter implements StreamHost {
       const usable = this.tunnels.filter((t) => t.usable || t.state === 'draining');
       let waiting = false;
       const corked = new Set<Tunnel>();
+      const ctx = this.rescueContext(usable, corked);
       try {
         for (const s of this.streams.values()) {
           if (!s.hasUnacked) continue;
           waiting = true;
-          this.rescue(s, usable, corked);
+          this.rescue(s, ctx);
         }
       } finally {
         for (const t of corked) t.uncork();

@@ -278,6 +278,11 @@ export class Tunnel implements PathView {
     return this.path.rate(this.rate);
   }
 
+  /** See PathView: room in the congestion window, in bytes (0 in user mode). */
+  get sendRoom(): number {
+    return this.path.sendRoom();
+  }
+
   /** See PathView: the kernel's smoothed RTT, or the PING RTT, in ms. */
   get pathRtt(): number | null {
     return this.path.rtt(this.srtt);

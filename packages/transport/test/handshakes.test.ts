@@ -74,3 +74,35 @@ describe('handshakes in progress', () => {
     expect(() => new Server({ key, maxHandshakes: 4, maxHandshakesPerAddress: 5 })).toThrow(/maxHandshakesPerAddress/);
   });
 });
+
+describe('a client whose key the server rejects (issue 16, finding 4)', () => {
+  it('says so plainly and backs off hard, all tunnels together: one handshake per wait, the wait doubling', async () => {
+    server = await Server.bind('127.0.0.1:0', { key });
+    const refusedAt: number[] = [];
+    server.on('refused', () => refusedAt.push(Date.now()));
+    const client = Client.create(`127.0.0.1:${server.address().port}`, {
+      key: randomBytes(32),
+      tunnels: 8,
+      reconnectMin: 10,
+      reconnectMax: 20,
+      rejectedRetryMin: 300,
+      rejectedRetryMax: 60_000,
+    });
+    const failures: Error[] = [];
+    client.on('auth-failed', (err: Error) => failures.push(err));
+    try {
+      await until(() => failures.length >= 3, 10_000, 'three rejections');
+      expect(failures[0]!.message).toMatch(/^the server rejected our key \(bad proof/);
+      // One refused handshake per attempt (not one per tunnel), 300 ms and then 600 ms apart.
+      expect(refusedAt).toHaveLength(3);
+      expect(refusedAt[1]! - refusedAt[0]!).toBeGreaterThanOrEqual(290);
+      expect(refusedAt[2]! - refusedAt[1]!).toBeGreaterThanOrEqual(590);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('rejectedRetryMin/Max are validated', () => {
+    expect(() => Client.create('127.0.0.1:1', { key, rejectedRetryMin: 2000, rejectedRetryMax: 1000 })).toThrow(/rejectedRetryMax/);
+  });
+});

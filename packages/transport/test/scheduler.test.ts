@@ -10,7 +10,7 @@ const KiB = 1024;
 const MB = 1e6;
 
 function fake(name: string, o: Partial<Pickable> = {}): Pickable & { name: string } {
-  return { name, hasRoom: true, backlog: 0, sendRate: MB, pathRtt: 100, penalisedUntil: 0, rate: MB, inflight: 0, srtt: 100, ...o };
+  return { name, hasRoom: true, backlog: 0, sendRate: MB, sendRoom: 0, pathRtt: 100, penalisedUntil: 0, rate: MB, inflight: 0, srtt: 100, ...o };
 }
 
 describe('arrivalMs', () => {
@@ -107,5 +107,32 @@ describe('overdueFrames (head-of-line re-send)', () => {
   it('not a frame already copied MAX_COPIES times, nor one whose tunnel is down (failover re-sends those)', () => {
     expect(overdueFrames([f(0, 1, 1000, MAX_COPIES)], 5000, grace, live, 16)).toEqual([]);
     expect(overdueFrames([f(0, 1, 1000)], 5000, grace, (id) => id !== 1, 16)).toEqual([]);
+  });
+});
+
+describe('earliestArrival on loopback-like paths', () => {
+  it('RTTs that differ by µs do not decide: the backlog does, so frames spread over equal tunnels', () => {
+    const pick = earliestArrival(() => 0);
+    const a = fake('a', { pathRtt: 0.03, sendRate: 5e9, backlog: 256 * KiB });
+    const b = fake('b', { pathRtt: 0.06, sendRate: 5e9, backlog: 0 });
+    expect(pick([a, b], 16 * KiB)?.name).toBe('b');
+  });
+});
+
+describe('arrivalMs and the congestion window', () => {
+  it('a frame that fits in the window room leaves at once: only half the RTT counts', () => {
+    expect(arrivalMs(fake('a', { backlog: 32 * KiB, sendRoom: 64 * KiB }), 16 * KiB, 0, 0)).toBe(50);
+    // What does not fit waits at the send rate.
+    expect(arrivalMs(fake('a', { backlog: 64 * KiB, sendRoom: 48 * KiB, sendRate: 32 * KiB }), 16 * KiB, 0, 0)).toBe(1000 + 50);
+  });
+  it('equal tunnels that are not window-limited tie, and the picks rotate over all of them', () => {
+    const pick = earliestArrival(() => 0);
+    const t = ['a', 'b', 'c', 'd'].map((n, i) => fake(n, { pathRtt: 0.05, sendRate: (i + 1) * 1e9, backlog: i * 64 * KiB, sendRoom: 1 << 20 }));
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 40; i++) {
+      const n = pick(t, 16 * KiB)!.name;
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+    }
+    expect([...seen.values()]).toEqual([10, 10, 10, 10]);
   });
 });

@@ -5,8 +5,12 @@
  *     bytes and RTT come from its Prometheus endpoint (--metrics), read from inside the namespace;
  *   - 'lib': scripts/bench/gkd-probe.ts, the same components (also from dist) in library mode, which
  *     records the transport's full stats() (inflight, rate, queued, stream windows, reorder depth).
+ * The tunnels are plaintext (`--plaintext` on both ends, as the gkd rows always measured) unless
+ * `tls` is set ('cli' mode only): then the server makes its self-signed certificate in a state
+ * directory under the log directory and the client is given the link `gkd link` prints.
  */
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Proc, run, sleep } from './proc.js';
@@ -14,8 +18,8 @@ import { Proc, run, sleep } from './proc.js';
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = `${ROOT}packages/cli/bin/gkd.js`;
 const PROBE = `${ROOT}scripts/bench/gkd-probe.ts`;
-const SERVER_METRICS = '127.0.0.1:9464';
-const CLIENT_METRICS = '127.0.0.1:9465';
+/** Metrics ports of the plaintext deployment; a TLS one beside it uses the next two. */
+const METRICS_PORT = 9464;
 
 export type GkdMode = 'cli' | 'lib';
 
@@ -70,6 +74,10 @@ export interface GkdOptions {
   logDir: string;
   /** Transport settings for 'lib' mode (JSON Partial<SessionConfig>), to try a change without editing the packages. */
   session?: string;
+  /** TLS tunnels (the CLI's default) instead of --plaintext; 'cli' mode only. */
+  tls?: boolean;
+  /** The metrics ports (server, client) on 127.0.0.1; default 9464 and 9465, or 9466 and 9467 with `tls`. */
+  metricsPorts?: [number, number];
 }
 
 type Metrics = Map<string, number>;
@@ -83,10 +91,36 @@ export class Gkd {
   /** Clients started so far: each writes its own stats file (a file per client keeps them all for later analysis). */
   private clients = 0;
 
-  constructor(private readonly o: GkdOptions) {}
+  /** The connection link (TLS only), from `gkd link` once the server made its certificate. */
+  private link = '';
+  private readonly serverMetrics: string;
+  private readonly clientMetrics: string;
+
+  constructor(private readonly o: GkdOptions) {
+    if (o.tls && o.mode !== 'cli') throw new Error('gkd with TLS needs --gkd cli (the library-mode probe runs plaintext tunnels)');
+    const base = METRICS_PORT + (o.tls ? 2 : 0);
+    const [server, client] = o.metricsPorts ?? [base, base + 1];
+    this.serverMetrics = `127.0.0.1:${server}`;
+    this.clientMetrics = `127.0.0.1:${client}`;
+  }
+
+  /** Where a TLS server keeps its certificate: fresh per deployment, so every run makes its own. */
+  private get stateDir(): string {
+    return `${this.o.logDir}/gkd-state-${this.tag}`;
+  }
 
   private get env(): NodeJS.ProcessEnv {
-    return { GKD_KEY: this.key, ...(this.o.session ? { GKD_BENCH_SESSION: this.o.session } : {}) };
+    return { GKD_KEY: this.key, ...(this.o.tls ? { GKD_STATE_DIR: this.stateDir } : {}), ...(this.o.session ? { GKD_BENCH_SESSION: this.o.session } : {}) };
+  }
+
+  /** A link carries the key, so a TLS client gets the link instead of GKD_KEY (both would be refused). */
+  private get clientEnv(): NodeJS.ProcessEnv {
+    return this.o.tls ? { GKD_LINK: this.link } : this.env;
+  }
+
+  /** `--plaintext` unless this deployment measures TLS. */
+  private get security(): string[] {
+    return this.o.tls ? [] : ['--plaintext'];
   }
 
   private statsFile(side: string): string {
@@ -107,10 +141,16 @@ export class Gkd {
   async startServer(): Promise<void> {
     const [cmd, args] =
       this.o.mode === 'cli'
-        ? this.node(['server', '--listen', this.o.listen, '--allow', this.o.allow, '--metrics', SERVER_METRICS, '--log-level', 'warn', '--drain-timeout', '0'])
+        ? this.node(['server', '--listen', this.o.listen, ...this.security, '--allow', this.o.allow, '--metrics', this.serverMetrics, '--log-level', 'warn', '--drain-timeout', '0'])
         : this.node(['server', this.o.listen, this.o.allow, this.statsFile('server')]);
-    this.server = new Proc('gkd server', this.o.nsServer, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-server.log` });
+    this.server = new Proc('gkd server', this.o.nsServer, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-server${this.o.tls ? '-tls' : ''}.log` });
     await this.server.waitFor(/gkd: server (listening )?on/, 30_000);
+    if (this.o.tls) {
+      // `gkd link` only reads the state directory and the flags: no namespace needed.
+      const r = spawnSync('node', [CLI, 'link', '--listen', this.o.listen], { env: { ...process.env, ...this.env }, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`gkd link failed: ${r.stderr}`);
+      this.link = r.stdout.trim();
+    }
   }
 
   /** Start a client with `n` tunnels; resolves once the ready line reports them up (or after 10 s with fewer). */
@@ -119,15 +159,19 @@ export class Gkd {
     this.n = n;
     const [cmd, args] =
       this.o.mode === 'cli'
-        ? this.node(['client', '--server', this.o.listen, '--tunnels', String(n), '--socks', this.o.socks, '--quiet', '--metrics', CLIENT_METRICS, '--log-level', 'warn', '--drain-timeout', '0'])
+        ? this.node([
+            'client',
+            ...(this.o.tls ? [] : ['--server', this.o.listen, '--plaintext']),
+            '--tunnels', String(n), '--socks', this.o.socks, '--quiet', '--metrics', this.clientMetrics, '--log-level', 'warn', '--drain-timeout', '0',
+          ])
         : this.node(['client', this.o.listen, String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
-    this.client = new Proc(`gkd client (${n} tunnels)`, this.o.nsClient, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-client.log` });
+    this.client = new Proc(`gkd client (${n} tunnels${this.o.tls ? ', TLS' : ''})`, this.o.nsClient, cmd, args, { env: this.clientEnv, logFile: `${this.o.logDir}/gkd-client${this.o.tls ? '-tls' : ''}.log` });
     const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
     let up = Number(m[1]);
     // The CLI's ready line may come 2 s after the first tunnel with some still connecting: wait for all.
     for (let i = 0; i < 50 && up < n && this.o.mode === 'cli'; i++) {
       await sleep(200);
-      up = (await this.metrics(this.o.nsClient, CLIENT_METRICS)).get('gkd_tunnels_up{side="client"}') ?? up;
+      up = (await this.metrics(this.o.nsClient, this.clientMetrics)).get('gkd_tunnels_up{side="client"}') ?? up;
     }
     return up;
   }
@@ -158,7 +202,7 @@ export class Gkd {
   /** A mark taken before a download: the counters in 'cli' mode, the time in 'lib' mode. */
   async mark(): Promise<{ t: number; server?: Metrics }> {
     if (this.o.mode === 'lib') return { t: Date.now() };
-    return { t: Date.now(), server: await this.metrics(this.o.nsServer, SERVER_METRICS) };
+    return { t: Date.now(), server: await this.metrics(this.o.nsServer, this.serverMetrics) };
   }
 
   /** gkd's view of the download between `before` and now. */
@@ -167,7 +211,7 @@ export class Gkd {
   }
 
   private async diagnoseCli(before: Metrics): Promise<GkdDiag> {
-    const after = await this.metrics(this.o.nsServer, SERVER_METRICS);
+    const after = await this.metrics(this.o.nsServer, this.serverMetrics);
     const out = new Map<number, number>();
     for (const [k, v] of after) {
       const m = /^gkd_tunnel_bytes_total\{side="server",tunnel="(\d+)",direction="out"\}$/.exec(k);

@@ -23,7 +23,9 @@ export const SCENARIOS: Scenario[] = [
   { id: 'e', title: '1 % loss', cc: 'bbr', config: ['delay=50', 'rate=100', 'queue=50ms', 'loss=1'] },
 ];
 const PARTS = [...SCENARIOS.map((s) => s.id), 'latency', 'loopback'];
-const TOOL_IDS: ToolId[] = ['direct', 'iperf3', 'gkd', 'microsocks', 'ss', 'kcptun'];
+const TOOL_IDS: ToolId[] = ['direct', 'iperf3', 'gkd', 'gkd-tls', 'microsocks', 'ss', 'kcptun'];
+/** gkd-tls (TLS rows beside the plaintext gkd rows) only when asked for: it doubles gkd's share of the run time. */
+const DEFAULT_TOOLS = TOOL_IDS.filter((t) => t !== 'gkd-tls');
 
 const errors: string[] = [];
 function list(name: string, fallback: string, allowed: string[]): string[] {
@@ -39,7 +41,7 @@ function positive(name: string, fallback: string): number {
 }
 
 export const ONLY = list('only', PARTS.join(','), PARTS);
-export const TOOLS = list('tools', TOOL_IDS.join(','), TOOL_IDS) as ToolId[];
+export const TOOLS = list('tools', DEFAULT_TOOLS.join(','), TOOL_IDS) as ToolId[];
 export const TUNNELS = option('tunnels', '1,2,4,8,16').split(',').map(Number);
 if (TUNNELS.some((n) => !Number.isInteger(n) || n < 1 || n > 64)) errors.push('--tunnels: integers from 1 to 64');
 /** Bytes per download. */
@@ -64,6 +66,7 @@ export const LOOP_CAP = 10;
 export const LOOP_ROUNDS = 3;
 
 if (SESSION && GKD_MODE !== 'lib') errors.push('--session needs --gkd lib (the CLI has no flags for transport settings)');
+if (TOOLS.includes('gkd-tls') && GKD_MODE !== 'cli') errors.push('--tools gkd-tls needs --gkd cli (the library-mode probe runs plaintext tunnels)');
 if (errors.length && !flag('help')) {
   console.error(`bench: ${errors.join('\nbench: ')}`);
   process.exit(2);

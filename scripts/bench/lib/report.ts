@@ -12,6 +12,8 @@ export function label(tool: ToolId, n: number): string {
   switch (tool) {
     case 'gkd':
       return `gkd-${n}`;
+    case 'gkd-tls':
+      return `gkd-${n} tls`;
     case 'iperf3':
       return `iperf3 -P ${n}`;
     case 'ss':
@@ -27,11 +29,11 @@ export function label(tool: ToolId, n: number): string {
 
 /** Display order of the rows of a scenario. */
 export function order(rows: Row[]): { tool: ToolId; n: number }[] {
-  const rank: Record<ToolId, number> = { direct: 0, relay: 1, microsocks: 2, ss: 3, kcptun: 4, iperf3: 5, gkd: 6 };
+  const rank: Record<ToolId, number> = { direct: 0, relay: 1, microsocks: 2, ss: 3, kcptun: 4, iperf3: 5, gkd: 6, 'gkd-tls': 7 };
   const seen = new Map<string, { tool: ToolId; n: number }>();
   for (const r of rows) seen.set(`${r.tool}-${r.n}`, { tool: r.tool, n: r.n });
   return [...seen.values()].sort((a, b) => {
-    const big = (t: ToolId): number => (t === 'iperf3' || t === 'gkd' ? 1 : 0);
+    const big = (t: ToolId): number => (t === 'iperf3' || t === 'gkd' || t === 'gkd-tls' ? 1 : 0);
     if (big(a.tool) !== big(b.tool)) return big(a.tool) - big(b.tool);
     if (big(a.tool)) return a.n - b.n || rank[a.tool] - rank[b.tool];
     return rank[a.tool] - rank[b.tool];
@@ -77,7 +79,7 @@ export function details(res: Results, scenario: string): string {
     const o = order(rows);
     return o.findIndex((k) => k.tool === a.tool && k.n === a.n) - o.findIndex((k) => k.tool === b.tool && k.n === b.n) || a.round - b.round;
   })) {
-    const ip = r.tool === 'gkd' ? mbps(res.rows, scenario, 'iperf3', r.n) : NaN;
+    const ip = r.tool === 'gkd' || r.tool === 'gkd-tls' ? mbps(res.rows, scenario, 'iperf3', r.n) : NaN;
     const g = r.gkd;
     const rtts = g ? g.tunnels.map((t) => t.rttMs).filter((x): x is number => typeof x === 'number' && Number.isFinite(x)) : [];
     const c = r.cpu;
@@ -185,7 +187,7 @@ export function loopbackTable(res: Results): string {
     const cc = median(rs.map((r) => r.cpu.client ?? NaN));
     const cs = median(rs.map((r) => r.cpu.server ?? NaN));
     lines.push(
-      `| ${k.tool === 'gkd' ? `gkd, ${k.n} tunnel${k.n > 1 ? 's' : ''}` : label(k.tool, k.n)} | ${f1(v)} | ${k.tool === 'direct' ? '' : pct(v / direct)} | ${rs.map((r) => f1(r.mbps)).join(', ')} | ${Number.isFinite(cc) || Number.isFinite(cs) ? `${Number.isFinite(cc) ? cc.toFixed(0) : '–'} / ${Number.isFinite(cs) ? cs.toFixed(0) : '–'}` : ''} |`,
+      `| ${k.tool === 'gkd' || k.tool === 'gkd-tls' ? `gkd${k.tool === 'gkd-tls' ? ' (TLS)' : ''}, ${k.n} tunnel${k.n > 1 ? 's' : ''}` : label(k.tool, k.n)} | ${f1(v)} | ${k.tool === 'direct' ? '' : pct(v / direct)} | ${rs.map((r) => f1(r.mbps)).join(', ')} | ${Number.isFinite(cc) || Number.isFinite(cs) ? `${Number.isFinite(cc) ? cc.toFixed(0) : '–'} / ${Number.isFinite(cs) ? cs.toFixed(0) : '–'}` : ''} |`,
     );
   }
   return lines.join('\n');

@@ -13,6 +13,7 @@ const COLORS: Record<ToolId, string> = {
   kcptun: '#3c9d5d',
   iperf3: '#c9d6e8',
   gkd: '#1f5fae',
+  'gkd-tls': '#0b8a8a',
 };
 
 function esc(s: string): string {

@@ -1,7 +1,8 @@
 /** The records a benchmark run produces (also the shape of the JSON it writes). */
 import type { GkdDiag } from './gkd.js';
 
-export type ToolId = 'direct' | 'iperf3' | 'gkd' | 'microsocks' | 'ss' | 'kcptun' | 'relay';
+/** `gkd`: plaintext tunnels (--plaintext on both ends); `gkd-tls`: the CLI's default, TLS with a pinned self-signed certificate. */
+export type ToolId = 'direct' | 'iperf3' | 'gkd' | 'gkd-tls' | 'microsocks' | 'ss' | 'kcptun' | 'relay';
 
 /** One WAN scenario: a netem config and a congestion control. */
 export interface Scenario {
@@ -15,7 +16,7 @@ export interface Scenario {
 export interface Row {
   scenario: string;
   tool: ToolId;
-  /** Flows (iperf3 -P) or tunnels (gkd); 1 otherwise. */
+  /** Flows (iperf3 -P) or tunnels (gkd, gkd-tls); 1 otherwise. */
   n: number;
   round: number;
   /** Throughput, Mbit/s (NaN on failure). */

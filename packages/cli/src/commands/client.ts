@@ -1,7 +1,10 @@
+import { HandshakeTimeoutError } from '@gkd/protocol';
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
+import { AuthError, Reason } from '@gkd/protocol';
 import { Client, type ClientTlsOptions, type HostPort } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
+import { LogDigest } from '../log-digest.js';
 import { LogSink, createLogger, errorText, type Logger } from '../logger.js';
 import type { ClientMetricsSource } from '../metrics.js';
 import { clientOpener } from '../opener.js';
@@ -41,7 +44,7 @@ export interface ClientSide {
 const READY_SETTLE_MS = 2000;
 
 /** Start the transport client and the SOCKS5 (and HTTP) proxies, logging their events. Throws StartError when a proxy cannot listen. */
-export async function startClientSide(opts: ClientSideOptions, logger: Logger, resources: Resources): Promise<ClientSide> {
+export async function startClientSide(opts: ClientSideOptions, logger: Logger, resources: Resources, exit?: (code: number) => void): Promise<ClientSide> {
   const server = formatHostPort(opts.server);
   const client = Client.create(opts.server, {
     key: opts.key,
@@ -55,10 +58,13 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     stopping = true;
     client.close();
   });
-  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping);
+  logClientEvents(client, logger, server, opts.user !== undefined, () => stopping, opts.tls === undefined, exit);
 
   const opener = clientOpener(client);
-  const onEvent = (e: ProxyEvent): void => logProxyEvent(e, logger, opts.serverLogsOpenFailures);
+  // Whoever can reach the local ports can cause these lines: digested, so a flood costs a few lines per 10 s.
+  const digest = new LogDigest(logger);
+  resources.add('log digest', () => digest.flush());
+  const onEvent = (e: ProxyEvent): void => logProxyEvent(e, logger, digest, opts.serverLogsOpenFailures);
   const socks = await listenWithFallback(
     '--socks',
     opts.socks,
@@ -101,12 +107,15 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
   };
 }
 
-function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean): void {
+function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean, plaintext: boolean, exit?: (code: number) => void): void {
   const retries = new RetryLog(logger, server);
   let lastAuthError = '';
+  let hinted = false;
+  let everUp = false;
   client.on('tunnel-up', (index: number) => {
     retries.up(index);
     lastAuthError = '';
+    everUp = true;
     logger.info(`tunnel ${index} up (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-up', tunnel: index, up: client.tunnelsUp });
   });
   client.on('tunnel-down', (index: number, err?: Error) => {
@@ -114,13 +123,37 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     logger.log(level, `tunnel ${index} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp });
   });
   client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
-    if (!stopping()) retries.failed(index, delayMs, err);
+    if (stopping()) return;
+    if (plaintext && !hinted && err instanceof HandshakeTimeoutError) {
+      // A TLS server waits for a ClientHello and a plaintext client for the server's challenge: both
+      // stay silent until the timeout, so nothing else would tell the user what is wrong.
+      hinted = true;
+      logger.error(`no handshake from ${server} over plain TCP: a server that runs TLS (the default) says nothing to a --plaintext client. Unless the server runs --plaintext too, drop --plaintext and use its link (gkd link on the server)`, { event: 'plaintext-mismatch' });
+      return;
+    }
+    if (keyRejected(err)) {
+      // 'auth-failed' said what happened; one line for the (long) wait, not a reconnect warning.
+      logger.debug(`tunnels wait ${(delayMs / 1000).toFixed(0)} s before trying the key again`, { event: 'reconnecting', delayMs });
+      return;
+    }
+    retries.failed(index, delayMs, err);
   });
   client.on('auth-failed', (err: Error) => {
     const text = errorText(err);
+    const check = `check the key (GKD_KEY / --key, or the link)${hasUser ? ' and --user' : ''}`;
+    // A certificate or TLS failure is not about the key: the message itself says what to check.
+    const tls = /certificate|fingerprint|TLS/.test(text);
+    if (keyRejected(err) && !everUp && exit) {
+      // Never had a session: a typo (or a server that is not ours), not a hiccup. Retrying would only fill the server's log.
+      logger.error(tls ? `cannot trust the server: ${text}. Exiting.` : `${text}; ${check}. Exiting.`, { event: 'auth-failed' });
+      exit(2);
+      return;
+    }
     const level = text === lastAuthError ? 'debug' : 'error';
     lastAuthError = text;
-    logger.log(level, `the server refused us: ${text}; check the key (GKD_KEY / --key)${hasUser ? ' and --user' : ''}`, { event: 'auth-failed' });
+    const retry = keyRejected(err) ? '; retrying rarely (the wait doubles, up to 5 min)' : '';
+    const line = tls ? `cannot trust the server: ${text}` : `the server refused us: ${text}; ${check}${retry}`;
+    logger.log(level, line, { event: 'auth-failed' });
   });
   client.on('session', (id: string) => logger.debug(`new session ${id.slice(0, 8)}`, { event: 'session', session: id }));
   client.on('session-lost', (err: Error) => {
@@ -132,20 +165,31 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
   client.on('awake', () => logger.info('reconnecting the tunnels for a new connection', { event: 'awake' }));
 }
 
+/** Whether `err` says our key (or user name, or the server's proof of its key) was rejected: the client waits long before trying again. */
+function keyRejected(err: Error): boolean {
+  return err instanceof AuthError && err.reason === Reason.BAD_PROOF;
+}
+
 /** Failures the server reports too (OPEN_FAIL reasons), as opposed to ones only this side sees. */
 const SERVER_REPORTED = new Set(['GENERAL_FAILURE', 'NOT_ALLOWED', 'NETWORK_UNREACHABLE', 'HOST_UNREACHABLE', 'CONNECTION_REFUSED', 'TIMEOUT']);
 
-function logProxyEvent(e: ProxyEvent, logger: Logger, serverLogsOpenFailures: boolean): void {
+function logProxyEvent(e: ProxyEvent, logger: Logger, digest: LogDigest, serverLogsOpenFailures: boolean): void {
   const proxy = e.proxy === 'socks' ? 'SOCKS5' : 'HTTP';
+  const source = e.client.replace(/:\d+$/, ''); // the address, without the client's port
   if (e.type === 'opened') {
     logger.debug(`${proxy} ${e.client} → ${e.destination} open in ${e.ms} ms`, { event: 'opened', ...e });
   } else if (e.type === 'udp-associated') {
     logger.debug(`${proxy} ${e.client} UDP association, relay at ${e.relay}`, { event: 'udp-associated', ...e });
   } else if (e.type === 'open-failed') {
     const level = serverLogsOpenFailures && SERVER_REPORTED.has(e.kind) ? 'debug' : 'warn';
-    logger.log(level, `${proxy} ${e.client} → ${e.destination} failed: ${e.kind} (${e.message})`, { event: 'open-failed', ...e });
+    const line = `${proxy} ${e.client} → ${e.destination} failed: ${e.kind} (${e.message})`;
+    if (level === 'debug') logger.debug(line, { event: 'open-failed', ...e });
+    else digest.note(level, `${proxy}\0open-failed\0${e.kind}`, `${proxy} opens failed (${e.kind})`, source, line, { event: 'open-failed', ...e });
   } else {
-    logger.info(`${proxy} client ${e.client} dropped (${e.state}): ${e.message}`, { event: 'client-error', ...e });
+    digest.note('info', `${proxy}\0client-error\0${e.state}`, `${proxy} clients dropped (${e.state})`, source, `${proxy} client ${e.client} dropped (${e.state}): ${e.message}`, {
+      event: 'client-error',
+      ...e,
+    });
   }
 }
 
@@ -207,8 +251,10 @@ export async function clientCommand(args: Args): Promise<number> {
   const sink = new LogSink();
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, sink });
   if (settings.keyOnCommandLine) logger.warn('the key was given with --key, where other users of this machine can see it (ps); prefer GKD_KEY');
-  return runService(logger, settings.drainMs, async (resources) => {
-    const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources);
+  if (settings.linkOnCommandLine) logger.warn('the link (which holds the key) was given on the command line, where other users of this machine can see it (ps); prefer GKD_LINK or "link" in a --config file');
+  if (!settings.tls) logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic', { event: 'plaintext' });
+  return runService(logger, settings.drainMs, async (resources, exit) => {
+    const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources, exit);
     const server = formatHostPort(settings.server);
     logger.info(`connecting ${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'} to ${server}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
     for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });

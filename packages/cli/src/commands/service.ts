@@ -7,22 +7,36 @@ import { Resources, drainAndClose, watchStopSignals, type DrainPlan } from '../s
 /**
  * The life of a long-running command: `start` opens everything (registering what to close in
  * `resources`) and returns how to drain; then wait for SIGINT/SIGTERM, drain up to `drainMs`, close,
- * and return 0. A start that fails (StartError: a port in use…) is logged and returns 1.
+ * and return 0. A start that fails (StartError: a port in use…) is logged and returns 1. `exit(code)`,
+ * given to `start`, ends the command without a signal: everything is closed at once and `code` returned
+ * (a client whose key the server rejects before it ever had a session: 2).
  */
-export async function runService(logger: Logger, drainMs: number, start: (resources: Resources) => Promise<DrainPlan>): Promise<number> {
+export async function runService(
+  logger: Logger,
+  drainMs: number,
+  start: (resources: Resources, exit: (code: number) => void) => Promise<DrainPlan>,
+): Promise<number> {
   const resources = new Resources(logger);
   const signals = watchStopSignals(logger);
+  let exit!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => (exit = resolve));
   try {
     let plan: DrainPlan;
     try {
-      plan = await start(resources);
+      plan = await start(resources, exit);
     } catch (err) {
       await resources.closeAll();
       logger.error(err instanceof StartError ? err.message : `cannot start: ${errorText(err)}`);
       if (!(err instanceof StartError)) logger.debug((err as Error).stack ?? String(err));
       return 1;
     }
-    const signal = await signals.first;
+    const ended = await Promise.race([signals.first.then((signal) => ({ signal })), exited.then((code) => ({ code }))]);
+    if ('code' in ended) {
+      await plan.close();
+      await resources.closeAll();
+      return ended.code;
+    }
+    const { signal } = ended;
     logger.info(`${signal}: stopping (new connections are refused)`);
     await drainAndClose(
       {
