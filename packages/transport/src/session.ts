@@ -39,6 +39,18 @@ const HOL_MAX_FRAMES = 16;
 /** How far past the head a head-of-line re-send looks for frames stuck on the same tunnel. */
 const HOL_SCAN = 256;
 
+/**
+ * Head-of-line copies may cost at most this share of the DATA bytes sent (a token bucket: each byte
+ * sent earns this much credit, a copy spends its size). When ACKs are late for a reason no other
+ * tunnel can fix (a CPU-bound receiver, an overloaded machine), every head frame looks overdue; the
+ * budget keeps the copies from adding load exactly then.
+ */
+const HOL_BUDGET = 0.05;
+
+/** Credit a session starts with, and the most it can save up, for head-of-line copies, in bytes. */
+const HOL_CREDIT_START = 256 * 1024;
+const HOL_CREDIT_MAX = 4 * 1024 * 1024;
+
 /** Re-sent control frames are deduplicated by this key: one per frame type and stream. */
 function frameKey(frame: Frame): string {
   if (isAssociationFrame(frame)) return `${frame.type}:a${frame.association}`;
@@ -131,7 +143,7 @@ export class Session extends EventEmitter implements StreamHost {
 
   private readonly tunnels: Tunnel[] = [];
   private readonly streams = new Map<number, Connection>();
-  private readonly ended = new Map<number, { how: 'normal' | 'reset'; received: number }>();
+  private readonly ended = new Map<number, { how: 'normal' | 'reset'; received: number; reason: number }>();
   private readonly pendingOpens = new Set<number>();
   private readonly ready = new Set<Connection>();
   private readonly ackQueue = new Set<Connection>();
@@ -154,6 +166,8 @@ export class Session extends EventEmitter implements StreamHost {
   private duplicateBytesClosed = 0;
   private holResent = 0;
   private holTimer: NodeJS.Timeout | undefined;
+  /** Bytes of head-of-line copies this session may still send (see HOL_BUDGET). */
+  private holCredit = HOL_CREDIT_START;
   private bytesInClosed = 0;
   private bytesOutClosed = 0;
   private sessionState: SessionState = 'open';
@@ -414,7 +428,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.resentFrames += stream.resent;
     this.resentBytesClosed += stream.resentBytes;
     this.duplicateBytesClosed += stream.duplicateBytes;
-    this.ended.set(stream.id, { how, received: st.bytesIn });
+    this.ended.set(stream.id, { how, received: st.bytesIn, reason: stream.resetReason ?? Reason.STREAM_CLOSED });
     if (this.ended.size > CLOSED_MEMORY) this.ended.delete(this.ended.keys().next().value as number);
     this.emit('stream-end', stream, how);
   }
@@ -505,6 +519,7 @@ export class Session extends EventEmitter implements StreamHost {
           corked.add(t);
         }
         this.sendTracked(t, s, f);
+        this.holCredit = Math.min(HOL_CREDIT_MAX, this.holCredit + HOL_BUDGET * f.payload.length);
         // Round-robin between streams: move this one to the back.
         this.ready.delete(s);
         if (s.canSend) this.ready.add(s);
@@ -535,15 +550,17 @@ export class Session extends EventEmitter implements StreamHost {
    */
   private rescue(s: Connection, ctx: RescueContext): void {
     const { usable, byId, corked, now } = ctx;
-    if (!this.config.holResend || usable.length < 2 || !s.hasUnacked) return;
+    if (!this.config.holResend || usable.length < 2 || !s.hasUnacked || this.holCredit < this.config.maxPayload) return;
     const frames = overdueFrames(s.unackedFrames(HOL_SCAN), now, ctx.grace, (id) => byId.has(id), HOL_MAX_FRAMES);
     if (frames.length === 0) return;
     const slow = byId.get(frames[0]!.tunnel);
     if (slow) slow.penalisedUntil = now + Math.max(20, slow.pathRtt ?? this.rtt());
     const others = usable.filter((t) => t !== slow);
     for (const f of frames) {
+      if (this.holCredit < f.payload.length) break;
       const t = this.pick(others, f.payload.length, 0);
       if (!t) break;
+      this.holCredit -= f.payload.length;
       if (!corked.has(t)) {
         t.cork();
         corked.add(t);
@@ -640,7 +657,9 @@ export class Session extends EventEmitter implements StreamHost {
     if (end?.how === 'normal') {
       this.sendControl({ type: FrameType.ACK, stream: id, ack: end.received, window: 0 });
     } else {
-      this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.STREAM_CLOSED, message: '' });
+      // The reason of our own RST if we reset it: the answer may overtake that RST on another tunnel,
+      // and the opener should learn why (e.g. CONNECTION_REFUSED), not just that the stream is gone.
+      this.sendControl({ type: FrameType.RST, stream: id, reason: end?.reason ?? Reason.STREAM_CLOSED, message: '' });
     }
   }
 

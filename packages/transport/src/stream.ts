@@ -114,6 +114,8 @@ export class Connection extends Duplex {
   resentBytes = 0;
   /** Payload bytes received that carried nothing new. */
   duplicateBytes = 0;
+  /** The reason of the RST this end sent, or null (the session answers late frames with it). */
+  resetReason: number | null = null;
 
   private readonly host: StreamHost;
   // --- send side ---
@@ -245,6 +247,7 @@ export class Connection extends Duplex {
     if (this.streamState !== 'closed' && this.streamState !== 'failed') {
       if (!this.resetByPeer) {
         const reason = err instanceof GkdError && err.reason !== undefined ? err.reason : Reason.CANCELLED;
+        this.resetReason = reason;
         this.host.sendControl({ type: FrameType.RST, stream: this.id, reason, message: err?.message ?? '' });
       }
       this.streamState = 'failed';
@@ -408,6 +411,7 @@ export class Connection extends Duplex {
       // Tell the peer (unless it reset first) and drop the stream quietly; its 'close' aborts the open.
       if (!this.resetByPeer) {
         const reason = err instanceof GkdError && err.reason !== undefined ? err.reason : Reason.GENERAL_FAILURE;
+        this.resetReason = reason;
         this.host.sendControl({ type: FrameType.RST, stream: this.id, reason, message: err.message });
       }
       this.discard();
