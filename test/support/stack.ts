@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { GkdServer, type GkdServerOptions } from '@gkd/server';
-import { HttpProxyServer, SocksServer, type Opener, type SocksAuth } from '@gkd/socks-client';
+import { HttpProxyServer, SocksServer, type Associator, type Opener, type SocksAuth } from '@gkd/socks-client';
 import { Client } from '@gkd/transport';
 
 /** A whole gkd deployment on loopback: server, client with N tunnels, SOCKS5 and HTTP front-ends. */
@@ -29,6 +29,18 @@ export function transportOpener(client: Client): Opener {
   };
 }
 
+/** The associator the gkd client uses: a UDP ASSOCIATE becomes a transport association. */
+export function transportAssociator(client: Client): Associator {
+  return async (signal) => {
+    const association = await client.associate();
+    if (signal?.aborted) {
+      association.close();
+      throw signal.reason ?? new Error('aborted');
+    }
+    return association;
+  };
+}
+
 export async function startStack(opts: { tunnels?: number; allow?: string[]; deny?: string[]; socksAuth?: SocksAuth; server?: Partial<GkdServerOptions> } = {}): Promise<Stack> {
   const key = randomBytes(32);
   const server = await GkdServer.start({ listen: '127.0.0.1:0', key, allow: opts.allow ?? [], deny: opts.deny ?? [], ...opts.server });
@@ -36,7 +48,8 @@ export async function startStack(opts: { tunnels?: number; allow?: string[]; den
   server.on('open', (e: { destination: string }) => opened.push(e.destination));
   const client = await Client.connect(`127.0.0.1:${server.address().port}`, { key, tunnels: opts.tunnels ?? 8 });
   const opener = transportOpener(client);
-  const socks = await SocksServer.listen({ host: '127.0.0.1', port: 0, opener, ...(opts.socksAuth ? { auth: opts.socksAuth } : {}) });
+  const associator = transportAssociator(client);
+  const socks = await SocksServer.listen({ host: '127.0.0.1', port: 0, opener, associator, ...(opts.socksAuth ? { auth: opts.socksAuth } : {}) });
   const http = await HttpProxyServer.listen({ host: '127.0.0.1', port: 0, opener });
   return {
     server,

@@ -52,6 +52,13 @@ export class Metrics {
   private readonly proxyConnections = this.gauge('gkd_proxy_connections', 'Local proxy client connections open now', ['proxy']);
   private readonly peers = this.gauge('gkd_peers_connected', 'Peers (users, or the single key) with a live session', []);
   private readonly sessions = this.gauge('gkd_sessions', 'Sessions on the server, including those in their no-tunnel grace period', []);
+  private readonly datagrams = this.counter('gkd_datagrams_total', 'UDP datagrams carried by the tunnels; direction "in" is received from the peer, "out" sent to it', ['side', 'direction']);
+  private readonly datagramsDropped = this.counter(
+    'gkd_datagrams_dropped_total',
+    'UDP datagrams dropped, by where: "tunnel" (every tunnel backed up or none up, too large, unknown association), "proxy" (client: bad header, FRAG, stranger, oversized, local send error), "policy" (server: destination denied or not resolved), "relay" (server: too many waiting for DNS, a reply from a stranger, a send error)',
+    ['side', 'where'],
+  );
+  private readonly associations = this.gauge('gkd_udp_associations', 'SOCKS5 UDP associations open now', ['side']);
   private readonly refused = this.counter('gkd_refused_total', 'Tunnel handshakes the server refused (bad key, limits, timeouts)', []);
 
   constructor(private readonly sources: { client?: ClientMetricsSource; server?: ServerMetricsSource }) {}
@@ -88,6 +95,14 @@ export class Metrics {
         for (const [kind, n] of Object.entries(counters.failed)) failed[kind] = (failed[kind] ?? 0) + n;
       }
       this.opens.inc({ side: 'client' }, opened);
+      let udpActive = 0;
+      let proxyDropped = 0;
+      for (const { counters } of client.proxies()) {
+        udpActive += counters.udpActive;
+        proxyDropped += counters.datagramsDropped + counters.datagramsRejected;
+      }
+      this.associations.set({ side: 'client' }, udpActive);
+      this.datagramsDropped.inc({ side: 'client', where: 'proxy' }, proxyDropped);
       for (const [reason, n] of Object.entries(failed)) this.openFailures.inc({ side: 'client', reason }, n);
     }
     if (server) {
@@ -96,6 +111,9 @@ export class Metrics {
       this.tunnelsUp.set({ side: 'server' }, snap.sessions.reduce((n, s) => n + s.tunnelsUp, 0));
       const c = server.server.counters;
       this.opens.inc({ side: 'server' }, c.opens);
+      this.associations.set({ side: 'server' }, c.associations);
+      this.datagramsDropped.inc({ side: 'server', where: 'policy' }, c.datagramsDenied);
+      this.datagramsDropped.inc({ side: 'server', where: 'relay' }, c.datagramsDropped);
       for (const [reason, n] of Object.entries(c.openFailures)) this.openFailures.inc({ side: 'server', reason }, n);
       this.peers.set(new Set(server.server.transport.peers().map((p) => p.user)).size);
       this.sessions.set(snap.sessions.length);
@@ -130,6 +148,9 @@ export class Metrics {
     this.resentBytes.inc({ side }, snap.resentBytes);
     this.holResent.inc({ side }, snap.holResentFrames);
     this.duplicateBytes.inc({ side }, snap.duplicateBytes);
+    this.datagrams.inc({ side, direction: 'in' }, snap.datagramsReceived);
+    this.datagrams.inc({ side, direction: 'out' }, snap.datagramsSent);
+    this.datagramsDropped.inc({ side, where: 'tunnel' }, snap.datagramsDropped);
     const modes = { kernel: 0, user: 0 };
     for (const s of snap.sessions) for (const t of s.tunnels) if (t.state === 'open') modes[t.mode]++;
     for (const [mode, n] of Object.entries(modes)) this.tunnelMode.set({ side, mode }, n);

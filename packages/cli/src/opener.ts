@@ -1,11 +1,13 @@
 import type { Duplex } from 'node:stream';
 import { ClosedError, type Address } from '@gkd/protocol';
-import type { Opener } from '@gkd/socks-client';
+import type { Associator, Opener } from '@gkd/socks-client';
 import type { Client } from '@gkd/transport';
 
 /** The opener the local proxies use, with a switch to refuse new opens while the process drains. */
 export interface GatedOpener {
   readonly open: Opener;
+  /** UDP ASSOCIATE: `client.associate()`, refused the same way once closed. */
+  readonly associate: Associator;
   /** From now on every open fails with ClosedError (the proxies answer "general failure"). */
   close(): void;
 }
@@ -26,8 +28,18 @@ export function clientOpener(client: Client): GatedOpener {
     }
     return connection;
   };
+  const associate: Associator = async (signal) => {
+    if (closed) throw new ClosedError('gkd is shutting down');
+    const association = await client.associate();
+    if (signal?.aborted) {
+      association.close();
+      throw signal.reason;
+    }
+    return association;
+  };
   return {
     open,
+    associate,
     close: () => {
       closed = true;
     },

@@ -26,12 +26,52 @@ export interface TransportSnapshot {
   holResentFrames: number;
   /** Payload bytes received that carried nothing new (the peer's copies), over every session so far. */
   duplicateBytes: number;
+  /** UDP datagrams sent on and received from the tunnels, over every session so far. */
+  datagramsSent: number;
+  datagramsReceived: number;
+  /** Datagrams the transport dropped (every tunnel backed up or none up, too large, for an association not open), over every session so far. */
+  datagramsDropped: number;
 }
 
 /** The session counters a sampler keeps monotonic totals of. */
-const SESSION_TOTALS = ['bytesIn', 'bytesOut', 'resentFrames', 'resentBytes', 'holResentFrames', 'duplicateBytes'] as const;
+const SESSION_TOTALS = [
+  'bytesIn',
+  'bytesOut',
+  'resentFrames',
+  'resentBytes',
+  'holResentFrames',
+  'duplicateBytes',
+  'datagramsSent',
+  'datagramsReceived',
+  'datagramsDropped',
+] as const;
 type SessionTotals = Record<(typeof SESSION_TOTALS)[number], number>;
-const zeroTotals = (): SessionTotals => ({ bytesIn: 0, bytesOut: 0, resentFrames: 0, resentBytes: 0, holResentFrames: 0, duplicateBytes: 0 });
+const zeroTotals = (): SessionTotals => ({
+  bytesIn: 0,
+  bytesOut: 0,
+  resentFrames: 0,
+  resentBytes: 0,
+  holResentFrames: 0,
+  duplicateBytes: 0,
+  datagramsSent: 0,
+  datagramsReceived: 0,
+  datagramsDropped: 0,
+});
+
+/** One session total as the session reports it now (the datagram ones are nested in `datagrams`). */
+function sessionValue(s: SessionStats, k: keyof SessionTotals): number {
+  const d = s.datagrams;
+  switch (k) {
+    case 'datagramsSent':
+      return d?.sent ?? 0;
+    case 'datagramsReceived':
+      return d?.received ?? 0;
+    case 'datagramsDropped':
+      return d ? d.dropped + d.droppedTooLarge + d.droppedUnknown : 0;
+    default:
+      return s[k] ?? 0;
+  }
+}
 
 /**
  * Turns `stats()` snapshots into monotonic totals for metrics and the status line. The transport's
@@ -60,7 +100,7 @@ export class TransportSampler {
       const seen = this.sessionSeen.get(s.id) ?? zeroTotals();
       const now = zeroTotals();
       for (const k of SESSION_TOTALS) {
-        now[k] = s[k] ?? 0;
+        now[k] = sessionValue(s, k);
         t[k] += growth(now[k], seen[k]);
       }
       this.sessionSeen.set(s.id, now);
@@ -89,6 +129,9 @@ export class TransportSampler {
       resentBytes: t.resentBytes,
       holResentFrames: t.holResentFrames,
       duplicateBytes: t.duplicateBytes,
+      datagramsSent: t.datagramsSent,
+      datagramsReceived: t.datagramsReceived,
+      datagramsDropped: t.datagramsDropped,
     };
     return this.last;
   }

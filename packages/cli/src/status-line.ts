@@ -90,17 +90,21 @@ export interface ClientStatus {
   down: number;
   up: number;
   streams: number;
+  /** UDP datagrams sent, received and dropped so far; shown once there was any. */
+  datagrams?: { sent: number; received: number; dropped: number };
 }
 
 /** `tunnels 8/8 · rtt 0.4 0.5 - 0.3 ms · ↓ 12.3 MB/s ↑ 140 kB/s · 3 streams` */
 export function formatClientStatus(s: ClientStatus): string {
   const rtt = s.rtt.map((ms) => (ms === null ? '-' : ms < 10 ? ms.toFixed(1) : String(Math.round(ms)))).join(' ');
-  return `tunnels ${s.tunnelsUp}/${s.tunnels} · rtt ${rtt} ms · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}`;
+  const d = s.datagrams;
+  const udp = d && d.sent + d.received + d.dropped > 0 ? ` · udp ↑ ${d.sent} ↓ ${d.received} · ${d.dropped} dropped` : '';
+  return `tunnels ${s.tunnelsUp}/${s.tunnels} · rtt ${rtt} ms · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}${udp}`;
 }
 
 /**
  * The render function of a client's status line: throughput over the last ~2 s of readings, RTT per
- * tunnel index, streams open.
+ * tunnel index, streams open, and UDP datagrams (totals) once there were any.
  */
 export function clientStatusRenderer(client: Client, sampler: TransportSampler): () => string {
   const window: TransportSnapshot[] = [];
@@ -123,6 +127,7 @@ export function clientStatusRenderer(client: Client, sampler: TransportSampler):
       down: seconds > 0 ? (now.bytesIn - first.bytesIn) / seconds : 0,
       up: seconds > 0 ? (now.bytesOut - first.bytesOut) / seconds : 0,
       streams,
+      datagrams: { sent: now.datagramsSent, received: now.datagramsReceived, dropped: now.datagramsDropped },
     });
   };
 }

@@ -146,8 +146,9 @@ function tunnel(id: number, index: number, bytesIn: number, framesIn = 1): Tunne
   return { id, index, state: 'open', rtt: 2, bytesIn, bytesOut: 10, framesIn, framesOut: 1, queued: 0, inflight: 0, rate: null, unconfirmed: 0, mode: 'user', congestion: null, notSentLowat: 0, pacing: false, kernel: null };
 }
 
-function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFrames = 0): SessionStats {
-  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, resentBytes: 0, holResentFrames: 0, duplicateBytes: 0, recvBudgetUsed: 0, sendBudgetUsed: 0, heldFrames: 0, tunnels, streams: [] };
+function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFrames = 0, sent = 0): SessionStats {
+  const datagrams = { associations: 0, sent, received: 0, dropped: 0, droppedTooLarge: 0, droppedUnknown: 0 };
+  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, resentBytes: 0, holResentFrames: 0, duplicateBytes: 0, recvBudgetUsed: 0, sendBudgetUsed: 0, heldFrames: 0, datagrams, tunnels, streams: [] };
 }
 
 describe('TransportSampler', () => {
@@ -170,10 +171,24 @@ describe('TransportSampler', () => {
     expect(snap.bytesIn).toBe(1800);
     expect(snap.resentFrames).toBe(5);
   });
+
+  it('totals the datagrams of every session, across a session replacement', () => {
+    let now: SessionStats[] = [session('a', 0, [], 0, 7)];
+    const sampler = new TransportSampler(() => now);
+    expect(sampler.sample().datagramsSent).toBe(7);
+    now = [session('b', 0, [], 0, 3)];
+    expect(sampler.sample().datagramsSent).toBe(10);
+  });
 });
 
 describe('status line', () => {
   afterEach(() => vi.useRealTimers());
+
+  it('shows UDP datagrams and drops once there were any', () => {
+    const base = { tunnelsUp: 1, tunnels: 1, rtt: [1], down: 0, up: 0, streams: 0 };
+    expect(formatClientStatus({ ...base, datagrams: { sent: 0, received: 0, dropped: 0 } })).not.toContain('udp');
+    expect(formatClientStatus({ ...base, datagrams: { sent: 12, received: 10, dropped: 2 } })).toMatch(/ · udp ↑ 12 ↓ 10 · 2 dropped$/);
+  });
 
   it('formats tunnels, per-tunnel RTT, throughput and streams', () => {
     expect(formatRate(999)).toBe('999 B/s');

@@ -11,6 +11,8 @@ import {
   PROOF_LENGTH,
   PROTOCOL_VERSION,
   SESSION_ID_LENGTH,
+  MAX_DATAGRAM_PAYLOAD,
+  isAssociationType,
   isKnownType,
   isStreamType,
   type Frame,
@@ -57,7 +59,7 @@ export function checkHeader(h: FrameHeader, maxBody: number): void {
   if (h.version !== PROTOCOL_VERSION) throw new BadVersionError(h.version);
   if (!isKnownType(h.type)) throw new UnknownTypeError(h.type);
   if (h.length > maxBody) throw new FrameTooLargeError(h.length, maxBody);
-  if (isStreamType(h.type) ? h.stream === 0 : h.stream !== 0) {
+  if (isStreamType(h.type) || isAssociationType(h.type) ? h.stream === 0 : h.stream !== 0) {
     throw new ProtocolError(`frame type 0x${h.type.toString(16)} with stream id ${h.stream}`);
   }
 }
@@ -92,6 +94,17 @@ export function decodeBody(h: FrameHeader, body: Buffer): Frame {
       if (h.type === FrameType.REJECT) return { type: FrameType.REJECT, reason, message };
       if (h.type === FrameType.RST) return { type: FrameType.RST, stream, reason, message };
       return { type: FrameType.OPEN_FAIL, stream, reason, message };
+    }
+    case FrameType.DATAGRAM: {
+      const { address, end } = readAddress(body, 0);
+      if (!address) throw new ProtocolError('DATAGRAM: no address');
+      const payload = body.subarray(end);
+      if (payload.length > MAX_DATAGRAM_PAYLOAD) throw new ProtocolError(`DATAGRAM: payload over ${MAX_DATAGRAM_PAYLOAD} bytes`);
+      return { type: FrameType.DATAGRAM, association: stream, address, payload };
+    }
+    case FrameType.DATAGRAM_CLOSE: {
+      if (body.length < 1) throw new ProtocolError('missing reason octet');
+      return { type: FrameType.DATAGRAM_CLOSE, association: stream, reason: body[0]!, message: readMessage(body, 1) };
     }
     case FrameType.FIN:
       expectLength('FIN', body, 8);

@@ -11,6 +11,8 @@ import {
   PROOF_LENGTH,
   PROTOCOL_VERSION,
   SESSION_ID_LENGTH,
+  MAX_DATAGRAM_PAYLOAD,
+  isAssociationType,
   isStreamType,
   type Frame,
 } from './frame.js';
@@ -21,9 +23,9 @@ import {
  * every other frame writes 0.
  */
 function writeHeader(buf: Buffer, type: number, stream: number, bodyLength: number): void {
-  if (isStreamType(type)) {
+  if (isStreamType(type) || isAssociationType(type)) {
     if (!Number.isInteger(stream) || stream < 1 || stream > MAX_STREAM_ID) {
-      throw new RangeError(`stream id must be an integer in [1, 2^32-1], got ${stream}`);
+      throw new RangeError(`${isStreamType(type) ? 'stream' : 'association'} id must be an integer in [1, 2^32-1], got ${stream}`);
     }
   } else {
     stream = 0;
@@ -111,6 +113,25 @@ export function encode(frame: Frame): Buffer {
       const msg = messageBytes(frame.message);
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + 1 + msg.length);
       writeHeader(buf, frame.type, frame.stream, 1 + msg.length);
+      buf.writeUInt8(frame.reason, HEADER_LENGTH);
+      msg.copy(buf, HEADER_LENGTH + 1);
+      return buf;
+    }
+    case FrameType.DATAGRAM: {
+      // A datagram always names a host: the "no destination" type has no meaning here.
+      if (!frame.address) throw new RangeError('DATAGRAM needs an address');
+      if (frame.payload.length > MAX_DATAGRAM_PAYLOAD) throw new RangeError(`DATAGRAM payload over ${MAX_DATAGRAM_PAYLOAD} bytes`);
+      const body = addressLength(frame.address) + frame.payload.length;
+      const buf = Buffer.allocUnsafe(HEADER_LENGTH + body);
+      writeHeader(buf, frame.type, frame.association, body);
+      const o = writeAddress(buf, HEADER_LENGTH, frame.address);
+      frame.payload.copy(buf, o);
+      return buf;
+    }
+    case FrameType.DATAGRAM_CLOSE: {
+      const msg = messageBytes(frame.message);
+      const buf = Buffer.allocUnsafe(HEADER_LENGTH + 1 + msg.length);
+      writeHeader(buf, frame.type, frame.association, 1 + msg.length);
       buf.writeUInt8(frame.reason, HEADER_LENGTH);
       msg.copy(buf, HEADER_LENGTH + 1);
       return buf;

@@ -16,6 +16,7 @@ export const ErrorCode = {
   LIMIT: 'GKD_ERR_LIMIT',
   CONFIG: 'GKD_ERR_CONFIG',
   CLOSED: 'GKD_ERR_CLOSED',
+  ASSOCIATION_CLOSED: 'GKD_ERR_ASSOCIATION_CLOSED',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -133,5 +134,15 @@ export class ConfigError extends GkdError {
 export class ClosedError extends GkdError {
   constructor(message: string, reason?: number) {
     super(ErrorCode.CLOSED, message, reason);
+  }
+}
+
+/** A UDP association ended from the other side (DATAGRAM_CLOSE) or with its session; `reason` says why. */
+export class AssociationClosedError extends GkdError {
+  constructor(
+    reason: number,
+    readonly detail?: string,
+  ) {
+    super(ErrorCode.ASSOCIATION_CLOSED, `UDP association closed: ${reasonName(reason)}${detail ? ` (${detail})` : ''}`, reason);
   }
 }

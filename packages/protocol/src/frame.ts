@@ -38,6 +38,8 @@ export const FrameType = {
   PING: 0x30,
   PONG: 0x31,
   GOAWAY: 0x32,
+  DATAGRAM: 0x40,
+  DATAGRAM_CLOSE: 0x41,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
@@ -137,6 +139,27 @@ export interface GoAwayFrame {
   message: string;
 }
 
+/**
+ * One UDP datagram of a SOCKS5 UDP association (PROTOCOL.md §5a). Unreliable: never re-sent, never
+ * reordered, no window. Client → server `address` is the destination; server → client, the source of
+ * the reply. A domain name is only valid client → server (the server resolves it).
+ */
+export interface DatagramFrame {
+  type: typeof FrameType.DATAGRAM;
+  /** Association id, 1 … 2^32 − 1, chosen by the client. */
+  association: number;
+  address: Address;
+  /** 0 … MAX_DATAGRAM_PAYLOAD bytes. */
+  payload: Buffer;
+}
+/** The association is over (either direction); reliable like a control frame. */
+export interface DatagramCloseFrame {
+  type: typeof FrameType.DATAGRAM_CLOSE;
+  association: number;
+  reason: number;
+  message: string;
+}
+
 export type Frame =
   | ChallengeFrame
   | AuthFrame
@@ -151,7 +174,12 @@ export type Frame =
   | RstFrame
   | PingFrame
   | PongFrame
-  | GoAwayFrame;
+  | GoAwayFrame
+  | DatagramFrame
+  | DatagramCloseFrame;
+
+/** Frames that belong to a UDP association (association id ≠ 0, in the stream id field). */
+export type AssociationFrame = DatagramFrame | DatagramCloseFrame;
 
 /** Frames that belong to a stream (stream id ≠ 0). */
 export type StreamFrame = DataFrame | AckFrame | OpenFrame | OpenOkFrame | OpenFailFrame | FinFrame | RstFrame;
@@ -165,6 +193,7 @@ const streamTypes = new Set<number>([
   FrameType.FIN,
   FrameType.RST,
 ]);
+const associationTypes = new Set<number>([FrameType.DATAGRAM, FrameType.DATAGRAM_CLOSE]);
 const knownTypes = new Set<number>(Object.values(FrameType));
 
 /** True if `type` is a frame type octet this version defines. */
@@ -175,6 +204,16 @@ export function isKnownType(type: number): type is FrameTypeValue {
 /** True if frames of `type` carry a non-zero stream id. */
 export function isStreamType(type: number): boolean {
   return streamTypes.has(type);
+}
+
+/** True if frames of `type` carry a non-zero association id (in the stream id field). */
+export function isAssociationType(type: number): boolean {
+  return associationTypes.has(type);
+}
+
+/** True if `frame` belongs to a UDP association. */
+export function isAssociationFrame(frame: Frame): frame is AssociationFrame {
+  return associationTypes.has(frame.type);
 }
 
 /** True if `frame` belongs to a stream. */
@@ -194,3 +233,13 @@ export const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
 export const MAX_STREAM_ID = 0xffffffff;
 /** Largest window: 2^32 − 1 bytes. */
 export const MAX_WINDOW = 0xffffffff;
+
+/** Longest encoded address (domain of 255 bytes): ATYP, length, name, port. */
+export const MAX_ADDRESS_LENGTH = 1 + 1 + 255 + 2;
+
+/**
+ * Largest DATAGRAM payload, in bytes: what fits in the default max body after the longest address
+ * (65 544 − 259 = 65 285). Senders drop (and count) larger datagrams; UDP over IPv4 carries at most
+ * 65 507 anyway, and real traffic (DNS, QUIC, games) stays under 1 500.
+ */
+export const MAX_DATAGRAM_PAYLOAD = DEFAULT_MAX_BODY - MAX_ADDRESS_LENGTH;

@@ -15,8 +15,11 @@ import {
   encodeDataHeader,
   frameTypeName,
   isKnownType,
+  isAssociationFrame,
+  isAssociationType,
   isStreamFrame,
   isStreamType,
+  MAX_DATAGRAM_PAYLOAD,
   type Address,
   type Frame,
 } from '../src/index.js';
@@ -32,7 +35,7 @@ const ascii = (n: number) => 'm'.repeat(n);
 
 /** Deep equality, with large payloads compared as bytes (vitest's deep equality walks them byte by byte). */
 function expectSameFrame(actual: Frame, expected: Frame): void {
-  if (actual.type === FrameType.DATA && expected.type === FrameType.DATA) {
+  if ((actual.type === FrameType.DATA && expected.type === FrameType.DATA) || (actual.type === FrameType.DATAGRAM && expected.type === FrameType.DATAGRAM)) {
     expect(Buffer.isBuffer(actual.payload)).toBe(true);
     expect(actual.payload.equals(expected.payload)).toBe(true);
     expect({ ...actual, payload: null }).toEqual({ ...expected, payload: null });
@@ -47,7 +50,7 @@ function roundTrip(frame: Frame, maxBody = DEFAULT_MAX_BODY): Buffer {
   expect(wire[0]).toBe(1);
   expect(wire[1]).toBe(frame.type);
   expect(wire.readUInt16BE(2)).toBe(0); // flags
-  expect(wire.readUInt32BE(4)).toBe(isStreamFrame(frame) ? frame.stream : 0);
+  expect(wire.readUInt32BE(4)).toBe(isStreamFrame(frame) ? frame.stream : isAssociationFrame(frame) ? frame.association : 0);
   expect(wire.readUInt32BE(8)).toBe(wire.length - HEADER_LENGTH);
   const frames = decodeAll(wire, { maxBody });
   expect(frames).toHaveLength(1);
@@ -152,6 +155,45 @@ describe('round trip of every frame type at edge values', () => {
   it('OPEN_OK: windows 0 and 2^32-1', () => {
     for (const stream of STREAMS)
       for (const window of WINDOWS) expect(roundTrip({ type: FrameType.OPEN_OK, stream, window }).length).toBe(16);
+  });
+
+  it('DATAGRAM: associations 1 and 2^32-1, every address type, payload 0, 1 and MAX_DATAGRAM_PAYLOAD bytes', () => {
+    for (const [, address, len] of addresses) {
+      if (!address) continue;
+      for (const association of STREAMS)
+        for (const n of [0, 1, MAX_DATAGRAM_PAYLOAD]) {
+          const wire = roundTrip({ type: FrameType.DATAGRAM, association, address, payload: bytes(n) });
+          expect(wire.length).toBe(12 + len + n);
+        }
+    }
+  });
+
+  it('DATAGRAM_CLOSE: any reason octet, empty and 255-byte messages', () => {
+    for (const association of STREAMS)
+      for (const reason of [0, 0x15, 255])
+        for (const message of ['', ascii(255)]) roundTrip({ type: FrameType.DATAGRAM_CLOSE, association, reason, message });
+  });
+
+  it('DATAGRAM refusals: no address, library-mode address, payload over the limit, association 0', () => {
+    const hdr = (type: number, id: number, body: Buffer) => {
+      const h = Buffer.alloc(12);
+      h[0] = 1;
+      h[1] = type;
+      h.writeUInt32BE(id, 4);
+      h.writeUInt32BE(body.length, 8);
+      return Buffer.concat([h, body]);
+    };
+    expect(() => decodeAll(hdr(FrameType.DATAGRAM, 1, Buffer.alloc(0)))).toThrow(/missing type/);
+    expect(() => decodeAll(hdr(FrameType.DATAGRAM, 1, Buffer.from([0x00, 0x68])))).toThrow(/no address/);
+    expect(() => decodeAll(hdr(FrameType.DATAGRAM, 1, Buffer.from([0x02, 1, 2, 3, 4, 0, 53])))).toThrow(/unknown address type/);
+    expect(() => decodeAll(hdr(FrameType.DATAGRAM, 0, Buffer.from([0x01, 1, 2, 3, 4, 0, 53])))).toThrow(/stream id 0/);
+    expect(() => decodeAll(hdr(FrameType.DATAGRAM_CLOSE, 0, Buffer.from([0x15])))).toThrow(/stream id 0/);
+    const big = Buffer.concat([Buffer.from([0x01, 1, 2, 3, 4, 0, 53]), bytes(MAX_DATAGRAM_PAYLOAD + 1)]);
+    expect(() => decodeAll(hdr(FrameType.DATAGRAM, 1, big), { maxBody: 1 << 20 })).toThrow(/payload over/);
+    const ip = { type: 'ipv4', host: '1.2.3.4', port: 53 } as const;
+    expect(() => encode({ type: FrameType.DATAGRAM, association: 1, address: ip, payload: bytes(MAX_DATAGRAM_PAYLOAD + 1) })).toThrow(RangeError);
+    expect(() => encode({ type: FrameType.DATAGRAM, association: 0, address: ip, payload: bytes(1) })).toThrow(/association id/);
+    expect(() => encode({ type: FrameType.DATAGRAM, association: 1, address: null, payload: bytes(1) } as unknown as Frame)).toThrow(RangeError);
   });
 
   it('FIN: final offsets 0 … 2^53-1', () => {
@@ -293,12 +335,14 @@ describe('the encoder refuses out-of-range fields instead of masking them', () =
 describe('frame type helpers', () => {
   it('know every type and which carry a stream id', () => {
     const stream = ['DATA', 'ACK', 'OPEN', 'OPEN_OK', 'OPEN_FAIL', 'FIN', 'RST'];
+    const association = ['DATAGRAM', 'DATAGRAM_CLOSE'];
     for (const [name, type] of Object.entries(FrameType)) {
       expect(isKnownType(type)).toBe(true);
       expect(isStreamType(type)).toBe(stream.includes(name));
+      expect(isAssociationType(type)).toBe(association.includes(name));
       expect(frameTypeName(type)).toBe(name);
     }
-    expect(Object.keys(FrameType)).toHaveLength(14);
+    expect(Object.keys(FrameType)).toHaveLength(16);
     for (const t of [0x00, 0x05, 0x12, 0x25, 0x33, 0xff]) {
       expect(isKnownType(t)).toBe(false);
       expect(isStreamType(t)).toBe(false);

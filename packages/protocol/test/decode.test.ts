@@ -304,6 +304,16 @@ describe('Decoder: malformed bodies of every type are protocol errors', () => {
     ['PONG of 8 bytes', FrameType.PONG, 0, '00'.repeat(8)],
     ['GOAWAY empty', FrameType.GOAWAY, 0, ''],
     ['GOAWAY message of 256 bytes', FrameType.GOAWAY, 0, '22' + '61'.repeat(256)],
+    ['DATAGRAM empty (no address)', FrameType.DATAGRAM, S, ''],
+    ['DATAGRAM library-mode address', FrameType.DATAGRAM, S, '00' + '6869'],
+    ['DATAGRAM address type 0x02', FrameType.DATAGRAM, S, '02' + '7f000001' + '0035'],
+    ['DATAGRAM IPv4 without port', FrameType.DATAGRAM, S, '01' + '7f000001'],
+    ['DATAGRAM IPv6 truncated', FrameType.DATAGRAM, S, '04' + '00'.repeat(10)],
+    ['DATAGRAM domain of length 0', FrameType.DATAGRAM, S, '03' + '00' + '0035'],
+    ['DATAGRAM domain with NUL', FrameType.DATAGRAM, S, '03' + '03' + '610062' + '0035'],
+    ['DATAGRAM domain not UTF-8', FrameType.DATAGRAM, S, '03' + '03' + '61ff62' + '0035'],
+    ['DATAGRAM_CLOSE empty', FrameType.DATAGRAM_CLOSE, S, ''],
+    ['DATAGRAM_CLOSE message of 256 bytes', FrameType.DATAGRAM_CLOSE, S, '15' + '61'.repeat(256)],
   ];
 
   it('covers every frame type', () => {

@@ -74,6 +74,21 @@ const fixtures: Array<[name: string, hex: string, frame: Frame]> = [
     '01 04 00 00 00 00 00 00 00 00 00 01 12',
     { type: FrameType.REJECT, reason: Reason.BAD_PROOF, message: '' },
   ],
+  [
+    'DATAGRAM association 1, 127.0.0.1:53, "hi"',
+    '01 40 00 00 00 00 00 01 00 00 00 09 01 7f 00 00 01 00 35 68 69',
+    { type: FrameType.DATAGRAM, association: 1, address: { type: 'ipv4', host: '127.0.0.1', port: 53 }, payload: Buffer.from('hi') },
+  ],
+  [
+    'DATAGRAM association 2, example.com:53, empty',
+    '01 40 00 00 00 00 00 02 00 00 00 0f 03 0b 65 78 61 6d 70 6c 65 2e 63 6f 6d 00 35',
+    { type: FrameType.DATAGRAM, association: 2, address: { type: 'domain', host: 'example.com', port: 53 }, payload: Buffer.alloc(0) },
+  ],
+  [
+    'DATAGRAM_CLOSE association 1, LIMIT_EXCEEDED',
+    '01 41 00 00 00 00 00 01 00 00 00 01 15',
+    { type: FrameType.DATAGRAM_CLOSE, association: 1, reason: Reason.LIMIT_EXCEEDED, message: '' },
+  ],
 ];
 
 const unhex = (hex: string) => Buffer.from(hex.replace(/ /g, ''), 'hex');

@@ -82,7 +82,7 @@ function randFrame(rand: Rand): Frame {
   const window = rand() < 0.5 ? pick(rand, WINDOWS) : u32(rand);
   const reason = between(rand, 0, 255);
   const message = randText(rand, rand() < 0.1 ? 300 : 10);
-  switch (between(rand, 0, 13)) {
+  switch (between(rand, 0, 15)) {
     case 0:
       return { type: FrameType.CHALLENGE, nonce: randBytes(rand, 32), flags: between(rand, 0, 255) };
     case 1:
@@ -119,6 +119,13 @@ function randFrame(rand: Rand): Frame {
       return { type: FrameType.RST, stream, reason, message };
     case 12:
       return { type: rand() < 0.5 ? FrameType.PING : FrameType.PONG, id: u32(rand) };
+    case 13: {
+      const len = rand() < 0.95 ? between(rand, 0, 64) : between(rand, 65, 2048);
+      const address = randAddress(rand) ?? { type: 'ipv4', host: '127.0.0.1', port: 53 };
+      return { type: FrameType.DATAGRAM, association: stream, address, payload: randBytes(rand, len) };
+    }
+    case 14:
+      return { type: FrameType.DATAGRAM_CLOSE, association: stream, reason, message };
     default:
       return { type: FrameType.GOAWAY, reason, message };
   }

@@ -34,6 +34,10 @@ export interface ServerLimits {
    * it, in milliseconds. Default 1 800 000 (30 min). 0 disables.
    */
   idleSessionTimeout: number;
+  /** SOCKS5 UDP associations one peer may have open at once, over all its sessions. Default 64. Beyond it: DATAGRAM_CLOSE `LIMIT_EXCEEDED`. */
+  maxAssociationsPerPeer: number;
+  /** Time a UDP association may pass no datagram (either way) before the server closes it, in milliseconds. Default 120 000 (2 min). */
+  associationIdleTimeout: number;
 }
 
 /** The server component's configuration, every field filled in. */
@@ -71,6 +75,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxBufferedBytesPerPeer: 32 * 1024 * 1024,
   handshakeTimeout: 10_000,
   idleSessionTimeout: 30 * 60_000,
+  maxAssociationsPerPeer: 64,
+  associationIdleTimeout: 120_000,
 });
 
 /** The default server configuration. */
@@ -102,6 +108,8 @@ const LIMIT_RULES: Record<keyof ServerLimits, IntRule> = {
   maxBufferedBytesPerPeer: { min: 1, max: Number.MAX_SAFE_INTEGER, unit: 'bytes' },
   handshakeTimeout: { min: 1, max: MAX_TIMER_MS, unit: 'ms' },
   idleSessionTimeout: { min: 1, max: MAX_TIMER_MS, zeroDisables: true, unit: 'ms' },
+  maxAssociationsPerPeer: { min: 0, max: 65_536, unit: 'associations' }, // 0: UDP relay off
+  associationIdleTimeout: { min: 1, max: MAX_TIMER_MS, unit: 'ms' },
 };
 
 function checkInt(option: string, value: unknown, rule: IntRule): number {

@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { GkdError, OpenFailedError, Reason, formatAddress, reasonName, type Address } from '@gkd/protocol';
-import { Server, type Connection, type KeyInput, type OpenRequest, type PeerInfo, type SessionConfig, type HostPort } from '@gkd/transport';
+import { Server, type Association, type Connection, type KeyInput, type OpenRequest, type PeerInfo, type SessionConfig, type HostPort } from '@gkd/transport';
 import { resolveServerConfig, type ResolvedServerConfig, type ServerConfigInput } from './config.js';
 import { dialDestination, type Resolver } from './dial.js';
 import { splice } from './splice.js';
+import { relayAssociation, type UdpCounters } from './udp-relay.js';
 
 /** Everything a gkd server needs: transport (keys, TLS, session tuning) and server (policy, limits) settings. */
 export interface GkdServerOptions extends ServerConfigInput {
@@ -35,8 +36,15 @@ export interface OpenEvent {
   message?: string;
 }
 
-/** Counters for metrics. */
-export interface GkdServerCounters {
+/** A datagram the destination policy (or DNS) refused, for logs: once per association and destination. */
+export interface DatagramDeniedEvent {
+  peer: PeerInfo;
+  destination: string;
+  message: string;
+}
+
+/** Counters for metrics (the UDP ones: see UdpCounters). */
+export interface GkdServerCounters extends UdpCounters {
   opens: number;
   openFailures: Record<string, number>;
   activeStreams: number;
@@ -51,13 +59,26 @@ export interface GkdServerCounters {
  * policy on the resolved address, dial with a timeout and Happy Eyeballs, answer OPEN_OK / OPEN_FAIL
  * with the right reason, then splice both ways with half-close and backpressure.
  *
- * Events: 'open' (OpenEvent), 'open-failed' (OpenEvent), 'session' (peer), 'session-end' (peer, err),
+ * Events: 'open' (OpenEvent), 'open-failed' (OpenEvent), 'datagram-denied' (DatagramDeniedEvent), 'session' (peer), 'session-end' (peer, err),
  * 'tunnel-up' (peer, index), 'tunnel-down' (peer, index, err), 'refused' (remoteAddress, err).
  */
 export class GkdServer extends EventEmitter {
   readonly config: ResolvedServerConfig;
   readonly transport: Server;
-  readonly counters: GkdServerCounters = { opens: 0, openFailures: {}, activeStreams: 0, bytesDown: 0, bytesUp: 0 };
+  readonly counters: GkdServerCounters = {
+    opens: 0,
+    openFailures: {},
+    activeStreams: 0,
+    bytesDown: 0,
+    bytesUp: 0,
+    associations: 0,
+    datagramsUp: 0,
+    datagramsDown: 0,
+    datagramsDropped: 0,
+    datagramsDenied: 0,
+  };
+  /** Open UDP associations per peer (user name). */
+  private readonly associationsByPeer = new Map<string, number>();
   private readonly resolver: Resolver | undefined;
   private readonly onLibraryStream: GkdServerOptions['onLibraryStream'];
 
@@ -74,6 +95,7 @@ export class GkdServer extends EventEmitter {
       tls,
       session,
       onOpen: (req, peer) => void this.handleOpen(req, peer),
+      onAssociation: (a, peer) => this.handleAssociation(a, peer),
       handshakeTimeout: l.handshakeTimeout,
       maxPeers: l.maxPeers,
       maxSessions: l.maxSessions,
@@ -146,6 +168,29 @@ export class GkdServer extends EventEmitter {
       onUp: (n) => (this.counters.bytesUp += n),
       onDown: (n) => (this.counters.bytesDown += n),
       onClose: () => this.counters.activeStreams--,
+    });
+  }
+
+  /** A peer's new UDP association: within the per-peer limit, relay it (udp-relay.ts); else close it with LIMIT_EXCEEDED. */
+  private handleAssociation(a: Association, peer: PeerInfo): void {
+    const max = this.config.limits.maxAssociationsPerPeer;
+    const n = this.associationsByPeer.get(peer.user) ?? 0;
+    if (n >= max) {
+      a.close(Reason.LIMIT_EXCEEDED, max === 0 ? 'UDP relay is off on this server' : `more than ${max} UDP associations`);
+      return;
+    }
+    this.associationsByPeer.set(peer.user, n + 1);
+    a.once('close', () => {
+      const left = (this.associationsByPeer.get(peer.user) ?? 1) - 1;
+      if (left > 0) this.associationsByPeer.set(peer.user, left);
+      else this.associationsByPeer.delete(peer.user);
+    });
+    relayAssociation(a, {
+      policy: this.config.policy,
+      idleTimeout: this.config.limits.associationIdleTimeout,
+      counters: this.counters,
+      ...(this.resolver ? { resolver: this.resolver } : {}),
+      onDenied: (destination, message) => this.emit('datagram-denied', { peer, destination, message } satisfies DatagramDeniedEvent),
     });
   }
 

@@ -19,6 +19,8 @@ describe('resolveServerConfig', () => {
         maxBufferedBytesPerPeer: 32 * 1024 * 1024,
         handshakeTimeout: 10_000,
         idleSessionTimeout: 1_800_000,
+        maxAssociationsPerPeer: 64,
+        associationIdleTimeout: 120_000,
       },
     });
     expect(c.limits).toEqual(DEFAULT_LIMITS);

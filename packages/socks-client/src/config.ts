@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 import { ConfigError } from '@gkd/protocol';
 import type { ProxyEvent } from './events.js';
 import type { Opener } from './opener.js';
+import type { Associator } from './udp-association.js';
 
 /** Username and password a local client must present (SOCKS: RFC 1929; HTTP: Basic); each 1–255 bytes of UTF-8. */
 export interface SocksAuth {
@@ -40,6 +41,10 @@ export interface SocksServerConfig {
   maxHandshakesPerAddress: number;
   /** Called for each notable event (one per failed open, one per client dropped). Default: none. */
   onEvent: ((event: ProxyEvent) => void) | undefined;
+  /** Opens a UDP association for each UDP ASSOCIATE. Default: none, and UDP ASSOCIATE gets REP 0x07. */
+  associator: Associator | undefined;
+  /** A UDP association with no datagram either way for this long is closed, in ms. Default 120 000. */
+  udpIdleTimeout: number;
 }
 
 /** What SocksServer.listen takes: `opener` and any settings to change from the defaults. */
@@ -96,6 +101,8 @@ export const defaultSocksServerConfig: Omit<SocksServerConfig, 'opener'> = {
   maxHandshakes: 4096,
   maxHandshakesPerAddress: 4096,
   onEvent: undefined,
+  associator: undefined,
+  udpIdleTimeout: 120_000,
 };
 
 export const defaultHttpProxyConfig: Omit<HttpProxyConfig, 'opener'> = {
@@ -118,6 +125,8 @@ export function resolveSocksServerConfig(options: SocksServerOptions): SocksServ
   const c: SocksServerConfig = { ...defaultSocksServerConfig, ...withoutUndefined(options) } as SocksServerConfig;
   checkCommon(c);
   checkInt('handshakeTimeout', c.handshakeTimeout, 1, HOUR);
+  checkInt('udpIdleTimeout', c.udpIdleTimeout, 1, 24 * HOUR);
+  if (c.associator !== undefined && typeof c.associator !== 'function') throw new ConfigError('associator must be a function (signal) => Promise<DatagramAssociation>');
   checkAuth(c.auth);
   return c;
 }

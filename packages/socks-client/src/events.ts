@@ -11,6 +11,7 @@ export type ProxyKind = 'socks' | 'http';
  */
 export type ProxyEvent =
   | { type: 'opened'; proxy: ProxyKind; client: string; destination: string; /** ms from request to open */ ms: number }
+  | { type: 'udp-associated'; proxy: 'socks'; client: string; /** the relay's `address:port` */ relay: string }
   | {
       type: 'open-failed';
       proxy: ProxyKind;
@@ -47,6 +48,18 @@ export interface ProxyCounters {
   clientErrors: number;
   /** Clients that failed username/password authentication (SOCKS), or sent no or a wrong Proxy-Authorization (HTTP, 407). */
   authFailures: number;
+  /** SOCKS5 UDP associations started. */
+  udpAssociations: number;
+  /** SOCKS5 UDP associations open now. */
+  udpActive: number;
+  /** Datagrams from local clients passed to the tunnels. */
+  datagramsUp: number;
+  /** Datagrams from the tunnels delivered to local clients. */
+  datagramsDown: number;
+  /** Datagrams dropped on the way: every tunnel backed up or none up, a local send error, no client port yet. */
+  datagramsDropped: number;
+  /** Datagrams refused from local clients: bad header, FRAG ≠ 0, unknown address type, oversized, from an address the association does not name. */
+  datagramsRejected: number;
 }
 
 /** Mutable counters behind `stats()`. */
@@ -59,12 +72,36 @@ export class Counters {
   cancelled = 0;
   clientErrors = 0;
   authFailures = 0;
+  udpAssociations = 0;
+  udpActive = 0;
+  datagramsUp = 0;
+  datagramsDown = 0;
+  datagramsDropped = 0;
+  datagramsRejected = 0;
   readonly failed: Record<FailureKind, number> = Object.fromEntries(FAILURE_KINDS.map((k) => [k, 0])) as Record<FailureKind, number>;
 
   /** A copy that later updates do not change; `handshaking` comes from the front-end's Admission. */
   snapshot(handshaking: number): ProxyCounters {
     const { accepted, active, dropped, evicted, opened, cancelled, clientErrors, authFailures } = this;
-    return { accepted, active, dropped, evicted, handshaking, opened, cancelled, clientErrors, authFailures, failed: { ...this.failed } };
+    const { udpAssociations, udpActive, datagramsUp, datagramsDown, datagramsDropped, datagramsRejected } = this;
+    return {
+      accepted,
+      active,
+      dropped,
+      evicted,
+      handshaking,
+      opened,
+      cancelled,
+      clientErrors,
+      authFailures,
+      failed: { ...this.failed },
+      udpAssociations,
+      udpActive,
+      datagramsUp,
+      datagramsDown,
+      datagramsDropped,
+      datagramsRejected,
+    };
   }
 }
 

@@ -15,3 +15,5 @@ export {
   type SocksServerConfig,
   type SocksServerOptions,
 } from './config.js';
+export type { Associator, DatagramAssociation } from './udp-association.js';
+export { clientDatagram, parseClientDatagram } from './udp-relay.js';

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { formatAddress, type Address } from '@gkd/protocol';
+import { addressLength, formatAddress, toAddress, writeAddress, type Address } from '@gkd/protocol';
 import type { socksv5 } from './socksv5.js';
 import type { Admission, EvictionCause } from './admission.js';
 import { bridge } from './bridge.js';
@@ -10,7 +10,9 @@ import { emitSafely, msSince, peerOf, type Counters, type ProxyEvent } from './e
 import { classifyOpenError, Rep } from './failure.js';
 import { HOLD_LIMIT, holdInput, type HeldInput } from './held-input.js';
 import { endAfterReply } from './linger.js';
-import { openWithin } from './opener.js';
+import { OpenTimeoutError, openWithin } from './opener.js';
+import type { DatagramAssociation } from './udp-association.js';
+import { isUnspecified, plainHost, UdpRelay, type RelayClient } from './udp-relay.js';
 import { canMove, type SocksState } from './socks-state.js';
 
 /** What a connection shares with its server. */
@@ -76,10 +78,14 @@ export class SocksConnection {
     this.refuse();
   }
 
-  /** A complete CONNECT request: open the destination and answer with the opener's outcome. */
+  /** A complete CONNECT (or UDP ASSOCIATE) request: open the destination and answer with the opener's outcome. */
   request(info: socksv5.RequestInfo, accept: socksv5.Accept, deny: socksv5.Deny): void {
     if (this.#state !== 'request') {
       deny(Rep.GENERAL_FAILURE);
+      return;
+    }
+    if (info.cmd === 'udp') {
+      void this.associate(info, accept, deny);
       return;
     }
     let destination: Address;
@@ -102,6 +108,89 @@ export class SocksConnection {
       (remote) => this.onOpened(remote, accept, destination, started),
       (err: unknown) => this.onOpenFailed(err, deny, destination, started),
     );
+  }
+
+  /**
+   * UDP ASSOCIATE (RFC 1928 §7): open an association through the associator, bind a relay socket on the
+   * address the client reached us on, and reply with that socket's address. The association lives as
+   * long as this TCP connection (or until it idles out, or the far side closes it).
+   */
+  private async associate(info: socksv5.RequestInfo, accept: socksv5.Accept, deny: socksv5.Deny): Promise<void> {
+    const associator = this.ctx.config.associator;
+    if (!associator) {
+      this.ctx.counters.clientErrors++;
+      this.report('UDP ASSOCIATE is not enabled on this proxy');
+      deny(Rep.COMMAND_NOT_SUPPORTED);
+      this.refuse();
+      return;
+    }
+    // The client named where its datagrams will come from; 0.0.0.0 / :: means "from this connection's host".
+    let named: Address | undefined;
+    try {
+      named = toAddress(info.dstAddr, 0);
+    } catch {
+      named = undefined;
+    }
+    const client: RelayClient = {
+      host: named && named.type !== 'domain' && !isUnspecified(named.host) ? plainHost(named.host) : plainHost(this.socket.remoteAddress ?? ''),
+      port: info.dstPort,
+    };
+    this.move('opening');
+    const started = performance.now();
+    const controller = new AbortController();
+    this.pendingOpen = controller;
+    this.held = holdInput(this.socket, HOLD_LIMIT, () => this.socket.destroy());
+    const timeout = this.ctx.config.openTimeout;
+    const timer = setTimeout(() => controller.abort(new OpenTimeoutError(timeout)), timeout);
+    let association: DatagramAssociation | undefined;
+    let relay: UdpRelay | undefined;
+    try {
+      const asked = associator(controller.signal);
+      // One that arrives after we stopped waiting is closed at once.
+      asked.then((a) => controller.signal.aborted && a.close(), () => undefined);
+      association = await Promise.race([
+        asked,
+        new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true })),
+      ]);
+      if (controller.signal.aborted) throw controller.signal.reason;
+      relay = await UdpRelay.start({
+        host: this.socket.localAddress ?? '127.0.0.1',
+        control: this.socket,
+        association,
+        client,
+        counters: this.ctx.counters,
+        idleTimeout: this.ctx.config.udpIdleTimeout,
+      });
+    } catch (err) {
+      clearTimeout(timer);
+      this.pendingOpen = undefined;
+      association?.close();
+      if (this.#state !== 'opening') return; // the client left first
+      this.onOpenFailed(err, deny, 'UDP ASSOCIATE', started);
+      return;
+    }
+    clearTimeout(timer);
+    this.pendingOpen = undefined;
+    if (this.#state !== 'opening') {
+      relay.close();
+      return;
+    }
+    this.releaseHeld(); // nothing a client sends on the control connection means anything: discarded below
+    const bound = relay.address();
+    const bnd = toAddress(plainHost(bound.address), bound.port);
+    const reply = Buffer.alloc(3 + addressLength(bnd));
+    reply.set([0x05, Rep.SUCCEEDED, 0x00]);
+    writeAddress(reply, 3, bnd);
+    if (!accept(true, reply)) {
+      relay.close();
+      this.socket.destroy();
+      return;
+    }
+    this.move('relaying');
+    this.socket.on('data', () => {});
+    this.socket.once('end', () => relay.close());
+    this.socket.resume();
+    this.emit({ type: 'udp-associated', proxy: 'socks', client: this.client, relay: formatAddress(bnd) });
   }
 
   /**
@@ -151,7 +240,7 @@ export class SocksConnection {
     for (const chunk of early) remote.write(chunk);
   }
 
-  private onOpenFailed(err: unknown, deny: socksv5.Deny, destination: Address, started: number): void {
+  private onOpenFailed(err: unknown, deny: socksv5.Deny, destination: Address | 'UDP ASSOCIATE', started: number): void {
     this.pendingOpen = undefined;
     if (this.#state !== 'opening') return; // the client left first: counted as cancelled
     const failure = classifyOpenError(err);
@@ -160,7 +249,7 @@ export class SocksConnection {
       type: 'open-failed',
       proxy: 'socks',
       client: this.client,
-      destination: formatAddress(destination),
+      destination: typeof destination === 'string' ? destination : formatAddress(destination),
       kind: failure.kind,
       reply: failure.rep,
       message: failure.message,

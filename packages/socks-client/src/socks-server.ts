@@ -8,8 +8,9 @@ import { authHandler } from './socks-auth.js';
 import { SocksConnection } from './socks-connection.js';
 
 /**
- * The local SOCKS5 front-end (RFC 1928, CONNECT only; RFC 1929 username/password optional). Each
- * CONNECT is handed to the configured opener; the reply follows the opener's answer. Built on the
+ * The local SOCKS5 front-end (RFC 1928 CONNECT, and UDP ASSOCIATE when an associator is configured;
+ * RFC 1929 username/password optional). Each CONNECT is handed to the configured opener, each UDP
+ * ASSOCIATE to the associator (udp-relay.ts); the reply follows their answer. Built on the
  * socksv5 package (patched, see README) for the wire parsing; the per-client logic is SocksConnection.
  */
 export class SocksServer {
@@ -33,7 +34,7 @@ export class SocksServer {
       ],
     });
     this.server.on('connection', (info, accept, deny, socket) => {
-      if (info.cmd !== 'connect') return deny(Rep.COMMAND_NOT_SUPPORTED); // socksv5 answers these itself; kept for safety
+      if (info.cmd !== 'connect' && info.cmd !== 'udp') return deny(Rep.COMMAND_NOT_SUPPORTED); // socksv5 answers BIND itself; kept for safety
       const connection = this.connections.get(socket);
       if (!connection) return deny(Rep.GENERAL_FAILURE);
       connection.request(info, accept, deny);

@@ -24,8 +24,11 @@ export declare namespace socksv5 {
     server(stream: Socket, cb: (result: boolean | Error) => void): void;
   }
 
-  /** Sends the success reply (05 00 00 01 0.0.0.0:0) and hands back the client socket; undefined if it is no longer writable. */
-  type Accept = (intercept: true) => Socket | undefined;
+  /**
+   * Sends the success reply (05 00 00 01 0.0.0.0:0, or `reply` when given: UDP ASSOCIATE names its relay)
+   * and hands back the client socket; undefined if it is no longer writable.
+   */
+  type Accept = (intercept: true, reply?: Buffer) => Socket | undefined;
   /** Sends a full failure reply with REP = `rep` (0x01–0x08, default 0x02) and ends the socket. */
   type Deny = (rep?: number) => void;
 

@@ -17,6 +17,7 @@ import {
 } from '@gkd/protocol';
 import { checkInt, parseKey, resolveSessionConfig, stripUndefined, type KeyInput, type SessionConfig } from './config.js';
 import { clientHandshake } from './handshake.js';
+import type { Association } from './datagram.js';
 import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
 import { Tunnel, tunnelOptions } from './tunnel.js';
@@ -211,6 +212,18 @@ export class Client extends EventEmitter {
   async open(destination: { host: string; port: number } | Address): Promise<Connection> {
     const addr = 'type' in destination ? destination : toAddress(destination.host, destination.port);
     return this.openStream(addr);
+  }
+
+  /**
+   * Open a UDP association (PROTOCOL.md §5a) once a tunnel is up. Nothing is sent until its first
+   * datagram; it ends with `close()`, when the server closes it, or with the session (its 'close' event).
+   */
+  async associate(): Promise<Association> {
+    if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+    this.wake();
+    if (this.session.draining) await this.waitForNewSession();
+    await this.waitForTunnel();
+    return this.session.datagrams.associate();
   }
 
   /** Open a library-mode connection (no destination: the server application accepts it). */

@@ -9,3 +9,4 @@ export { kernelAccess, type TcpInfo } from './kernel.js';
 export { arrivalMs, type PathMode, type PathView } from './path.js';
 export { parseHostPort, type HostPort } from './address.js';
 export { duplexPair } from './memory.js';
+export { Association, DatagramChannel, type DatagramStats } from './datagram.js';

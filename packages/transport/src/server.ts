@@ -1,3 +1,4 @@
+import type { Association } from './datagram.js';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -55,6 +56,8 @@ export interface ServerOptions {
    * `accept()` / `for await`, with `connection.destination` telling what the opener asked for.
    */
   onOpen?: (request: OpenRequest, peer: PeerInfo) => void;
+  /** Called for each new UDP association a peer starts (its first DATAGRAM); close it to refuse. Without it, associations are refused. */
+  onAssociation?: (association: Association, peer: PeerInfo) => void;
   /** AUTH must arrive within this many ms. Default 10 000. */
   handshakeTimeout?: number;
   /** Most sessions at once, over all users. Default 1 024. */
@@ -91,6 +94,7 @@ interface ResolvedServerOptions {
   session: SessionConfig;
   tls: ServerOptions['tls'];
   onOpen: ServerOptions['onOpen'];
+  onAssociation: ServerOptions['onAssociation'];
   handshakeTimeout: number;
   maxSessions: number;
   maxSessionsPerUser: number;
@@ -122,6 +126,7 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     session: resolveSessionConfig(o.session),
     tls: o.tls,
     onOpen: o.onOpen,
+    onAssociation: o.onAssociation,
     handshakeTimeout: o.handshakeTimeout ?? 10_000,
     maxSessions: o.maxSessions ?? 1024,
     maxSessionsPerUser: o.maxSessionsPerUser ?? 64,
@@ -195,7 +200,10 @@ export class Server extends EventEmitter {
   private closeIdleSessions(): void {
     const now = Date.now();
     for (const e of [...this.sessions.values()]) {
-      const since = e.session.idleSince;
+      const streams = e.session.idleSince;
+      const datagrams = e.session.datagrams.idleSince;
+      // A session that carries only UDP associations is in use too.
+      const since = streams === null || datagrams === null ? null : Math.max(streams, datagrams);
       if (since !== null && now - since >= this.opts.idleSessionTimeout) e.session.close(Reason.IDLE_TIMEOUT, 'session idle');
     }
   }
@@ -348,6 +356,8 @@ export class Server extends EventEmitter {
     this.sessions.set(mapKey, entry);
     this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
     session.on('open', (req: OpenRequest) => this.onOpen(req, peer));
+    const onAssociation = this.opts.onAssociation;
+    if (onAssociation) session.datagrams.onAssociation = (a) => onAssociation(a, peer);
     session.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', peer, t.index));
     session.on('tunnel-down', (t: Tunnel, err?: Error) => this.emit('tunnel-down', peer, t.index, err));
     session.on('lost', (err: Error) => {

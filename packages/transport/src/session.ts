@@ -6,12 +6,14 @@ import {
   ProtocolError,
   Reason,
   SessionLostError,
+  isAssociationFrame,
   isStreamFrame,
   type Address,
   type Frame,
   type OpenFrame,
 } from '@gkd/protocol';
 import { ByteBudget } from './budget.js';
+import { DatagramChannel, type DatagramStats } from './datagram.js';
 import type { SessionConfig } from './config.js';
 import { overdueFrames } from './hol.js';
 import { arrivalMs } from './path.js';
@@ -51,6 +53,7 @@ const HOL_CREDIT_MAX = 4 * 1024 * 1024;
 
 /** Re-sent control frames are deduplicated by this key: one per frame type and stream. */
 function frameKey(frame: Frame): string {
+  if (isAssociationFrame(frame)) return `${frame.type}:a${frame.association}`;
   return isStreamFrame(frame) ? `${frame.type}:${frame.stream}` : `${frame.type}`;
 }
 
@@ -102,6 +105,8 @@ export interface SessionStats {
   sendBudgetUsed: number;
   /** Control and data frames waiting to be (re-)sent: a lost tunnel's unconfirmed frames, frames held while no tunnel is up. */
   heldFrames: number;
+  /** UDP associations and datagram counters (datagram.ts). */
+  datagrams: DatagramStats;
   tunnels: TunnelStats[];
   streams: StreamStats[];
 }
@@ -169,6 +174,8 @@ export class Session extends EventEmitter implements StreamHost {
   /** True once the session drained (GOAWAY SHUTDOWN), also after it was lost. */
   private drained = false;
   private lastStreamChange = Date.now();
+  /** SOCKS5 UDP associations: unreliable DATAGRAM frames, sent only on a tunnel with room (datagram.ts). */
+  readonly datagrams: DatagramChannel<Tunnel>;
 
   /** @param budgets shared receive/send budgets (a server shares them among one user's sessions); by default the session's own. */
   constructor(role: 'client' | 'server', id: string, config: SessionConfig, budgets?: { recv: ByteBudget; send: ByteBudget }) {
@@ -179,6 +186,12 @@ export class Session extends EventEmitter implements StreamHost {
     this.recvBudget = budgets?.recv ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
     this.sendBudget = budgets?.send ?? new ByteBudget(Math.floor(config.sessionWindowBudget / 2));
     this.pick = pickerFor(config.scheduler);
+    this.datagrams = new DatagramChannel<Tunnel>(role, {
+      tunnels: () => this.tunnels.filter((t) => t.usable),
+      pick: (tunnels, bytes) => this.pick(tunnels, bytes, 0, true),
+      sendControl: (f) => this.sendControl(f),
+      highWater: (t) => (t.notSentLowat > 0 ? config.tunedHighWater : config.tunnelHighWater),
+    });
   }
 
   /** When the session last became stream-less (ms since the epoch), or null while it has streams. */
@@ -315,6 +328,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.holTimer = undefined;
     this.resendQueue = [];
     this.heldControl = [];
+    this.datagrams.closeAll(err.reason ?? Reason.SESSION_LOST, err.message);
     for (const t of [...this.tunnels]) t.close(err);
     this.emit('lost', err);
   }
@@ -609,6 +623,10 @@ export class Session extends EventEmitter implements StreamHost {
       }
       return;
     }
+    if (isAssociationFrame(frame)) {
+      this.datagrams.onFrame(frame);
+      return;
+    }
     if (!isStreamFrame(frame)) throw new ProtocolError(`unexpected frame type 0x${frame.type.toString(16)} after the handshake`);
     if (frame.type === FrameType.OPEN) {
       this.onOpen(frame);
@@ -744,6 +762,7 @@ export class Session extends EventEmitter implements StreamHost {
       recvBudgetUsed: this.recvBudget.used,
       sendBudgetUsed: this.sendBudget.used,
       heldFrames: this.resendQueue.length + this.heldControl.length,
+      datagrams: this.datagrams.stats(),
       tunnels: this.tunnels.map((t) => t.stats()),
       streams,
     };

@@ -173,6 +173,17 @@ export class FrameFuzzer {
       const reason = rng.chance(0.2) ? Reason.SHUTDOWN : rng.range(1, 255);
       return { bytes: this.enc({ type: FrameType.GOAWAY, reason, message: this.message() }), kind: this.note('goaway') };
     }
+    if (r < 0.27) {
+      // UDP associations (PROTOCOL.md §5a): any id; the server opens up to its per-peer limit, refuses
+      // the rest, relays only to destinations its policy allows (here: loopback ports nothing answers).
+      const association = rng.chance(0.8) ? rng.range(1, 100) : rng.range(1, 0xffff_ffff);
+      if (rng.chance(0.15)) {
+        return { bytes: this.enc({ type: FrameType.DATAGRAM_CLOSE, association, reason: rng.int(256), message: this.message() }), kind: this.note('datagram-close') };
+      }
+      const { dest, kind } = this.destination();
+      const address = dest ?? { type: 'ipv4' as const, host: '10.0.0.1', port: 53 };
+      return { bytes: this.enc({ type: FrameType.DATAGRAM, association, address, payload: rng.bytes(rng.int(1500)) }), kind: this.note(`datagram-${kind}`) };
+    }
     const stream = this.knownId();
     switch (rng.pick(STREAM_TYPES)) {
       case FrameType.DATA:
@@ -198,7 +209,7 @@ export class FrameFuzzer {
       // The peer closes its own session for good: the server frees it at once (PROTOCOL.md §7).
       return { bytes: this.enc({ type: FrameType.GOAWAY, reason: Reason.NORMAL, message: this.message() }), kind: this.note('fatal-goaway-normal-ends-session'), endsSession: true };
     }
-    switch (rng.int(12)) {
+    switch (rng.int(13)) {
       case 0: {
         let v = rng.int(256);
         if (v === 1) v = 0;
@@ -271,6 +282,19 @@ export class FrameFuzzer {
         const msg = rng.bytes(rng.range(256, 2000));
         const type = rng.pick([FrameType.RST, FrameType.GOAWAY, FrameType.OPEN_FAIL]);
         return { bytes: rawFrame(1, type, 0, type === FrameType.GOAWAY ? 0 : this.knownIdOr1(), Buffer.concat([Buffer.from([1]), msg])), kind: this.note('fatal-message-over-255') };
+      }
+      case 11: {
+        const bodies = [
+          Buffer.alloc(0), // no address
+          Buffer.from([0x00, 0x61]), // "no destination" is no datagram address
+          Buffer.from([0x02, 1, 2, 3, 4, 0, 53]),
+          Buffer.from([0x01, 127, 0]),
+          Buffer.concat([Buffer.from([0x03, 3]), Buffer.from('a\0b'), Buffer.from([0, 53])]),
+        ];
+        const zeroId = rng.chance(0.2);
+        const type = zeroId ? rng.pick([FrameType.DATAGRAM, FrameType.DATAGRAM_CLOSE]) : FrameType.DATAGRAM;
+        const body = zeroId ? Buffer.from([0x01, 10, 0, 0, 1, 0, 53]) : rng.pick(bodies);
+        return { bytes: rawFrame(1, type, 0, zeroId ? 0 : rng.range(1, 100), body), kind: this.note('fatal-bad-datagram') };
       }
       default: {
         const sid = Buffer.alloc(1 + 16 + 2 + 32 + 1 + 32);

@@ -69,7 +69,7 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     '--socks',
     opts.socks,
     opts.socksIsDefault,
-    (at) => SocksServer.listen({ host: at.host, port: at.port, opener: opener.open, auth: opts.socksAuth, onEvent }),
+    (at) => SocksServer.listen({ host: at.host, port: at.port, opener: opener.open, associator: opener.associate, auth: opts.socksAuth, onEvent }),
     logger,
   );
   resources.add('SOCKS5 proxy', () => socks.close());
@@ -178,6 +178,8 @@ function logProxyEvent(e: ProxyEvent, logger: Logger, digest: LogDigest, serverL
   const source = e.client.replace(/:\d+$/, ''); // the address, without the client's port
   if (e.type === 'opened') {
     logger.debug(`${proxy} ${e.client} → ${e.destination} open in ${e.ms} ms`, { event: 'opened', ...e });
+  } else if (e.type === 'udp-associated') {
+    logger.debug(`${proxy} ${e.client} UDP association, relay at ${e.relay}`, { event: 'udp-associated', ...e });
   } else if (e.type === 'open-failed') {
     const level = serverLogsOpenFailures && SERVER_REPORTED.has(e.kind) ? 'debug' : 'warn';
     const line = `${proxy} ${e.client} → ${e.destination} failed: ${e.kind} (${e.message})`;

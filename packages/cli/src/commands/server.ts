@@ -1,4 +1,4 @@
-import { GkdServer, type OpenEvent } from '@gkd/server';
+import { GkdServer, type DatagramDeniedEvent, type OpenEvent } from '@gkd/server';
 import type { HostPort, PeerInfo } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure } from '../listen.js';
@@ -80,6 +80,16 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       event: 'open-failed',
       destination: e.destination,
       reason: e.reason,
+      detail: e.message,
+      user: e.peer.user,
+    });
+  });
+  server.on('datagram-denied', (e: DatagramDeniedEvent) => {
+    const hint = /denied by default/.test(e.message) ? `; to allow it, pass --allow ${e.destination}` : '';
+    // A peer can name a fresh destination per datagram: digested like failed OPENs.
+    digest.note('warn', `datagram-denied\0${e.peer.user}`, `refused UDP datagrams${e.peer.user ? ` (user ${e.peer.user})` : ''}`, e.peer.remoteAddress, `UDP ${e.destination} refused: ${e.message}${hint}`, {
+      event: 'datagram-denied',
+      destination: e.destination,
       detail: e.message,
       user: e.peer.user,
     });

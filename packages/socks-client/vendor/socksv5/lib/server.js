@@ -99,7 +99,8 @@ Server.prototype._onConnection = function(socket) {
     self.emit('clientError',
               new Error('No acceptable authentication method offered'), socket);
   }).on('request', function(reqInfo) {
-    if (reqInfo.cmd !== 'connect') {
+    // gkd patch: UDP ASSOCIATE is passed to the application too (gkd relays it); only BIND is refused here.
+    if (reqInfo.cmd !== 'connect' && reqInfo.cmd !== 'udp') {
       socket.end(BUF_REP_CMDUNSUPP);
       self.emit('clientError',
                 new Error('Unsupported request command: ' + reqInfo.cmd), socket);
@@ -113,12 +114,14 @@ Server.prototype._onConnection = function(socket) {
 
     // gkd vendor: accept() always intercepts (the application connects the socket itself);
     // the package's own dialling path (dns.lookup + net.connect) is not part of this copy.
-    function accept() {
+    // gkd patch: accept(true, reply) sends `reply` (a full success reply naming BND.ADDR and BND.PORT,
+    // as UDP ASSOCIATE needs) instead of the 0.0.0.0:0 one.
+    function accept(intercept, reply) {
       if (handled)
         return;
       handled = true;
       if (socket.writable) {
-        socket.write(BUF_REP_INTR_SUCCESS);
+        socket.write(Buffer.isBuffer(reply) ? reply : BUF_REP_INTR_SUCCESS);
         socket.removeListener('error', onErrorNoop);
         process.nextTick(function() {
           socket.resume();
