@@ -38,3 +38,20 @@ describe('LIMITS.md worst-case memory matches the defaults', () => {
     expect(Math.abs(Number(m![1]) - gib)).toBeLessThan(0.05);
   });
 });
+
+describe('README: the server-to-transport limit names', () => {
+  it('lists every transport-enforced limit with its server default', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('**Names: "peer" here'), readme.indexOf('### UDP associations'));
+    const rows = [...section.matchAll(/^\| `(\w+)` \| `(\w+)` \| ([^|]+) \|/gm)];
+    const own = new Set(['maxAssociationsPerPeer', 'associationIdleTimeout']);
+    const keys = Object.keys(DEFAULT_LIMITS).filter((k) => !own.has(k));
+    expect(rows.map((r) => r[1]).sort()).toEqual(keys.sort());
+    for (const [, name, , shown] of rows) {
+      const value = DEFAULT_LIMITS[name as keyof typeof DEFAULT_LIMITS];
+      const text = shown!.trim();
+      const n = text.endsWith('MiB') ? Number.parseFloat(text) * MiB : Number(text.replace(/ ms$/, '').replace(/ /g, ''));
+      expect(n, name).toBe(value);
+    }
+  });
+});
