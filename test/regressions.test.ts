@@ -175,7 +175,7 @@ describe('regressions found by the reliability suite', () => {
     }, 30_000);
 
     it('an OPEN overtaken by a later one (another tunnel) is a new stream, not a repeat of a closed one (it used to fail)', async () => {
-      const { stack, peer, open } = await server();
+      const { stack, peer } = await server();
       const hold = { type: 'ipv4' as const, host: '127.0.0.1', port: stack.ports.hold };
       // Stream 3's OPEN arrives before stream 1's, as when 1's tunnel died and its OPEN was re-sent.
       await peer.write(Buffer.concat([encode({ type: FrameType.OPEN, stream: 3, window: 65536, destination: hold }), encode({ type: FrameType.OPEN, stream: 1, window: 65536, destination: hold })]));
@@ -183,7 +183,6 @@ describe('regressions found by the reliability suite', () => {
       while (peer.opened.size + peer.ended.size < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
       expect([...peer.opened].sort()).toEqual([1, 3]);
       expect([...peer.ended]).toEqual([]);
-      void open;
     }, 30_000);
 
     it('an RST for an OPEN that has not arrived yet makes that late OPEN a refused repeat: no dial', async () => {

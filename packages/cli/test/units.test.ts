@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import getPort from 'get-port';
 import type { SessionStats, TunnelStats } from '@gkd/transport';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Args, UsageError, checkCommandLine } from '../src/args.js';
+import { Args, checkCommandLine } from '../src/args.js';
 import { newKey } from '../src/commands/keygen.js';
 import { FLAGS, envName } from '../src/flags.js';
 import { StartError, listenWithFallback } from '../src/listen.js';

@@ -37,8 +37,3 @@ const names = new Map<number, string>(Object.entries(Reason).map(([k, v]) => [v,
 export function reasonName(code: number): string {
   return names.get(code) ?? `UNKNOWN(0x${code.toString(16).padStart(2, '0')})`;
 }
-
-/** True for the reasons an OPEN_FAIL may carry (they map 1:1 onto SOCKS5 REP codes). */
-export function isOpenFailReason(code: number): boolean {
-  return code >= Reason.GENERAL_FAILURE && code <= Reason.TIMEOUT;
-}

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   AuthMode,
   DEFAULT_MAX_BODY,
-  Decoder,
   FrameType,
   HEADER_LENGTH,
   MAX_MESSAGE_LENGTH,

@@ -5,7 +5,9 @@ import { compilePolicy, type Policy } from './policy.js';
 /**
  * Resource limits of one server. The transport enforces them; this module only defines and checks them.
  * A "peer" is one authenticated identity: a user name, or the server's single key when it has no user
- * list. Worst-case buffered memory is `maxPeers × maxBufferedBytesPerPeer` (1 GiB with the defaults).
+ * list. The budget the transport accounts is `maxPeers × maxBufferedBytesPerPeer` (1 GiB with the
+ * defaults); the worst case with per-stream and per-tunnel overhead on top is about 23.5 GiB with the
+ * defaults (LIMITS.md, "Per session and per peer", has the arithmetic).
  */
 export interface ServerLimits {
   /** Peers with at least one live session at once. Default 32. Beyond it: REJECT `LIMIT_EXCEEDED`. */

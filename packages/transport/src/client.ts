@@ -15,7 +15,7 @@ import {
   toAddress,
   type Address,
 } from '@gkd/protocol';
-import { checkInt, parseKey, resolveSessionConfig, stripUndefined, type KeyInput, type SessionConfig } from './config.js';
+import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { clientHandshake } from './handshake.js';
 import type { Association } from './datagram.js';
 import { Session, type SessionStats } from './session.js';

@@ -138,8 +138,6 @@ export class Session extends EventEmitter implements StreamHost {
   readonly id: string;
   /** Largest number of streams the peer may have open at once. */
   maxStreams = 1024;
-  /** Most tunnels this session accepts at once (server). */
-  maxTunnels = 64;
 
   private readonly tunnels: Tunnel[] = [];
   private readonly streams = new Map<number, Connection>();
@@ -240,7 +238,7 @@ export class Session extends EventEmitter implements StreamHost {
       return;
     }
     this.tunnels.push(t);
-    t.handlers.frame = (f) => this.onFrame(f, t);
+    t.handlers.frame = (f) => this.onFrame(f);
     t.handlers.drain = () => this.pump();
     t.handlers.close = (tt, unconfirmed, err) => this.onTunnelClose(tt, unconfirmed, err);
     if (this.graceTimer) {
@@ -607,7 +605,7 @@ export class Session extends EventEmitter implements StreamHost {
 
   // ------------------------------------------------------------------ receiving
 
-  private onFrame(frame: Frame, tunnel: Tunnel): void {
+  private onFrame(frame: Frame): void {
     if (this.lostError) return;
     if (frame.type === FrameType.GOAWAY) {
       // IDLE_TIMEOUT is the server's to send (a client's is ignored, like any other reason).
@@ -643,7 +641,6 @@ export class Session extends EventEmitter implements StreamHost {
       if (err instanceof FlowControlError || err instanceof ProtocolError) s.protocolReset(err);
       else throw err;
     }
-    void tunnel;
   }
 
   /** A frame for a stream that is not live: answer so the sender can finish, or ignore. */

@@ -61,9 +61,8 @@ export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientO
     });
     await new Promise<void>((r) => relay!.listen(0, '127.0.0.1', r));
     const relayPort = (relay.address() as net.AddressInfo).port;
-    connect = (index: number) =>
+    connect = () =>
       new Promise((resolve, reject) => {
-        void index;
         const s = net.connect(relayPort, '127.0.0.1');
         s.once('connect', () => {
           s.off('error', reject);
