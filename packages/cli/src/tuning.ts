@@ -34,11 +34,12 @@ export function notsentLowatTip(read: Read = readProc): string | undefined {
  * pacing on each tunnel and reads TCP_INFO for its path estimates) or 'user' (PING timing only, with
  * the reason), plus the congestion control asked for. In user mode the sysctl tip follows, if it applies.
  */
-export function socketTuningLines(congestion: string | undefined, access = kernelAccess(), read: Read = readProc): { level: 'info' | 'warn'; message: string }[] {
+export function socketTuningLines(congestion: string | undefined, access = kernelAccess(), read: Read = readProc, loopbackOnly = false): { level: 'info' | 'warn'; message: string }[] {
   const cc = congestion ? `, congestion control ${congestion}` : '';
+  if (loopbackOnly) return [{ level: 'info', message: 'tunnel sockets: user mode (loopback tunnels: the CPU, not the network, is the limit)' }];
   if (access.available) {
     const lowat = resolveSessionConfig().notSentLowat;
-    return [{ level: 'info', message: `tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT ${lowat / 1024} KiB, pacing, TCP_INFO path estimates${cc})` }];
+    return [{ level: 'info', message: `tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT ${lowat / 1024} KiB, pacing, TCP_INFO path estimates${cc}; tunnels to loopback addresses stay in user mode)` }];
   }
   const lines: { level: 'info' | 'warn'; message: string }[] = [
     { level: congestion ? 'warn' : 'info', message: `tunnel sockets: user mode, path estimates from PING timing only (${access.reason})${congestion ? `; --congestion ${congestion} cannot be applied` : ''}` },

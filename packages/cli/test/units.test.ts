@@ -342,7 +342,7 @@ describe('socket tuning lines and --congestion', () => {
   };
   it('kernel mode: one info line naming TCP_NOTSENT_LOWAT, pacing and the congestion control', () => {
     expect(socketTuningLines('bbr', { available: true })).toEqual([
-      { level: 'info', message: 'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 128 KiB, pacing, TCP_INFO path estimates, congestion control bbr)' },
+      { level: 'info', message: 'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 128 KiB, pacing, TCP_INFO path estimates, congestion control bbr; tunnels to loopback addresses stay in user mode)' },
     ]);
   });
   it('user mode: says why, warns when --congestion cannot apply, and adds the sysctl tip where it helps', () => {

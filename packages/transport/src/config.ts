@@ -56,10 +56,12 @@ export interface SessionConfig {
   scheduler: SchedulerName | (() => TunnelPicker);
   /**
    * 'auto' (default): where the kernel's socket controls can be reached (Linux, see kernel.ts), set
-   * TCP_NOTSENT_LOWAT and `congestion` on every tunnel and read TCP_INFO for the path estimate;
-   * 'off': PING timing only, as on other systems.
+   * TCP_NOTSENT_LOWAT, pacing and `congestion` on every tunnel that crosses a network and read TCP_INFO
+   * for its path estimate; a tunnel to a loopback address stays in user mode (there the CPU, not the
+   * network, is the limit, and kernel mode cost about 25 % of the throughput, measured: docs/bench/diag/hol.md);
+   * 'on': kernel mode on loopback too; 'off': PING timing only, as on other systems.
    */
-  socketTuning: 'auto' | 'off';
+  socketTuning: 'auto' | 'on' | 'off';
   /**
    * TCP_NOTSENT_LOWAT for tunnel sockets, in bytes; 0 leaves the system's default. Default 128 KiB:
    * with 32 KiB (measured, scenario (d), gkd-8) the tunnels ran dry whenever the event loop paused for a
@@ -138,7 +140,7 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   if (typeof c.scheduler !== 'function' && c.scheduler !== 'earliest-arrival' && c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
     throw new ConfigError(`scheduler must be 'earliest-arrival', 'least-queued', 'round-robin' or a function returning a TunnelPicker, got ${String(c.scheduler)}`);
   }
-  if (c.socketTuning !== 'auto' && c.socketTuning !== 'off') throw new ConfigError(`socketTuning must be 'auto' or 'off', got ${String(c.socketTuning)}`);
+  if (c.socketTuning !== 'auto' && c.socketTuning !== 'on' && c.socketTuning !== 'off') throw new ConfigError(`socketTuning must be 'auto', 'on' or 'off', got ${String(c.socketTuning)}`);
   checkInt('notSentLowat', c.notSentLowat, 0, 1 << 30);
   checkInt('tunedHighWater', c.tunedHighWater, 1024, 1 << 30);
   if (c.congestion !== null && (typeof c.congestion !== 'string' || !/^[a-z0-9_-]{1,15}$/i.test(c.congestion))) {

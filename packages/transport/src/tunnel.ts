@@ -52,8 +52,8 @@ export interface TunnelOptions {
   confirmBytes: number;
   highWater: number;
   maxUnconfirmed: number;
-  /** Use the kernel's socket controls and statistics where they work. */
-  kernel: boolean;
+  /** Use the kernel's socket controls and statistics where they work: 'auto' not on loopback, 'on' always, 'off' never. */
+  kernel: 'auto' | 'on' | 'off';
   /** TCP_NOTSENT_LOWAT to set, in bytes (0: leave the kernel's default). */
   notSentLowat: number;
   /** User-space high-water mark once TCP_NOTSENT_LOWAT is set, in bytes. */
@@ -121,7 +121,7 @@ export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
     confirmBytes: c.confirmBytes,
     highWater: c.tunnelHighWater,
     maxUnconfirmed: c.maxUnconfirmedFrames,
-    kernel: c.socketTuning === 'auto',
+    kernel: c.socketTuning,
     notSentLowat: c.notSentLowat,
     tunedHighWater: c.tunedHighWater,
     congestion: c.congestion,
@@ -130,6 +130,12 @@ export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
 }
 
 let nextTunnelId = 1;
+
+/** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (::ffff:127.x.y.z). */
+export function isLoopback(address: string): boolean {
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || /^127\./.test(a);
+}
 
 /** Put in the slots of confirmed frames (see `onPong`). */
 const CONFIRMED: RetainedEntry = { kind: 'ack', stream: 0, tag: 0 };
@@ -204,7 +210,9 @@ export class Tunnel implements PathView {
     const s = socket as Duplex & { setNoDelay?: (v: boolean) => void; setKeepAlive?: (v: boolean, d: number) => void };
     s.setNoDelay?.(true);
     s.setKeepAlive?.(true, 10_000);
-    this.kernel = opts.kernel ? kernelSocket(socket) : null;
+    const remote = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
+    const loopback = remote !== undefined && isLoopback(remote);
+    this.kernel = opts.kernel === 'on' || (opts.kernel === 'auto' && !loopback) ? kernelSocket(socket) : null;
     if (this.kernel) {
       if (opts.notSentLowat > 0 && this.kernel.setNotSentLowat(opts.notSentLowat)) this.notSentLowat = opts.notSentLowat;
       if (opts.pacing) this.pacing = this.kernel.setPacing();

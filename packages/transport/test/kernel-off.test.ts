@@ -15,7 +15,8 @@ describe('without kernel access', () => {
     const c = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
     await new Promise((r) => c.once('connect', r));
     expect(kernelSocket(c)).toBeNull();
-    const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ congestion: 'bbr' }), 0));
+    // 'on' would put even a loopback tunnel in kernel mode: only the missing access keeps it in user mode.
+    const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ congestion: 'bbr', socketTuning: 'on' }), 0));
     expect(t.stats()).toMatchObject({ mode: 'user', notSentLowat: 0, congestion: null, kernel: null });
     expect(t.pathRtt).toBeNull();
     t.close();

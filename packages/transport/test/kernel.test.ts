@@ -4,7 +4,7 @@ import { fdOf, kernelAccess, kernelSocket, parseTcpInfo } from '../src/kernel.js
 import { duplexPair } from '../src/memory.js';
 import { PathEstimator } from '../src/path.js';
 import { resolveSessionConfig } from '../src/config.js';
-import { Tunnel, tunnelOptions } from '../src/tunnel.js';
+import { Tunnel, isLoopback, tunnelOptions } from '../src/tunnel.js';
 
 /** Kernel socket access (kernel.ts): TCP_INFO parsing, and the real setsockopt/getsockopt on loopback sockets. */
 
@@ -122,7 +122,7 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
 
   it('a TCP tunnel runs in kernel mode with TCP_NOTSENT_LOWAT; an in-memory one in user mode', async () => {
     const [c] = await pair();
-    const cfg = resolveSessionConfig({ congestion: 'reno' });
+    const cfg = resolveSessionConfig({ congestion: 'reno', socketTuning: 'on' });
     const t = new Tunnel(c, tunnelOptions(cfg, 0));
     const st = t.stats();
     expect(st.mode).toBe('kernel');
@@ -137,6 +137,18 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
     u.close();
   });
 
+  it("socketTuning 'auto' leaves a loopback tunnel in user mode (the CPU, not the network, is the limit there)", async () => {
+    const [c] = await pair();
+    expect(isLoopback('127.0.0.1')).toBe(true);
+    expect(isLoopback('::ffff:127.0.0.2')).toBe(true);
+    expect(isLoopback('::1')).toBe(true);
+    expect(isLoopback('10.77.0.2')).toBe(false);
+    expect(isLoopback('2001:db8::1')).toBe(false);
+    const t = new Tunnel(c, tunnelOptions(resolveSessionConfig(), 0));
+    expect(t.stats()).toMatchObject({ mode: 'user', notSentLowat: 0, pacing: false, kernel: null });
+    t.close();
+  });
+
   it("socketTuning 'off' keeps a TCP tunnel in user mode", async () => {
     const [c] = await pair();
     const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ socketTuning: 'off' }), 0));
@@ -146,7 +158,7 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
 
   it("a congestion control the kernel refuses is reported, and the tunnel still works", async () => {
     const [c] = await pair();
-    const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ congestion: 'nosuchcc' }), 0));
+    const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ congestion: 'nosuchcc', socketTuning: 'on' }), 0));
     expect(t.congestionError).toMatch(/refused congestion control 'nosuchcc'/);
     expect(t.stats().mode).toBe('kernel');
     t.close();

@@ -29,7 +29,7 @@ export async function upCommand(args: Args): Promise<number> {
       logger,
       resources,
     );
-    for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
+    for (const l of socketTuningLines(settings.congestion, undefined, undefined, true)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     const rules = [...settings.allow.map((r) => `allow ${r}`), ...settings.deny.map((r) => `deny ${r}`)];
     logger.info(
       `embedded server on ${server} with a fresh key; destination policy: ${rules.length ? `${rules.join(', ')}, then ` : ''}loopback and private ranges denied by default (--allow to reach them)`,

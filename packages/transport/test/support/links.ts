@@ -28,9 +28,11 @@ export interface Rig {
 
 /** Build a rig of `kind`: the client's tunnels pass through gates to the server. */
 export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientOpts: Omit<ClientOptions, 'connect'>): Promise<Rig> {
-  if (kind === 'tcp-user') {
-    serverOpts = { ...serverOpts, session: { ...serverOpts.session, socketTuning: 'off' } };
-    clientOpts = { ...clientOpts, session: { ...clientOpts.session, socketTuning: 'off' } };
+  // Loopback tunnels stay in user mode under 'auto': the kernel-mode run forces it with 'on'.
+  const tuning = kind === 'tcp-user' ? 'off' : kind === 'tcp' ? 'on' : undefined;
+  if (tuning) {
+    serverOpts = { ...serverOpts, session: { ...serverOpts.session, socketTuning: tuning } };
+    clientOpts = { ...clientOpts, session: { ...clientOpts.session, socketTuning: tuning } };
   }
   let server = new Server(serverOpts);
   const all: Gate[] = [];
