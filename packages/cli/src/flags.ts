@@ -47,7 +47,9 @@ export const FLAGS: readonly FlagSpec[] = [
   // client
   { name: 'link', kind: 'string', placeholder: 'gkd://…', describe: 'The connection link from `gkd link` on the server (server, key, fingerprint in one); also the first argument: gkd client LINK', commands: ['client'] },
   { name: 'server', kind: 'string', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted), instead of a link', commands: ['client'] },
-  { name: 'tunnels', kind: 'string', placeholder: 'N', describe: 'TCP tunnels to stripe each connection over (1–256)', default: '8', commands: PROXYING },
+  { name: 'tunnels', kind: 'string', placeholder: 'N|auto', describe: 'TCP tunnels to stripe each connection over: a fixed count (1–256), or auto (more while more tunnels buy more goodput, fewer when idle; the server caps it)', default: 'auto', commands: PROXYING },
+  { name: 'min-tunnels', kind: 'string', placeholder: 'N', describe: 'With --tunnels auto: fewest tunnels', default: '2', commands: PROXYING },
+  { name: 'max-tunnels', kind: 'string', placeholder: 'N', describe: 'With --tunnels auto: most tunnels. N tunnels take about N shares of a shared bottleneck: this is your cap on what gkd takes from others', default: '32', commands: PROXYING },
   { name: 'socks', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the local SOCKS5 proxy listens (`gkd up` moves to a free port when the default is taken)', default: '127.0.0.1:1080', commands: PROXYING },
   { name: 'http', kind: 'string', placeholder: 'HOST:PORT', describe: 'Also serve an HTTP proxy (CONNECT and plain HTTP) here', commands: PROXYING },
   { name: 'socks-user', kind: 'string', placeholder: 'NAME', describe: 'Require this username (with --socks-pass) on the SOCKS5 port, and on the --http port (Proxy-Authorization: Basic)', commands: PROXYING },

@@ -83,7 +83,10 @@ export function formatRate(bytesPerSecond: number): string {
 /** What the client's line shows; computed from two readings. */
 export interface ClientStatus {
   tunnelsUp: number;
+  /** The count the client keeps up now (with --tunnels auto: the current target). */
   tunnels: number;
+  /** With --tunnels auto: the most it may use now (--max-tunnels, or the server's cap). */
+  auto?: { ceiling: number };
   /** RTT in ms by tunnel index; null when that tunnel is down or not measured yet. */
   rtt: (number | null)[];
   /** Bytes per second from the server (down) and to it (up). */
@@ -94,12 +97,18 @@ export interface ClientStatus {
   datagrams?: { sent: number; received: number; dropped: number };
 }
 
-/** `tunnels 8/8 · rtt 0.4 0.5 - 0.3 ms · ↓ 12.3 MB/s ↑ 140 kB/s · 3 streams` */
+/**
+ * `tunnels 8/8 · rtt 0.4 0.5 - 0.3 ms · ↓ 12.3 MB/s ↑ 140 kB/s · 3 streams`; with --tunnels auto
+ * `tunnels 16/16 auto ≤32 · rtt 101–148 ms · …` (more than 8 tunnels: the RTT range).
+ */
 export function formatClientStatus(s: ClientStatus): string {
-  const rtt = s.rtt.map((ms) => (ms === null ? '-' : ms < 10 ? ms.toFixed(1) : String(Math.round(ms)))).join(' ');
+  const ms = (v: number) => (v < 10 ? v.toFixed(1) : String(Math.round(v)));
+  const known = s.rtt.filter((v): v is number => v !== null);
+  const rtt = s.rtt.length > 8 ? (known.length ? `${ms(Math.min(...known))}–${ms(Math.max(...known))}` : '-') : s.rtt.map((v) => (v === null ? '-' : ms(v))).join(' ');
+  const auto = s.auto ? ` auto ≤${s.auto.ceiling}` : '';
   const d = s.datagrams;
   const udp = d && d.sent + d.received + d.dropped > 0 ? ` · udp ↑ ${d.sent} ↓ ${d.received} · ${d.dropped} dropped` : '';
-  return `tunnels ${s.tunnelsUp}/${s.tunnels} · rtt ${rtt} ms · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}${udp}`;
+  return `tunnels ${s.tunnelsUp}/${s.tunnels}${auto} · rtt ${rtt} ms · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}${udp}`;
 }
 
 /**
@@ -123,6 +132,7 @@ export function clientStatusRenderer(client: Client, sampler: TransportSampler):
     return formatClientStatus({
       tunnelsUp: client.tunnelsUp,
       tunnels: client.tunnelCount,
+      ...(client.adaptive ? { auto: { ceiling: client.tunnelCeiling } } : {}),
       rtt,
       down: seconds > 0 ? (now.bytesIn - first.bytesIn) / seconds : 0,
       up: seconds > 0 ? (now.bytesOut - first.bytesOut) / seconds : 0,

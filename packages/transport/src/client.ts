@@ -21,6 +21,7 @@ import type { Association } from './datagram.js';
 import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
 import { Tunnel, tunnelOptions } from './tunnel.js';
+import { TunnelCountController, type AdaptiveConfig, type CountDecision } from './adaptive.js';
 import { parseHostPort, type HostPort } from './address.js';
 
 /** TLS settings of a client: verify the server with a CA, or pin its certificate's SHA-256 fingerprint. */
@@ -39,8 +40,17 @@ export interface ClientOptions {
   key: KeyInput;
   /** User name, when the server has several users. */
   user?: string;
-  /** Number of tunnels. Default 4. */
-  tunnels?: number;
+  /**
+   * Number of tunnels (1–256), or `'auto'`: the client picks it from what more tunnels buy (adaptive.ts;
+   * between `minTunnels` and `maxTunnels`, never above the server's WELCOME cap). Default 4.
+   */
+  tunnels?: number | 'auto';
+  /** With `tunnels: 'auto'`: fewest tunnels. Default 2. */
+  minTunnels?: number;
+  /** With `tunnels: 'auto'`: most tunnels (the server's cap may be lower). Default 32. */
+  maxTunnels?: number;
+  /** With `tunnels: 'auto'`: the controller's finer settings (tests, tuning). */
+  adaptive?: Partial<Omit<AdaptiveConfig, 'min' | 'max'>>;
   /** Session (flow control, keepalive, grace) settings. */
   session?: Partial<SessionConfig>;
   /** TLS for the tunnels; plain TCP when absent. */
@@ -73,7 +83,10 @@ export interface ClientOptions {
 interface ResolvedClientOptions {
   key: Buffer;
   user: string;
-  tunnels: number;
+  tunnels: number | 'auto';
+  minTunnels: number;
+  maxTunnels: number;
+  adaptive: Partial<Omit<AdaptiveConfig, 'min' | 'max'>>;
   session: SessionConfig;
   tls: ClientTlsOptions | undefined;
   connect: ((index: number) => Promise<Duplex>) | undefined;
@@ -93,6 +106,9 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     key: parseKey('key', o.key),
     user: o.user ?? '',
     tunnels: o.tunnels ?? 4,
+    minTunnels: o.minTunnels ?? 2,
+    maxTunnels: o.maxTunnels ?? 32,
+    adaptive: o.adaptive ?? {},
     session: resolveSessionConfig(o.session),
     tls: o.tls,
     connect: o.connect,
@@ -105,7 +121,9 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     rejectedRetryMin: o.rejectedRetryMin ?? 10_000,
     rejectedRetryMax: o.rejectedRetryMax ?? 300_000,
   };
-  checkInt('tunnels', r.tunnels, 1, 256);
+  if (r.tunnels !== 'auto') checkInt('tunnels', r.tunnels, 1, 256);
+  checkInt('minTunnels', r.minTunnels, 1, 256);
+  checkInt('maxTunnels', r.maxTunnels, r.minTunnels, 256);
   checkInt('connectTimeout', r.connectTimeout, 1, 600_000);
   checkInt('handshakeTimeout', r.handshakeTimeout, 1, 600_000);
   checkInt('openTimeout', r.openTimeout, 1, 3_600_000);
@@ -121,7 +139,8 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
 /**
  * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
  * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error),
- * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake'.
+ * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake',
+ * 'tunnels' (CountDecision: the target tunnel count changed, with the reason), 'tunnel-retired' (index).
  */
 export class Client extends EventEmitter {
   readonly server: HostPort;
@@ -139,18 +158,39 @@ export class Client extends EventEmitter {
   private rejectedUntil = 0;
   /** Set while the server closed our idle session: tunnels stay down until the next open wakes them. */
   private dormant: { promise: Promise<void>; wake: () => void } | null = null;
+  /** How many tunnel slots should run now: the fixed count, or the controller's target (within the server's cap). */
+  private target: number;
+  /** The adaptive controller (`tunnels: 'auto'`), else null. */
+  private readonly controller: TunnelCountController | null;
+  private driver: NodeJS.Timeout | undefined;
+  /** Slots whose loop is running, and the tunnel each has up. */
+  private readonly running = new Set<number>();
+  private readonly slotTunnels = new Map<number, Tunnel>();
+  private readonly retired = new WeakSet<Tunnel>();
+  /** The server's per-session tunnel cap from WELCOME (null until known, or an old server). */
+  private serverCap: number | null = null;
+  /** Changes of the target so far, by direction (monotonic; for metrics). */
+  readonly tunnelChanges = { up: 0, down: 0 };
+  private ceilingTimer: NodeJS.Timeout | undefined;
 
   private constructor(server: HostPort, options: ClientOptions) {
     super();
     this.server = server;
     this.opts = resolveClientOptions(options);
+    const o = this.opts;
+    this.controller = o.tunnels === 'auto' ? new TunnelCountController({ ...o.adaptive, min: o.minTunnels, max: o.maxTunnels }) : null;
+    this.target = this.controller ? this.controller.target : (o.tunnels as number);
     this.newSession();
   }
 
   /** Start a client that connects its tunnels in the background and keeps them up. */
   static create(server: string | HostPort, options: ClientOptions): Client {
     const c = new Client(typeof server === 'string' ? parseHostPort(server) : server, options);
-    for (let i = 0; i < c.opts.tunnels; i++) void c.runSlot(i);
+    c.startSlots();
+    if (c.controller) {
+      c.driver = setInterval(() => c.drive(), 100);
+      c.driver.unref();
+    }
     return c;
   }
 
@@ -244,9 +284,79 @@ export class Client extends EventEmitter {
     return this.session.liveTunnels;
   }
 
-  /** Configured number of tunnels. */
+  /** Tunnels the client keeps up now: the fixed count (within the server's cap), or the adaptive target. */
   get tunnelCount(): number {
-    return this.opts.tunnels;
+    return this.target;
+  }
+
+  /** True with `tunnels: 'auto'`. */
+  get adaptive(): boolean {
+    return this.controller !== null;
+  }
+
+  /** Most tunnels allowed now: `maxTunnels` (or the fixed count), lowered by the server's cap. */
+  get tunnelCeiling(): number {
+    if (this.controller) return this.controller.ceiling;
+    return Math.min(this.opts.tunnels as number, this.serverCap ?? Infinity);
+  }
+
+  /** The server's per-session tunnel cap from WELCOME, or null (not yet known, or a server that predates it). */
+  get serverTunnelCap(): number | null {
+    return this.serverCap;
+  }
+
+  /** The session's goodput over the adaptive controller's last epoch, in bytes/s (null if fixed or unknown). */
+  get measuredRate(): number | null {
+    return this.controller?.lastRate ?? null;
+  }
+
+  /** Start the loop of every slot below the target that is not running. */
+  private startSlots(): void {
+    for (let i = 0; i < this.target; i++) {
+      if (this.running.has(i)) continue;
+      this.running.add(i);
+      void this.runSlot(i).finally(() => this.running.delete(i));
+    }
+  }
+
+  /** One controller step (every 100 ms with `tunnels: 'auto'`). */
+  private drive(): void {
+    const c = this.controller;
+    if (!c || this.closed || this.dormant) return;
+    const s = this.session;
+    this.apply(c.sample({ now: performance.now(), bytes: s.movedBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
+  }
+
+  /** Apply a new target: start missing slots, retire the tunnels of slots above it. */
+  private apply(d: CountDecision | null): void {
+    if (!d || this.closed) return;
+    this.target = d.target;
+    if (d.target > d.from) this.tunnelChanges.up++;
+    else this.tunnelChanges.down++;
+    this.emit('tunnels', d);
+    this.startSlots();
+    const timeout = Math.max(2000, 4 * this.session.rtt());
+    for (const [i, t] of this.slotTunnels) {
+      if (i < this.target || !t.usable) continue;
+      if (this.session.liveTunnels <= 1) break; // never retire the last live tunnel
+      this.retired.add(t);
+      t.retire(timeout);
+    }
+  }
+
+  /** The server's cap is known (WELCOME) or was hit (a JOIN refused with LIMIT_EXCEEDED). */
+  private capTunnels(cap: number, reason: string, forMs = 0): void {
+    if (this.controller) {
+      this.apply(this.controller.setCeiling(cap, performance.now(), reason));
+      if (forMs > 0) {
+        clearTimeout(this.ceilingTimer);
+        this.ceilingTimer = setTimeout(() => this.controller!.setCeiling(Math.min(this.opts.maxTunnels, this.serverCap ?? Infinity), performance.now(), 'retry'), forMs);
+        this.ceilingTimer.unref();
+      }
+    } else if (cap < this.target) {
+      const from = this.target;
+      this.apply({ target: Math.max(1, cap), from, reason });
+    }
   }
 
   stats(): SessionStats {
@@ -257,6 +367,8 @@ export class Client extends EventEmitter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.driver);
+    clearTimeout(this.ceilingTimer);
     this.dormant?.wake(); // let the slots see `closed` and return
     for (const t of this.timers) clearTimeout(t);
     this.session.close(Reason.NORMAL, 'client closed');
@@ -269,7 +381,10 @@ export class Client extends EventEmitter {
     this.founding = null;
     const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
     s.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', t.index));
-    s.on('tunnel-down', (t: Tunnel, err?: Error) => this.emit('tunnel-down', t.index, err));
+    s.on('tunnel-down', (t: Tunnel, err?: Error) => {
+      if (this.retired.has(t)) this.emit('tunnel-retired', t.index);
+      else this.emit('tunnel-down', t.index, err);
+    });
     s.on('lost', (err: Error & { reason?: number }) => {
       if (this.session !== s || this.closed) return;
       if (err.reason === Reason.IDLE_TIMEOUT) {
@@ -313,7 +428,7 @@ export class Client extends EventEmitter {
   /** Keep tunnel `index` up for the client's lifetime: connect, handshake, wait for loss, back off, repeat. */
   private async runSlot(index: number): Promise<void> {
     let failures = 0;
-    while (!this.closed) {
+    while (!this.closed && index < this.target) {
       if (this.dormant) {
         await this.dormant.promise;
         continue;
@@ -331,6 +446,12 @@ export class Client extends EventEmitter {
         if (this.closed) return;
         this.lastError = err as Error;
         if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION) continue; // bringUp replaced the session
+        if (this.controller && err instanceof AuthError && err.reason === Reason.LIMIT_EXCEEDED && this.session.liveTunnels > 0 && index > 0) {
+          // The server's per-user or global tunnel cap (WELCOME cannot foresee those): stay at what we
+          // have for a minute instead of knocking every second. This slot is above the new target.
+          this.capTunnels(Math.max(1, Math.min(index, this.session.liveTunnels)), `the server refused tunnel ${index + 1} (${err.message})`, 60_000);
+          if (index >= this.target) return;
+        }
         if (err instanceof AuthError && err.reason === Reason.BAD_PROOF) {
           // Every tunnel waits, not just this one: the next attempt is one handshake, not one per tunnel.
           this.keyRejections++;
@@ -402,11 +523,21 @@ export class Client extends EventEmitter {
         this.keyRejections = 0;
       }
       session.maxStreams = welcome.maxStreams;
+      if (welcome.maxTunnels !== undefined && welcome.maxTunnels !== this.serverCap) {
+        this.serverCap = welcome.maxTunnels;
+        this.capTunnels(welcome.maxTunnels, `the server allows ${welcome.maxTunnels} tunnels per session`);
+      }
+      if (index >= this.target) {
+        t.close(); // the target dropped while this slot was connecting
+        return;
+      }
+      this.slotTunnels.set(index, t);
       const closed = new Promise<void>((resolve) => {
         session.addTunnel(t);
         const prev = t.handlers.close;
         t.handlers.close = (tt, u, err) => {
           prev?.(tt, u, err);
+          if (this.slotTunnels.get(index) === t) this.slotTunnels.delete(index);
           resolve();
         };
       });

@@ -1,4 +1,5 @@
 export { Client, type ClientOptions, type ClientTlsOptions } from './client.js';
+export { TunnelCountController, defaultAdaptiveConfig, type AdaptiveConfig, type CountDecision, type CountSample } from './adaptive.js';
 export { Server, type ServerOptions, type PeerInfo } from './server.js';
 export { Connection, type StreamState, type StreamStats } from './stream.js';
 export { Session, type OpenRequest, type SessionState, type SessionStats } from './session.js';
