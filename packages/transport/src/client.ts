@@ -137,6 +137,24 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
 }
 
 /**
+ * The client's life, changed only in `transition`:
+ * - `founding`: the session has no secret yet: one slot runs the NEW handshake, the others wait for it;
+ * - `joined`: the secret is known: every slot JOINs (and re-joins after a tunnel loss);
+ * - `dormant`: the server closed the idle session (GOAWAY IDLE_TIMEOUT): tunnels stay down until the
+ *   next open or associate wakes the client (→ `founding`, a new session);
+ * - `closed`: `close()` was called; final.
+ * A lost session (grace period over, or the server forgot it) goes back to `founding`.
+ */
+export type ClientState = 'founding' | 'joined' | 'dormant' | 'closed';
+
+const clientTransitions: Record<ClientState, readonly ClientState[]> = {
+  founding: ['joined', 'dormant', 'closed'],
+  joined: ['founding', 'dormant', 'closed'],
+  dormant: ['founding', 'closed'],
+  closed: [],
+};
+
+/**
  * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
  * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error),
  * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake',
@@ -148,16 +166,18 @@ export class Client extends EventEmitter {
   private session!: Session;
   private sessionId!: Buffer;
   private secret: Buffer | null = null;
+  /** Where the client is in its life (see ClientState). */
+  private clientState: ClientState = 'founding';
+  /** While founding: settles when the slot running NEW finishes (the others wait for the secret). */
   private founding: Promise<void> | null = null;
-  private closed = false;
   private readonly sockets = new Set<Duplex>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private lastError: Error | null = null;
   /** Rejections of our key in a row, and until when (Date.now() ms) no tunnel may try again. */
   private keyRejections = 0;
   private rejectedUntil = 0;
-  /** Set while the server closed our idle session: tunnels stay down until the next open wakes them. */
-  private dormant: { promise: Promise<void>; wake: () => void } | null = null;
+  /** While dormant: what the slots wait on, and how the next open wakes them. */
+  private wakeUp: { promise: Promise<void>; wake: () => void } | null = null;
   /** How many tunnel slots should run now: the fixed count, or the controller's target (within the server's cap). */
   private target: number;
   /** The adaptive controller (`tunnels: 'auto'`), else null. */
@@ -322,7 +342,7 @@ export class Client extends EventEmitter {
   /** One controller step (every 100 ms with `tunnels: 'auto'`). */
   private drive(): void {
     const c = this.controller;
-    if (!c || this.closed || this.dormant) return;
+    if (!c || this.clientState === 'closed' || this.clientState === 'dormant') return;
     const s = this.session;
     this.apply(c.sample({ now: performance.now(), bytes: s.movedBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
   }
@@ -366,19 +386,36 @@ export class Client extends EventEmitter {
   /** Close every tunnel and fail open streams. */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
+    this.transition('closed');
     clearInterval(this.driver);
     clearTimeout(this.ceilingTimer);
-    this.dormant?.wake(); // let the slots see `closed` and return
+    this.wakeUp?.wake(); // let the slots see `closed` and return
     for (const t of this.timers) clearTimeout(t);
     this.session.close(Reason.NORMAL, 'client closed');
     for (const s of this.sockets) s.destroy();
+  }
+
+  /** The client's state (see ClientState). */
+  get state(): ClientState {
+    return this.clientState;
+  }
+
+  private get closed(): boolean {
+    return this.clientState === 'closed';
+  }
+
+  /** Move to `to`; throws on a transition the state machine does not have. */
+  private transition(to: ClientState): void {
+    if (this.clientState === to) return;
+    if (!clientTransitions[this.clientState].includes(to)) throw new Error(`client: illegal transition ${this.clientState} → ${to}`);
+    this.clientState = to;
   }
 
   private newSession(): void {
     this.sessionId = randomBytes(SESSION_ID_LENGTH);
     this.secret = null;
     this.founding = null;
+    if (!this.closed) this.transition('founding');
     const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
     s.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', t.index));
     s.on('tunnel-down', (t: Tunnel, err?: Error) => {
@@ -387,15 +424,16 @@ export class Client extends EventEmitter {
     });
     s.on('lost', (err: Error & { reason?: number }) => {
       if (this.session !== s || this.closed) return;
+      this.newSession();
       if (err.reason === Reason.IDLE_TIMEOUT) {
         // Nothing was using it: reconnect when something does, not now (or every idle timeout would
         // make a new session on the server for nothing).
         let wake!: () => void;
         const promise = new Promise<void>((r) => (wake = r));
-        this.dormant = { promise, wake };
+        this.wakeUp = { promise, wake };
+        this.transition('dormant');
         this.emit('dormant', err);
       } else this.emit('session-lost', err);
-      this.newSession();
     });
     this.session = s;
     this.emit('session', s.id);
@@ -403,16 +441,17 @@ export class Client extends EventEmitter {
 
   /** Leave the dormant state (a stream is wanted): the tunnel slots reconnect. */
   private wake(): void {
-    const d = this.dormant;
-    if (!d) return;
-    this.dormant = null;
+    const d = this.wakeUp;
+    if (this.clientState !== 'dormant' || !d) return;
+    this.wakeUp = null;
+    this.transition('founding');
     d.wake();
     this.emit('awake');
   }
 
   /** True while the tunnels are down on purpose: the server closed the idle session, and nothing has asked for a stream since. */
   get isDormant(): boolean {
-    return this.dormant !== null;
+    return this.clientState === 'dormant';
   }
 
   private sleep(ms: number): Promise<void> {
@@ -429,8 +468,8 @@ export class Client extends EventEmitter {
   private async runSlot(index: number): Promise<void> {
     let failures = 0;
     while (!this.closed && index < this.target) {
-      if (this.dormant) {
-        await this.dormant.promise;
+      if (this.clientState === 'dormant') {
+        await this.wakeUp!.promise;
         continue;
       }
       const held = this.rejectedUntil - Date.now();
@@ -486,7 +525,7 @@ export class Client extends EventEmitter {
         socket.destroy();
         throw new GkdError('GKD_ERR_CLOSED', 'client closed');
       }
-      if (this.dormant) {
+      if (this.clientState === 'dormant') {
         // The session went idle while we dialed: do not found a new one nobody asked for.
         socket.destroy();
         return; // `finally` lets the other slots stop waiting for a founder
@@ -521,6 +560,7 @@ export class Client extends EventEmitter {
       if (mode === AuthMode.NEW) {
         this.secret = secret;
         this.keyRejections = 0;
+        this.transition('joined');
       }
       session.maxStreams = welcome.maxStreams;
       if (welcome.maxTunnels !== undefined && welcome.maxTunnels !== this.serverCap) {

@@ -1,4 +1,4 @@
-export { Client, type ClientOptions, type ClientTlsOptions } from './client.js';
+export { Client, type ClientOptions, type ClientState, type ClientTlsOptions } from './client.js';
 export { TunnelCountController, defaultAdaptiveConfig, type AdaptiveConfig, type CountDecision, type CountSample } from './adaptive.js';
 export { Server, type ServerOptions, type PeerInfo } from './server.js';
 export { Connection, type StreamState, type StreamStats } from './stream.js';
