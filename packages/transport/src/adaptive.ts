@@ -22,7 +22,7 @@
  * - A probe that fails holds the next one for `holdMs`, doubling per failure in a row up to `holdMaxMs`.
  * - Idle for `idleShrinkMs`: back to `min`. The next busy period jumps straight back to the last count
  *   that paid (as its first up-probe, judged by the same rule).
- * Each epoch lasts 10 RTTs (0.5–3 s) and starts once the new tunnels are up plus 3 RTTs of slow start.
+ * Each epoch lasts 12 RTTs (0.6–3 s) and starts once the new tunnels are up plus 3 RTTs of slow start.
  */
 
 /** Settings of the controller. Times in ms, rates in bytes per second. */
@@ -66,7 +66,7 @@ export const defaultAdaptiveConfig: Readonly<AdaptiveConfig> = Object.freeze({
 export interface CountSample {
   /** Monotonic time, in ms. */
   now: number;
-  /** Payload bytes moved so far, both directions (monotonic), in bytes. */
+  /** Bytes the tunnels carried so far, both directions (monotonic), in bytes. */
   bytes: number;
   /** Tunnels up and taking frames. */
   live: number;
@@ -148,7 +148,7 @@ export class TunnelCountController {
   sample(s: CountSample): CountDecision | null {
     const c = this.config;
     const rtt = s.rttMs ?? 100;
-    const epoch = clamp(10 * rtt, 500, 3000);
+    const epoch = clamp(12 * rtt, 600, 3000);
     if (this.changedAt === null) this.changedAt = s.now;
     this.trackBusy(s, epoch);
     if (this.lastBusy !== null && s.now - this.lastBusy >= c.idleShrinkMs && this.n > c.min) {
@@ -175,8 +175,9 @@ export class TunnelCountController {
     const q = quarters(e);
     this.epochSamples = [{ at: s.now, bytes: s.bytes }];
     this.lastRate = rate;
-    // Busy throughout: a transfer that ended (or began) inside the epoch says nothing about the count.
-    const busy = Math.min(...q) >= c.busyRate;
+    // Busy in both halves: a transfer that ended (or began) inside the epoch says nothing about the
+    // count. (Not every quarter: on a lossy path a full window can wait a quarter for one repair.)
+    const busy = rate >= c.busyRate && q[0]! + q[1]! >= c.busyRate && q[2]! + q[3]! >= c.busyRate;
     if (this.probe) return this.judge(this.probe, rate, busy, s.now);
     if (!busy || s.now < this.holdUntil) return null;
     // Still ramping (slow start, a window growing): a step now would be credited with that growth.

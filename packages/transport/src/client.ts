@@ -344,7 +344,7 @@ export class Client extends EventEmitter {
     const c = this.controller;
     if (!c || this.clientState === 'closed' || this.clientState === 'dormant') return;
     const s = this.session;
-    this.apply(c.sample({ now: performance.now(), bytes: s.movedBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
+    this.apply(c.sample({ now: performance.now(), bytes: s.wireBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
   }
 
   /** Apply a new target: start missing slots, retire the tunnels of slots above it. */
