@@ -80,6 +80,12 @@ export interface CountDecision {
   /** Previous target. */
   from: number;
   reason: string;
+  /**
+   * A step down that may wait: the tunnels above the target did no harm (a probe that bought too
+   * little), so the client retires them once the session is quiet instead of now. Retiring tunnels
+   * in the middle of a transfer costs a burst (the peer re-sends what it had in flight on them).
+   */
+  lazy?: boolean;
 }
 
 type Phase = 'settling' | 'measuring';
@@ -220,7 +226,7 @@ export class TunnelCountController {
     this.probe = null;
     const gain = p.fromRate > 0 ? rate / p.fromRate : 1;
     const got = `${mbit(p.fromRate)} → ${mbit(rate)}`;
-    if (!busy) return this.change(p.fromN, now, `probe inconclusive (went idle: ${got})`);
+    if (!busy) return this.change(p.fromN, now, `probe inconclusive (went idle: ${got})`, true);
     if (p.dir === 'up') {
       const eff = (gain - 1) / (this.n / p.fromN - 1);
       if (eff >= c.minEfficiency) {
@@ -256,7 +262,8 @@ export class TunnelCountController {
       this.holdUntil = now + this.hold();
       this.nextDir = 'down';
       this.factor = 2;
-      return this.change(p.fromN, now, `${tried} tunnels bought ${pct(gain)} (${got}): back to ${p.fromN}`);
+      const harmless = gain >= c.keepFraction;
+      return this.change(p.fromN, now, `${tried} tunnels bought ${pct(gain)} (${got}): back to ${p.fromN}${harmless ? ' when idle' : ''}`, harmless);
     }
     if (gain >= c.keepFraction) {
       this.failures = 0;
@@ -276,7 +283,7 @@ export class TunnelCountController {
     return Math.min(this.config.holdMaxMs, this.config.holdMs * 2 ** Math.max(0, this.failures - 1));
   }
 
-  private change(to: number, now: number, reason: string): CountDecision | null {
+  private change(to: number, now: number, reason: string, lazy = false): CountDecision | null {
     if (to === this.n) return null;
     const from = this.n;
     this.n = to;
@@ -284,7 +291,12 @@ export class TunnelCountController {
     this.changedAt = now;
     this.settledAt = null;
     this.epochSamples = [];
-    return { target: to, from, reason };
+    return lazy ? { target: to, from, reason, lazy } : { target: to, from, reason };
+  }
+
+  /** How long the session has not been busy, in ms (0 while busy). */
+  quietFor(now: number): number {
+    return this.lastBusy === null ? 0 : Math.max(0, now - this.lastBusy);
   }
 }
 

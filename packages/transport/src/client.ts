@@ -187,6 +187,8 @@ export class Client extends EventEmitter {
   private readonly running = new Set<number>();
   private readonly slotTunnels = new Map<number, Tunnel>();
   private readonly retired = new WeakSet<Tunnel>();
+  /** A lazy step down is pending: retire the extra tunnels once the session is quiet. */
+  private retireWhenQuiet = false;
   /** The server's per-session tunnel cap from WELCOME (null until known, or an old server). */
   private serverCap: number | null = null;
   /** Changes of the target so far, by direction (monotonic; for metrics). */
@@ -344,10 +346,13 @@ export class Client extends EventEmitter {
     const c = this.controller;
     if (!c || this.clientState === 'closed' || this.clientState === 'dormant') return;
     const s = this.session;
-    this.apply(c.sample({ now: performance.now(), bytes: s.wireBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
+    const now = performance.now();
+    this.apply(c.sample({ now, bytes: s.wireBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
+    // A lazy step down: the extra tunnels go once the session has been quiet for a second.
+    if (this.retireWhenQuiet && c.quietFor(now) >= 1000) this.retireExtra();
   }
 
-  /** Apply a new target: start missing slots, retire the tunnels of slots above it. */
+  /** Apply a new target: start missing slots, retire the tunnels of slots above it (now, or when quiet if lazy). */
   private apply(d: CountDecision | null): void {
     if (!d || this.closed) return;
     this.target = d.target;
@@ -355,6 +360,13 @@ export class Client extends EventEmitter {
     else this.tunnelChanges.down++;
     this.emit('tunnels', d);
     this.startSlots();
+    this.retireWhenQuiet = d.lazy === true;
+    if (!d.lazy) this.retireExtra();
+  }
+
+  /** Retire the tunnels of slots at or above the target (never the last live one). */
+  private retireExtra(): void {
+    this.retireWhenQuiet = false;
     const timeout = Math.max(2000, 4 * this.session.rtt());
     for (const [i, t] of this.slotTunnels) {
       if (i < this.target || !t.usable) continue;

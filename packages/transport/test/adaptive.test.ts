@@ -53,6 +53,8 @@ describe('TunnelCountController', () => {
     expect(decisions[0]).toMatchObject({ from: 4, target: 8 });
     expect(decisions[1]).toMatchObject({ from: 8, target: 4 });
     expect(decisions[1]!.reason).toMatch(/bought \+0 %/);
+    // the extra tunnels did no harm: the client may retire them once the session is quiet
+    expect(decisions[1]!.lazy).toBe(true);
     // after the hold, a probe down keeps the goodput with fewer tunnels
     expect(decisions[2]).toMatchObject({ from: 4, target: 2 });
     // later probes up are held longer and longer (8 s, 16 s, …): few decisions in a minute
@@ -65,8 +67,9 @@ describe('TunnelCountController', () => {
   it('a per-flow shaper (10 Mbit/s per tunnel on a 100 Mbit/s link): enough tunnels to fill the link', () => {
     const { c, bytes, decisions } = drive((n) => Math.min(100, 10 * n) * Mbit, 30);
     expect(c.target).toBe(16);
-    // the ×4 step 8 → 32 overshot the knee: tried again as ×2 at once
+    // the ×4 step 8 → 32 overshot the knee: tried again as ×2 at once (not lazily: 16 is measured next)
     expect(decisions[2]).toMatchObject({ from: 32, target: 16 });
+    expect(decisions[2]!.lazy).toBeUndefined();
     // goodput over the last 10 s within 10 % of the link
     const { bytes: more } = drive((n) => Math.min(100, 10 * n) * Mbit, 10, {}, c);
     expect(more / 10 / Mbit).toBeGreaterThan(90);
@@ -154,6 +157,15 @@ describe('TunnelCountController', () => {
     }
     expect(log[1]).toMatchObject({ from: 8, target: 4 });
     expect(log[1]!.reason).toMatch(/inconclusive/);
+  });
+
+  it('a step up that hurt is undone at once; one that only bought too little may wait for a quiet session', () => {
+    // more tunnels lose goodput here (a shallow buffer: their slow start costs everyone)
+    const { decisions } = drive((n) => (n > 4 ? 60 : 90) * Mbit, 6);
+    expect(decisions[1]).toMatchObject({ from: 8, target: 4 });
+    expect(decisions[1]!.lazy).toBeUndefined();
+    const c = new TunnelCountController();
+    expect(c.quietFor(0)).toBe(0);
   });
 
   it('rejects a min above max and clamps the start count', () => {
