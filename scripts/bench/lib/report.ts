@@ -55,10 +55,14 @@ export function chosen(r: Row): number {
   return r.gkd?.countNow ?? r.gkd?.countFinal ?? NaN;
 }
 
-/** Median throughput of iperf3 at the -P nearest to what the auto rows of `scenario` chose (median count). */
+/**
+ * Median throughput of iperf3 at the -P nearest to the count the auto rows of `scenario` used: the
+ * median over rounds of the largest count each reached (a download may end after a step back, so
+ * the count at its end understates what it ran with).
+ */
 export function iperfAtChosen(rows: Row[], scenario: string): { n: number; mbps: number } {
   const autos = rows.filter((r) => r.scenario === scenario && r.tool === 'gkd' && r.n === 0);
-  const n = median(autos.map(chosen));
+  const n = median(autos.map((r) => r.gkd?.countMax ?? chosen(r)));
   const ps = [...new Set(rows.filter((r) => r.scenario === scenario && r.tool === 'iperf3').map((r) => r.n))];
   if (!Number.isFinite(n) || ps.length === 0) return { n: NaN, mbps: NaN };
   const best = ps.sort((a, b) => Math.abs(a - n) - Math.abs(b - n) || b - a)[0]!;
@@ -155,7 +159,7 @@ export function targets(res: Results): Target[] {
   const out: Target[] = [];
   const R = res.rows;
   for (const s of res.scenarios) {
-    for (const n of res.info.params.tunnels) {
+    for (const n of res.info.params.tunnels.filter((x) => x > 0)) {
       const g = mbps(R, s.id, 'gkd', n);
       const i = mbps(R, s.id, 'iperf3', n);
       if (Number.isFinite(g) && Number.isFinite(i)) out.push({ what: `gkd-${n} / iperf3 -P ${n}`, scenario: s.id, value: g / i, goal: '≥ 90 %', met: g / i >= 0.9 });
@@ -164,7 +168,7 @@ export function targets(res: Results): Target[] {
   const d8 = mbps(R, 'd', 'gkd', 8) / mbps(R, 'd', 'direct');
   if (Number.isFinite(d8)) out.push({ what: 'gkd-8 / direct', scenario: 'd', value: d8, goal: '≥ 7.5×', met: d8 >= 7.5 });
   for (const s of ['a', 'e']) {
-    for (const n of res.info.params.tunnels) {
+    for (const n of res.info.params.tunnels.filter((x) => x > 0)) {
       const v = mbps(R, s, 'gkd', n) / mbps(R, s, 'direct');
       if (Number.isFinite(v)) out.push({ what: `gkd-${n} / direct`, scenario: s, value: v, goal: '≥ 95 %', met: v >= 0.95 });
     }
@@ -188,7 +192,7 @@ export function targets(res: Results): Target[] {
     out.push({ what: 'two peers on auto: smaller / larger share (median)', scenario: res.fair.scenario, value: ratio, goal: '≥ 70 % (within 30 %)', met: ratio >= 0.7 });
   }
   const ic = iperfAtChosen(R, 'c');
-  if (Number.isFinite(auto('c') / ic.mbps)) out.push({ what: `gkd-auto / iperf3 -P ${ic.n} (nearest the count chosen)`, scenario: 'c', value: auto('c') / ic.mbps, goal: '≥ 90 %', met: auto('c') / ic.mbps >= 0.9 });
+  if (Number.isFinite(auto('c') / ic.mbps)) out.push({ what: `gkd-auto / iperf3 -P ${ic.n} (nearest the largest count used, median)`, scenario: 'c', value: auto('c') / ic.mbps, goal: '≥ 90 %', met: auto('c') / ic.mbps >= 0.9 });
   if (res.latency) {
     const L = res.latency.rows;
     const idle = L.filter((r) => !r.loaded);
