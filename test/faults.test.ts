@@ -4,8 +4,7 @@
  * reading, and a peer that vanishes without FIN. `pnpm load` prints the same figures.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoScenario, peersStack, stallScenario, vanishScenario } from '../scripts/reliability/lib/scenarios.js';
-import type { Stack } from '../scripts/reliability/lib/stack.js';
+import { echoScenario, peersStack, stallScenario, vanishScenario, type ProcessStack } from '@gkd/test-support';
 
 const MiB = 1024 * 1024;
 const STREAMS = Number(process.env.GKD_LOAD_STREAMS ?? 1000);
@@ -31,7 +30,7 @@ describe('faults under load', () => {
   }, 240_000);
 
   describe('peers that stop reading or vanish', () => {
-    let stack: Stack;
+    let stack: ProcessStack;
     beforeAll(async () => {
       stack = await peersStack();
     }, 60_000);

@@ -1,5 +1,5 @@
 /**
- * Hostile input over real sockets, end to end (scripts/reliability/lib/hostile.ts): a gkd server in
+ * Hostile input over real sockets, end to end (@gkd/test-support: src/reliability/hostile.ts): a gkd server in
  * its own process, fuzzed by an authenticated peer (a valid key of its own) and by unauthenticated
  * connections, with hostile SOCKS5/HTTP clients on a gkd client's ports, while a legitimate peer keeps
  * moving sha256-checked data. `pnpm fuzz` runs the same scenario for longer (10^7 frames, 10 minutes).
@@ -10,10 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameType, encode } from '@gkd/protocol';
-import { DEFAULT_CAPS, summary, violations } from '../scripts/reliability/lib/hostile-check.js';
-import { runHostile } from '../scripts/reliability/lib/hostile.js';
-import { startStack, type Stack } from '../scripts/reliability/lib/stack.js';
-import { OwnSession, type WirePeer } from '../scripts/reliability/lib/wire.js';
+import { DEFAULT_CAPS, OwnSession, runHostile, startStack, summary, violations, type ProcessStack, type WirePeer } from '@gkd/test-support';
 
 const FRAMES = Number(process.env.GKD_HOSTILE_FRAMES ?? 1_000_000);
 const SECONDS = Number(process.env.GKD_HOSTILE_SECONDS ?? 45);
@@ -48,7 +45,7 @@ describe('hostile input over real sockets', () => {
 });
 
 describe('a peer that reads but never confirms (regression: it made the server retain frames without bound)', () => {
-  let stack: Stack;
+  let stack: ProcessStack;
   let peer: WirePeer;
   beforeAll(async () => {
     stack = await startStack({ users: ['mallory'], clients: [] });

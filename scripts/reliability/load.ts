@@ -7,7 +7,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from './lib/scenarios.js';
+import { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from '@gkd/test-support';
 
 const { values } = parseArgs({
   options: {

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { GKD_BIN, ROOT, childEnv, ensureBuilt, gkd, killAll, runGkd } from './helpers.js';
+import { GKD_BIN, ROOT, childEnv, ensureBuilt, gkd, killAll, runGkd } from '@gkd/test-support';
 
 let echo: net.Server;
 let echoPort = 0;

@@ -3,8 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, type GkdError } from '@gkd/protocol';
 import type { Connection } from '../../src/index.js';
-import { expectedHash, hashOf, source } from './data.js';
-import { makeRig, until, type LinkKind, type Rig } from './links.js';
+import { expectedHash, hashOf, source, until } from '@gkd/test-support';
+import { makeRig, type LinkKind, type Rig } from './links.js';
 
 const MiB = 1024 * 1024;
 

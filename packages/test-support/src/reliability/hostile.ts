@@ -25,11 +25,12 @@ import {
   type FrontEndStats,
   type PreAuthStats,
 } from './attack.js';
-import { sha256 } from './data.js';
+import { sha256 } from '../data.js';
 import { download, echoStream } from './load.js';
 import type { ClientChild } from './proc.js';
-import { startStack, type Stack } from './stack.js';
-import { OwnSession, WirePeer } from './wire.js';
+import { startStack } from '../stack.js';
+import type { ProcessStack } from './stack.js';
+import { OwnSession, WirePeer } from '../wire-peer.js';
 import { wiretap } from './wiretap.js';
 
 const MiB = 1024 * 1024;
@@ -109,7 +110,7 @@ interface LegitRun {
 }
 
 /** Legitimate transfers through alice's SOCKS port until stopped: echo (up and down) and downloads, each checked by sha256. */
-function legitTraffic(client: ClientChild, ports: Stack['ports'], parallel: number, bytes: number, hardDeadline: number): LegitRun {
+function legitTraffic(client: ClientChild, ports: ProcessStack['ports'], parallel: number, bytes: number, hardDeadline: number): LegitRun {
   const t0 = performance.now();
   let last = t0;
   let maxGap = 0;
@@ -274,7 +275,7 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
     // Security, deterministically: every captured carol tunnel replayed whole on a fresh connection.
     const replayAnswers: string[] = [];
     for (const bytes of tap.captured()) {
-      const p = await WirePeer.connect(stack.serverPort);
+      const p = await WirePeer.connect(stack.serverPort, { record: false });
       p.socket.write(bytes);
       await p.closed;
       const rej = p.counts.get(FrameType.REJECT) ?? 0;
@@ -283,7 +284,7 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
     }
     // mallory founds a session with carol's session id (her own valid key): it must be a separate one,
     // and frames for carol's stream (id 1) in it must never reach carol.
-    const reuse = new OwnSession(stack.serverPort, 'mallory', stack.keys.mallory!, carolSid);
+    const reuse = new OwnSession(stack.serverPort, 'mallory', stack.keys.mallory!, { sessionId: carolSid, record: false });
     let sessionIdReuse = 'WELCOME';
     let crossSessionOutcome = 'not tried';
     try {

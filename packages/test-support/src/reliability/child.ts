@@ -22,7 +22,7 @@ import { Duplex } from 'node:stream';
 import { GkdServer, systemResolver, type Resolver, type ServerLimits } from '@gkd/server';
 import { HttpProxyServer, SocksServer, type Opener } from '@gkd/socks-client';
 import { Client, duplexPair, type PeerInfo, type SessionConfig } from '@gkd/transport';
-import { patternBytes } from './lib/data.js';
+import { patternBytes } from '../data.js';
 
 type Handler = (args: any) => unknown;
 const handlers = new Map<string, Handler>();

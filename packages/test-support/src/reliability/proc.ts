@@ -6,10 +6,10 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ClientRoleConfig, DestinationKind, DestinationRoleConfig, ServerRoleConfig } from '../child.js';
+import type { ClientRoleConfig, DestinationKind, DestinationRoleConfig, ServerRoleConfig } from './child.js';
 
-const CHILD = fileURLToPath(new URL('../child.ts', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './child.ts' : './child.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const EXEC_ARGV = ['--conditions=@gkd/source', '--import', 'tsx'];
 
 /** Resident memory of a process, in bytes: now, and the peak since it started (VmHWM). */
