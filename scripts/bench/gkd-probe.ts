@@ -69,14 +69,7 @@ if (role === 'server') {
   const [server = '', tunnels = '8', socks = '127.0.0.1:1080', file = '/dev/null'] = args;
   const n = Number(tunnels);
   const client = Client.create(server, { key, tunnels: n, session });
-  const opener: Opener = async (destination, signal) => {
-    const conn = await client.open(destination);
-    if (signal?.aborted) {
-      conn.destroy();
-      throw signal.reason;
-    }
-    return conn;
-  };
+  const opener: Opener = (destination, signal) => client.open(destination, { signal });
   const at = parseHostPort(socks, '127.0.0.1', 'socks');
   const proxy = await SocksServer.listen({ host: at.host, port: at.port, opener });
   record(file, () => [client.stats()]);

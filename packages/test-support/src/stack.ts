@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Duplex } from 'node:stream';
 import { GkdServer, type GkdServerOptions } from '@gkd/server';
 import { HttpProxyServer, SocksServer, type Associator, type Opener, type SocksAuth } from '@gkd/socks-client';
 import { Client } from '@gkd/transport';
@@ -16,18 +15,6 @@ export interface Stack {
   /** Destinations the server opened, as it saw them (`host:port`; a name stays a name). */
   opened: string[];
   close(): Promise<void>;
-}
-
-/** The opener the gkd client uses: a CONNECT becomes an OPEN; a late answer after an abort is dropped. */
-export function transportOpener(client: Client): Opener {
-  return async (destination, signal) => {
-    const conn: Duplex = await client.open(destination);
-    if (signal?.aborted) {
-      conn.destroy();
-      throw signal.reason ?? new Error('aborted');
-    }
-    return conn;
-  };
 }
 
 /** The associator the gkd client uses: a UDP ASSOCIATE becomes a transport association. */
@@ -73,7 +60,7 @@ async function startInProcess(opts: StackOptions): Promise<Stack> {
   const opened: string[] = [];
   server.on('open', (e: { destination: string }) => opened.push(e.destination));
   const client = await Client.connect(`127.0.0.1:${server.address().port}`, { key, tunnels: opts.tunnels ?? 8 });
-  const opener = transportOpener(client);
+  const opener: Opener = (destination, signal) => client.open(destination, { signal });
   const associator = transportAssociator(client);
   const socks = await SocksServer.listen({ host: '127.0.0.1', port: 0, opener, associator, ...(opts.socksAuth ? { auth: opts.socksAuth } : {}) });
   const http = await HttpProxyServer.listen({ host: '127.0.0.1', port: 0, opener });

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import {
+  AbortError,
   FlowControlError,
   FrameType,
   GkdError,
@@ -353,8 +354,13 @@ export class Session extends EventEmitter implements StreamHost {
 
   // ------------------------------------------------------------------ streams
 
-  /** Open a stream (opener side): sends OPEN and resolves once OPEN_OK arrives. */
-  async open(destination: Address | null, timeoutMs: number): Promise<Connection> {
+  /**
+   * Open a stream (opener side): sends OPEN and resolves once OPEN_OK arrives. No answer within
+   * `timeoutMs` (milliseconds), or `signal` aborting first, cancels the stream on the wire (RST
+   * CANCELLED, so a late OPEN_OK opens nothing) and rejects.
+   */
+  async open(destination: Address | null, timeoutMs: number, signal?: AbortSignal): Promise<Connection> {
+    if (signal?.aborted) throw new AbortError(signal.reason);
     if (this.lostError) throw this.lostError;
     if (this.drained) throw new GkdError('GKD_ERR_CLOSED', 'session is going away');
     if (this.streams.size >= this.maxStreams) throw new GkdError('GKD_ERR_LIMIT', `more than ${this.maxStreams} open streams`, Reason.LIMIT_EXCEEDED);
@@ -363,16 +369,20 @@ export class Session extends EventEmitter implements StreamHost {
     const s = new Connection(this, id, destination, 'opening', 0);
     this.streams.set(id, s);
     const opened = s.waitOpen();
-    const timer = setTimeout(() => {
-      // Tell the server to drop it if the OPEN (or its answer) is merely late.
-      this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.CANCELLED, message: 'open timed out' });
-      s.fail(new GkdError('GKD_ERR_OPEN_FAILED', `no answer to OPEN within ${timeoutMs} ms`, Reason.TIMEOUT));
-    }, timeoutMs);
+    // Tell the server to drop it if the OPEN (or its answer) is merely late, or no longer wanted.
+    const cancel = (message: string, err: Error): void => {
+      this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.CANCELLED, message });
+      s.fail(err);
+    };
+    const timer = setTimeout(() => cancel('open timed out', new GkdError('GKD_ERR_OPEN_FAILED', `no answer to OPEN within ${timeoutMs} ms`, Reason.TIMEOUT)), timeoutMs);
+    const onAbort = (): void => cancel('open aborted', new AbortError(signal!.reason));
+    signal?.addEventListener('abort', onAbort, { once: true });
     this.sendControl({ type: FrameType.OPEN, stream: id, window: s.initialWindow, destination });
     try {
       await opened;
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
     }
     return s;
   }
