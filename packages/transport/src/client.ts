@@ -7,8 +7,8 @@ import {
   AbortError,
   AuthError,
   AuthMode,
+  ClosedError,
   ConfigError,
-  GkdError,
   NoTunnelError,
   Reason,
   SESSION_ID_LENGTH,
@@ -227,7 +227,7 @@ export class Client extends EventEmitter {
    * datagram; it ends with `close()`, when the server closes it, or with the session (its 'close' event).
    */
   async associate(): Promise<Association> {
-    if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+    if (this.closed) throw new ClosedError('client is closed');
     this.wake();
     if (this.session.draining) await this.waitForNewSession();
     await this.waitForTunnel();
@@ -240,7 +240,7 @@ export class Client extends EventEmitter {
   }
 
   private async openStream(addr: Address | null, signal?: AbortSignal): Promise<Connection> {
-    if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+    if (this.closed) throw new ClosedError('client is closed');
     if (signal?.aborted) throw new AbortError(signal.reason);
     this.wake();
     if (this.session.draining) await abortable(this.waitForNewSession(), signal);
@@ -372,7 +372,7 @@ export class Client extends EventEmitter {
       const socket = await this.dial(index);
       if (this.closed) {
         socket.destroy();
-        throw new GkdError('GKD_ERR_CLOSED', 'client closed');
+        throw new ClosedError('client closed');
       }
       if (this.dormant) {
         // The session went idle while we dialed: do not found a new one nobody asked for.
@@ -404,7 +404,7 @@ export class Client extends EventEmitter {
       const { secret, welcome } = hs;
       if (session !== this.session || session.lost) {
         t.close();
-        throw new GkdError('GKD_ERR_CLOSED', 'session replaced during the handshake');
+        throw new ClosedError('session replaced during the handshake');
       }
       if (mode === AuthMode.NEW) {
         this.secret = secret;

@@ -1,9 +1,12 @@
 import { EventEmitter } from 'node:events';
 import {
   AbortError,
+  ClosedError,
   FlowControlError,
   FrameType,
   GkdError,
+  LimitError,
+  OpenFailedError,
   ProtocolError,
   Reason,
   SessionLostError,
@@ -343,7 +346,7 @@ export class Session extends EventEmitter implements StreamHost {
         /* ignore */
       }
     }
-    this.expire(new GkdError('GKD_ERR_CLOSED', message, reason));
+    this.expire(new ClosedError(message, reason));
   }
 
   /** Stop accepting new streams; existing ones finish. */
@@ -362,8 +365,8 @@ export class Session extends EventEmitter implements StreamHost {
   async open(destination: Address | null, timeoutMs: number, signal?: AbortSignal): Promise<Connection> {
     if (signal?.aborted) throw new AbortError(signal.reason);
     if (this.lostError) throw this.lostError;
-    if (this.drained) throw new GkdError('GKD_ERR_CLOSED', 'session is going away');
-    if (this.streams.size >= this.maxStreams) throw new GkdError('GKD_ERR_LIMIT', `more than ${this.maxStreams} open streams`, Reason.LIMIT_EXCEEDED);
+    if (this.drained) throw new ClosedError('session is going away');
+    if (this.streams.size >= this.maxStreams) throw new LimitError(`more than ${this.maxStreams} open streams`);
     const id = this.nextLocalId;
     this.nextLocalId += 2;
     const s = new Connection(this, id, destination, 'opening', 0);
@@ -374,7 +377,7 @@ export class Session extends EventEmitter implements StreamHost {
       this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.CANCELLED, message });
       s.fail(err);
     };
-    const timer = setTimeout(() => cancel('open timed out', new GkdError('GKD_ERR_OPEN_FAILED', `no answer to OPEN within ${timeoutMs} ms`, Reason.TIMEOUT)), timeoutMs);
+    const timer = setTimeout(() => cancel('open timed out', new OpenFailedError(Reason.TIMEOUT, `no answer to OPEN within ${timeoutMs} ms`)), timeoutMs);
     const onAbort = (): void => cancel('open aborted', new AbortError(signal!.reason));
     signal?.addEventListener('abort', onAbort, { once: true });
     this.sendControl({ type: FrameType.OPEN, stream: id, window: s.initialWindow, destination });
@@ -622,7 +625,7 @@ export class Session extends EventEmitter implements StreamHost {
       if (frame.reason === Reason.NORMAL || (frame.reason === Reason.IDLE_TIMEOUT && this.role === 'client')) {
         // The peer closed the session for good (its streams were reset before): free it now, no grace period.
         const why = frame.reason === Reason.IDLE_TIMEOUT ? 'peer closed the idle session' : 'peer closed the session';
-        this.expire(new GkdError('GKD_ERR_CLOSED', `${why}${frame.message ? `: ${frame.message}` : ''}`, frame.reason));
+        this.expire(new ClosedError(`${why}${frame.message ? `: ${frame.message}` : ''}`, frame.reason));
         return;
       }
       if (frame.reason === Reason.SHUTDOWN) {
