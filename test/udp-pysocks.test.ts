@@ -121,7 +121,7 @@ except socket.timeout:
 print(json.dumps({'answers': answers, 'denied': denied}))
 `;
 
-const ECHO_SCRIPT = String.raw`
+const ECHO_SCRIPT = `
 import json, os, socket, sys, time
 import socks
 proxy_port, echo_port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])

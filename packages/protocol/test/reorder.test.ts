@@ -75,7 +75,7 @@ describe('ReorderBuffer', () => {
             seen.limitHits++;
             continue;
           }
-          let result;
+          let result: ReturnType<ReorderBuffer['insert']>;
           try {
             result = rb.insert(offset, data);
           } catch (err) {

@@ -288,7 +288,10 @@ export class Server extends EventEmitter {
     };
     this.handshakes.set(socket, refuse);
     let mine = this.handshakesByAddress.get(address);
-    if (!mine) this.handshakesByAddress.set(address, (mine = new Set()));
+    if (!mine) {
+      mine = new Set();
+      this.handshakesByAddress.set(address, mine);
+    }
     mine.add(socket);
     const timer = setTimeout(() => refuse(new HandshakeTimeoutError(this.opts.handshakeTimeout)), this.opts.handshakeTimeout);
     t.handlers.close = (_t, _u, err) => {

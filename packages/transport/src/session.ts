@@ -280,7 +280,7 @@ export class Session extends EventEmitter implements StreamHost {
     for (const e of unconfirmed) {
       if (e.kind === 'data') {
         const s = this.streams.get(e.stream);
-        if (s && s.needsResend(e.offset, e.payload.length)) {
+        if (s?.needsResend(e.offset, e.payload.length)) {
           this.resendQueue.push({ kind: 'data', stream: s, offset: e.offset, payload: e.payload });
         }
       } else if (e.kind === 'ack') {

@@ -240,6 +240,7 @@ export class Connection extends Duplex {
    * `_read` alone is not enough: after Node calls `_read` and we have nothing to push, it does not call
    * it again until we push, so a reader that drains a full window would never open it again.
    */
+  // biome-ignore lint/suspicious/noExplicitAny: the signature of Readable.read, which this overrides.
   override read(size?: number): any {
     const chunk: unknown = super.read(size);
     if (chunk !== null && !this.remoteEnded) this.maybeUpdateWindow();

@@ -573,8 +573,8 @@ export async function frontEndAttacker(o: FrontEndOptions, slowMs: number): Prom
           drip = Math.ceil(slowMs / 4);
           want = (_r, how) => how === 'closed' || how === 'reset';
           break;
-        case 'connect-then-reset':
         default: {
+          // 'connect-then-reset'
           // Ask for a destination and vanish before the answer: nothing may leak or crash.
           const s = net.connect({ host: '127.0.0.1', port: o.socksPort });
           s.on('error', () => undefined);
@@ -635,8 +635,7 @@ export async function frontEndAttacker(o: FrontEndOptions, slowMs: number): Prom
           text = `POST http://10.9.9.9/ HTTP/1.1\r\nHost: 10.9.9.9\r\nTransfer-Encoding: chunked\r\n\r\n${'ffff\r\n'}${'z'.repeat(65535)}\r\n`;
           want = (s, how) => s === 403 || how === 'reset' || how === 'closed';
           break;
-        case 'pipelined-requests-to-denied':
-        default:
+        default: // 'pipelined-requests-to-denied'
           text = Array.from({ length: 20 }, () => `GET http://192.168.0.1/ HTTP/1.1\r\nHost: 192.168.0.1\r\n\r\n`).join('');
           want = (s) => s === 403;
           break;

@@ -24,6 +24,7 @@ import { HttpProxyServer, SocksServer, type Opener } from '@gkd/socks-client';
 import { Client, duplexPair, type PeerInfo, type SessionConfig } from '@gkd/transport';
 import { patternBytes } from '../data.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: IPC arguments are structured-clone data each handler reads as it expects.
 type Handler = (args: any) => unknown;
 const handlers = new Map<string, Handler>();
 

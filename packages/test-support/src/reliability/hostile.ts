@@ -259,8 +259,12 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
         ),
       ].concat([
         // Its own deadline: after the server stops reading it, the keepalive deadline (5 s) must close it.
-        deafFlooder(stack.serverPort, 'mallory', stack.keys.mallory!, o.deafFrames, Math.max(deadline, Date.now() + 15_000)).then((r) => void (deafResult = r)),
-        tunnelSlowloris(stack.serverPort, o.slowloris, 3000 + 10_000).then((r) => void (slowResult = r)),
+        deafFlooder(stack.serverPort, 'mallory', stack.keys.mallory!, o.deafFrames, Math.max(deadline, Date.now() + 15_000)).then((r) => {
+          deafResult = r;
+        }),
+        tunnelSlowloris(stack.serverPort, o.slowloris, 3000 + 10_000).then((r) => {
+          slowResult = r;
+        }),
       ]));
     } catch (err) {
       attackError = err;
@@ -360,6 +364,7 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
     carol?.close();
     await tap.close();
     const crashed = await stack.close();
+    // biome-ignore lint/correctness/noUnsafeFinally: a crashed process is the finding that matters most, even over the run's own error.
     if (crashed.length > 0) throw new Error(`processes died during the hostile run:\n${crashed.join('\n')}`);
   }
 }
