@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { flagsFor, envName } from '../packages/cli/src/flags.js';
-import { ROOT, ensureBuilt, gkd, killAll, runGkd } from '../packages/cli/test/helpers.js';
+import { ROOT, ensureBuilt, gkd, killAll, runGkd } from '@gkd/test-support';
 
 const run = promisify(execFile);
 const DEPLOY = join(ROOT, 'deploy');

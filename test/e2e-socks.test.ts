@@ -4,8 +4,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './support/stack.js';
-import { curl, startWeb, type Web } from './support/web.js';
+import { curl, startStack, startWeb, type Stack, type Web } from '@gkd/test-support';
 
 const MiB = 1024 * 1024;
 

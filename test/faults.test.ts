@@ -4,8 +4,7 @@
  * reading, and a peer that vanishes without FIN. `pnpm load` prints the same figures.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoScenario, peersStack, stallScenario, vanishScenario } from '../scripts/reliability/lib/scenarios.js';
-import type { Stack } from '../scripts/reliability/lib/stack.js';
+import { echoScenario, peersStack, stallScenario, vanishScenario, type ProcessStack } from '@gkd/test-support';
 
 const MiB = 1024 * 1024;
 const STREAMS = Number(process.env.GKD_LOAD_STREAMS ?? 1000);
@@ -31,7 +30,7 @@ describe('faults under load', () => {
   }, 240_000);
 
   describe('peers that stop reading or vanish', () => {
-    let stack: Stack;
+    let stack: ProcessStack;
     beforeAll(async () => {
       stack = await peersStack();
     }, 60_000);
@@ -43,7 +42,7 @@ describe('faults under load', () => {
     it('a peer that stops reading 32 downloads: its windows fill and stay bounded, another peer keeps its throughput, the stalled streams resume in order', async () => {
       const r = await stallScenario(stack, stack.clients.get('client:carol')!, stack.clients.get('client:bob')!, 32);
       console.log(
-        `bob's downloads: ${r.before.toFixed(0)} MB/s before, ${r.during.toFixed(0)} MB/s while carol's ${r.stalledStreams} streams are stalled ` +
+        `bob's downloads: ${r.before.toFixed(0)} MB/s before, ${r.during.toFixed(0)} MB/s (×${(r.during / r.before).toFixed(2)}) while carol's ${r.stalledStreams} streams are stalled ` +
           `(stalled after ${(r.stallMs / 1000).toFixed(1)} s; carol's client holds ${(r.stalledBuffered / MiB).toFixed(1)} MiB received and unread, receive budget ${(r.stalledRecvBudget / MiB).toFixed(1)} MiB; ` +
           `the server ${(r.stalledUnacked / MiB).toFixed(1)} MiB unacknowledged, send budget ${(r.stalledSendBudget / MiB).toFixed(1)} MiB); ` +
           `${r.resumedOk}/${r.stalledStreams} resumed byte-exact`,
@@ -57,9 +56,10 @@ describe('faults under load', () => {
       expect(r.stalledSendBudget).toBeLessThanOrEqual(16 * MiB);
       expect(r.stalledUnacked).toBeLessThanOrEqual(16 * MiB);
       // The failure this guards against is head-of-line blocking: bob stuck behind carol's full windows,
-      // near 0 MB/s. Generous, because another test file may start on this 2-core machine mid-measurement
-      // (the ratio measured so far: 0.68–1.3).
-      expect(r.during).toBeGreaterThan(r.before * 0.3);
+      // near 0 MB/s (his downloads would time out). The ratio to his rate before (0.68–1.3 so far) is
+      // printed above, not asserted: another test file may take this 2-core machine mid-measurement. The
+      // bound is one no load breaks but a stall would: 1 MB/s, about a hundredth of the usual.
+      expect(r.during).toBeGreaterThan(1);
       expect(r.resumedOk).toBe(r.stalledStreams);
     }, 180_000);
 

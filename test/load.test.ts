@@ -5,7 +5,7 @@
  * streams: about 10 s on a 2-core machine); GKD_LOAD_STREAMS, GKD_LOAD_BYTES and GKD_LOAD_IDLE scale them.
  */
 import { describe, expect, it } from 'vitest';
-import { echoScenario, idleScenario } from '../scripts/reliability/lib/scenarios.js';
+import { echoScenario, idleScenario } from '@gkd/test-support';
 
 const MiB = 1024 * 1024;
 const STREAMS = Number(process.env.GKD_LOAD_STREAMS ?? 1000);

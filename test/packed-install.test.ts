@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, ensureBuilt, gkd, killAll, runGkd, type GkdProcess } from '../packages/cli/test/helpers.js';
-import { curl, startWeb, type Web } from './support/web.js';
+import { ROOT, curl, ensureBuilt, gkd, killAll, runGkd, startWeb, type GkdProcess, type Web } from '@gkd/test-support';
 
 const run = promisify(execFile);
 

@@ -9,8 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType, Reason, encode } from '@gkd/protocol';
 import { Client, Server, duplexPair, type Connection, type SessionConfig } from '@gkd/transport';
-import { startStack, type Stack } from '../scripts/reliability/lib/stack.js';
-import { OwnSession } from '../scripts/reliability/lib/wire.js';
+import { OwnSession, startStack, type ProcessStack } from '@gkd/test-support';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -129,7 +128,7 @@ describe('regressions found by the reliability suite', () => {
   }, 30_000);
 
   describe('server process: OPENs the server has not answered yet', () => {
-    let stack: Stack | undefined;
+    let stack: ProcessStack | undefined;
     afterEach(async () => {
       await stack?.close();
       stack = undefined;

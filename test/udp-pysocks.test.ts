@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './support/stack.js';
+import { startStack, type Stack } from '@gkd/test-support';
 
 /** A python3 that can `import socks`: the one on PATH, or Debian's (a pyenv shim may hide it). */
 function findPySocks(): string | null {
@@ -121,7 +121,7 @@ except socket.timeout:
 print(json.dumps({'answers': answers, 'denied': denied}))
 `;
 
-const ECHO_SCRIPT = String.raw`
+const ECHO_SCRIPT = `
 import json, os, socket, sys, time
 import socks
 proxy_port, echo_port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])

@@ -71,14 +71,7 @@ if (role === 'server') {
   const client = Client.create(server, { key, tunnels: auto ? 'auto' : Number(tunnels), session });
   const n = client.tunnelCount;
   client.on('tunnels', (d: { from: number; target: number; reason: string }) => console.error(JSON.stringify({ time: new Date().toISOString(), event: 'tunnels', ...d })));
-  const opener: Opener = async (destination, signal) => {
-    const conn = await client.open(destination);
-    if (signal?.aborted) {
-      conn.destroy();
-      throw signal.reason;
-    }
-    return conn;
-  };
+  const opener: Opener = (destination, signal) => client.open(destination, { signal });
   const at = parseHostPort(socks, '127.0.0.1', 'socks');
   const proxy = await SocksServer.listen({ host: at.host, port: at.port, opener });
   record(file, () => [client.stats()]);

@@ -19,7 +19,8 @@ const pnpm = (argv) => execFileSync('pnpm', argv, { cwd: root, stdio: ['ignore',
 if (build) pnpm(['-r', 'build']);
 mkdirSync(out, { recursive: true });
 for (const f of readdirSync(out)) if (f.endsWith('.tgz')) rmSync(join(out, f));
-pnpm(['-r', 'pack', '--pack-destination', out]);
+// @gkd/test-support is private (tests and scripts only): not a release artifact.
+pnpm(['-r', '--filter', '!@gkd/test-support', 'pack', '--pack-destination', out]);
 
 const { repository } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 if (/\.invalid\b/.test(repository?.url ?? '.invalid')) {

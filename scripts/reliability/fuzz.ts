@@ -9,8 +9,7 @@
  * GKD_FUZZ_SEED also sets the seed; a failed run prints the seed that replays it.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_CAPS, summary, violations } from './lib/hostile-check.js';
-import { runHostile } from './lib/hostile.js';
+import { DEFAULT_CAPS, runHostile, summary, violations } from '@gkd/test-support';
 
 const { values } = parseArgs({
   options: {

@@ -7,7 +7,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from './lib/scenarios.js';
+import { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from '@gkd/test-support';
 
 const { values } = parseArgs({
   options: {
@@ -88,6 +88,7 @@ console.log(`gkd load: node ${process.version}, ${availableParallelism()} CPUs, 
     );
   } finally {
     const crashed = await stack.close();
+    // biome-ignore lint/correctness/noUnsafeFinally: a crashed process is the finding that matters most, even over the run's own error.
     if (crashed.length > 0) throw new Error(`processes died:\n${crashed.join('\n')}`);
   }
 }

@@ -13,20 +13,14 @@ export interface GatedOpener {
 }
 
 /**
- * Each proxied connection becomes `client.open(destination)`. If the proxy stopped waiting (its
- * `signal` aborted) by the time the server answered, the connection is destroyed and the abort
- * reason rethrown, so nothing leaks.
+ * Each proxied connection becomes `client.open(destination, { signal })`: when the proxy stops
+ * waiting (its `signal` aborts) the transport cancels the open on the wire, so nothing leaks.
  */
 export function clientOpener(client: Client): GatedOpener {
   let closed = false;
   const open = async (destination: Address, signal?: AbortSignal): Promise<Duplex> => {
     if (closed) throw new ClosedError('gkd is shutting down');
-    const connection = await client.open(destination);
-    if (signal?.aborted) {
-      connection.destroy();
-      throw signal.reason;
-    }
-    return connection;
+    return client.open(destination, { signal });
   };
   const associate: Associator = async (signal) => {
     if (closed) throw new ClosedError('gkd is shutting down');

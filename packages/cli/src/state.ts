@@ -24,7 +24,7 @@ export const STATE_FILES = {
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env, home: string = homedir()): string {
   const xdg = env.XDG_STATE_HOME;
   // The XDG spec says a relative path is invalid and must be ignored.
-  if (xdg !== undefined && xdg.startsWith('/')) return join(xdg, 'gkd');
+  if (xdg?.startsWith('/')) return join(xdg, 'gkd');
   return join(home, '.local', 'state', 'gkd');
 }
 

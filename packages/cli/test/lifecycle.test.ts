@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { GKD_BIN, ROOT, childEnv, ensureBuilt, gkd, killAll, runGkd } from './helpers.js';
+import { GKD_BIN, ROOT, childEnv, ensureBuilt, gkd, killAll, runGkd } from '@gkd/test-support';
 
 let echo: net.Server;
 let echoPort = 0;
@@ -185,7 +185,9 @@ describe('status line', () => {
   }
 
   it.skipIf(!haveScript)('is shown on a terminal: redrawn in place with tunnels, RTT, throughput and streams', async () => {
-    const out = await underTerminal(['up', '--socks', '127.0.0.1:0', '--tunnels', '2'], /\r\x1b\[2Ktunnels 2\/2 · rtt [\d.]+ [\d.]+ ms · ↓ [\d.]+ k?B\/s ↑ [\d.]+ k?B\/s · 0 streams/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the status line is redrawn with the terminal's ESC [2K.
+    const statusLine = /\r\x1b\[2Ktunnels 2\/2 · rtt [\d.]+ [\d.]+ ms · ↓ [\d.]+ k?B\/s ↑ [\d.]+ k?B\/s · 0 streams/;
+    const out = await underTerminal(['up', '--socks', '127.0.0.1:0', '--tunnels', '2'], statusLine);
     expect(out).toMatch(/gkd: SOCKS5 proxy on 127\.0\.0\.1:\d+/);
   });
 

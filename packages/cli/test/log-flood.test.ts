@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServerSide, type ServerSide } from '../src/commands/server.js';
 import { LogSink, createLogger } from '../src/logger.js';
+import { until } from '@gkd/test-support';
 
 const sides: ServerSide[] = [];
 const sockets: net.Socket[] = [];
@@ -23,14 +24,6 @@ function capture(): { logger: ReturnType<typeof createLogger>; records: { level:
     },
   });
   return { logger: createLogger({ level: 'info', format: 'json', sink: new LogSink(stream) }), records };
-}
-
-async function until(predicate: () => boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('log flood from unauthenticated peers (finding 3)', () => {
@@ -51,7 +44,7 @@ describe('log flood from unauthenticated peers (finding 3)', () => {
     }
     // 32 handshakes in progress per address at most: the rest evict their address's oldest.
     const evicted = total - 32 * addresses.length;
-    await until(() => side.refused() >= evicted);
+    await until(() => side.refused() >= evicted, 20_000, 'every eviction counted');
     const refusedLines = (): number => records.filter((r) => r.message.startsWith('refused a tunnel')).length;
     expect(refusedLines()).toBeLessThanOrEqual(5);
     await side.plan.close();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { curl, ensureBuilt, gkd, killAll, lines, runGkd, sha256, startOrigin, type Origin } from './helpers.js';
+import { curl, ensureBuilt, gkd, killAll, lines, runGkd, startOrigin, type Origin } from '@gkd/test-support';
 
 let origin: Origin;
 let key = '';
@@ -36,7 +36,7 @@ describe('gkd server + gkd client', () => {
 
     const r = await curl(['--socks5-hostname', `127.0.0.1:${socks}`, blobUrl()]);
     expect(r.code).toBe(0);
-    expect(sha256(r.body)).toBe(origin.blobSha);
+    expect(r.sha256).toBe(origin.blobSha);
 
     await server.waitFor('stderr', /info {2}tunnel \d+ up \(session [0-9a-f]{8}, from 127\.0\.0\.1\)/, { count: 4 });
     expect(client.stderr.match(/info {2}tunnel \d up \(\d\/4\)/g)).toHaveLength(4);
@@ -67,7 +67,7 @@ describe('gkd up', () => {
     expect(ready.server).toMatch(/^127\.0\.0\.1:\d+$/);
     const r = await curl(['--socks5-hostname', `127.0.0.1:${ready.socksPort}`, blobUrl()]);
     expect(r.code).toBe(0);
-    expect(sha256(r.body)).toBe(origin.blobSha);
+    expect(r.sha256).toBe(origin.blobSha);
   });
 
   it('keeps the default-deny policy: loopback is refused without --allow, with one log line and the hint', async () => {
@@ -87,10 +87,10 @@ describe('gkd up', () => {
     expect(httpPort).toBeGreaterThan(0);
     const plain = await curl(['-x', `http://127.0.0.1:${httpPort}`, blobUrl()]);
     expect(plain.code).toBe(0);
-    expect(sha256(plain.body)).toBe(origin.blobSha);
+    expect(plain.sha256).toBe(origin.blobSha);
     const tunnel = await curl(['-p', '-x', `http://127.0.0.1:${httpPort}`, blobUrl()]);
     expect(tunnel.code).toBe(0);
-    expect(sha256(tunnel.body)).toBe(origin.blobSha);
+    expect(tunnel.sha256).toBe(origin.blobSha);
   });
 
   it('--socks-user/--socks-pass require authentication on the SOCKS5 port and on the --http port', async () => {
@@ -100,16 +100,16 @@ describe('gkd up', () => {
     expect(denied.code).not.toBe(0);
     const ok = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, '--proxy-user', 'me:secret', blobUrl()]);
     expect(ok.code).toBe(0);
-    expect(sha256(ok.body)).toBe(origin.blobSha);
+    expect(ok.sha256).toBe(origin.blobSha);
     // The HTTP port is no back door: 407 for plain HTTP and CONNECT without the credentials.
     const plainDenied = await curl(['-x', `http://127.0.0.1:${httpPort}`, '-w', '%{http_code}', '-o', '/dev/null', blobUrl()]);
-    expect(plainDenied.body.toString()).toBe('407');
+    expect(plainDenied.stdout).toBe('407');
     const connectDenied = await curl(['-p', '-x', `http://127.0.0.1:${httpPort}`, '-w', '%{http_connect}', '-o', '/dev/null', blobUrl()]);
-    expect(connectDenied.body.toString()).toBe('407');
+    expect(connectDenied.stdout).toBe('407');
     for (const tunnel of [[], ['-p']]) {
       const r = await curl([...tunnel, '-x', `http://127.0.0.1:${httpPort}`, '--proxy-user', 'me:secret', blobUrl()]);
       expect(r.code).toBe(0);
-      expect(sha256(r.body)).toBe(origin.blobSha);
+      expect(r.sha256).toBe(origin.blobSha);
     }
   });
 });
@@ -157,7 +157,7 @@ describe('--metrics', () => {
     const [, metricsAt] = await up.waitFor('stderr', /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/);
     const { socksPort } = await up.ready();
     const ok = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, blobUrl()]);
-    expect(sha256(ok.body)).toBe(origin.blobSha);
+    expect(ok.sha256).toBe(origin.blobSha);
     const refusedPort = await getPort({ host: '127.0.0.1' }); // not allowed: refused by policy, never dialed
     await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, `http://127.0.0.1:${refusedPort}/`]);
     await up.waitFor('stderr', /OPEN 127\.0\.0\.1:\d+ failed: NOT_ALLOWED/);
@@ -224,7 +224,7 @@ describe('TLS', () => {
     const client = gkd(['client', '--server', at!, '--tunnels', '2', '--socks', '127.0.0.1:0', '--tls-fingerprint', fingerprint!], { env: { GKD_KEY: key } });
     const { socksPort } = await client.ready();
     const r = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, blobUrl()]);
-    expect(sha256(r.body)).toBe(origin.blobSha);
+    expect(r.sha256).toBe(origin.blobSha);
 
     const wrongPin = gkd(['client', '--server', at!, '--tunnels', '1', '--socks', '127.0.0.1:0', '--tls-fingerprint', 'AB'.repeat(32)], { env: { GKD_KEY: key } });
     await wrongPin.waitFor('stderr', /fingerprint .* does not match the pinned one/);

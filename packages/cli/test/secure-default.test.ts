@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { recordingRelay, type RecordingRelay } from '../../server/test/support/relay.js';
+import { recordingRelay, type RecordingRelay } from '@gkd/test-support';
 import { parseLink } from '../src/link.js';
-import { curl, ensureBuilt, gkd, killAll, runGkd, sha256, startOrigin, type GkdProcess, type Origin } from './helpers.js';
+import { curl, ensureBuilt, gkd, killAll, runGkd, startOrigin, type GkdProcess, type Origin } from '@gkd/test-support';
 
 let origin: Origin;
 const relays: RecordingRelay[] = [];
@@ -72,7 +72,7 @@ async function downloadThroughWiretap(plaintext: boolean): Promise<{ up: Buffer[
   await client.ready();
   const r = await curl(['--socks5-hostname', `127.0.0.1:${socks}`, blobUrl()]);
   expect(r.code).toBe(0);
-  expect(sha256(r.body)).toBe(origin.blobSha);
+  expect(r.sha256).toBe(origin.blobSha);
   client.kill();
   await client.exited;
   return {
@@ -203,7 +203,7 @@ describe('state directory', () => {
     const client = gkd(['client', '--tunnels', '1', '--socks', `127.0.0.1:${socks}`], { env: { GKD_LINK: bob.stdout.trim().replace('vps.example.com', '127.0.0.1') } });
     await client.ready();
     const got = await curl(['--socks5-hostname', `127.0.0.1:${socks}`, blobUrl()]);
-    expect(sha256(got.body)).toBe(origin.blobSha);
+    expect(got.sha256).toBe(origin.blobSha);
   });
 
   it('a link in the config file works, without a warning', async () => {

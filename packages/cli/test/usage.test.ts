@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, gkd, killAll, runGkd } from './helpers.js';
+import { ensureBuilt, gkd, killAll, runGkd } from '@gkd/test-support';
 
 const dir = mkdtempSync(join(tmpdir(), 'gkd-cli-usage-'));
 let key = '';

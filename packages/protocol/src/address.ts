@@ -71,7 +71,7 @@ export function parseIPv6(input: string): Buffer | null {
   }
   if (groups.length !== 8) return null;
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(g, i * 2);
   return out;
 }
 

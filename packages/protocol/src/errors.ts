@@ -17,6 +17,7 @@ export const ErrorCode = {
   CONFIG: 'GKD_ERR_CONFIG',
   CLOSED: 'GKD_ERR_CLOSED',
   ASSOCIATION_CLOSED: 'GKD_ERR_ASSOCIATION_CLOSED',
+  ABORTED: 'GKD_ERR_ABORTED',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -144,5 +145,16 @@ export class AssociationClosedError extends GkdError {
     readonly detail?: string,
   ) {
     super(ErrorCode.ASSOCIATION_CLOSED, `UDP association closed: ${reasonName(reason)}${detail ? ` (${detail})` : ''}`, reason);
+  }
+}
+
+/**
+ * The caller aborted the operation (its `AbortSignal` fired) before it completed. Named `AbortError`,
+ * as fetch's and undici's are; `cause` is the signal's reason. An aborted open was cancelled on the
+ * wire (RST `CANCELLED`), so `reason` is CANCELLED.
+ */
+export class AbortError extends GkdError {
+  constructor(cause?: unknown, message = 'the operation was aborted') {
+    super(ErrorCode.ABORTED, message, Reason.CANCELLED, cause === undefined ? undefined : { cause });
   }
 }

@@ -1,5 +1,5 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
-import { AuthMode, PROTOCOL_VERSION, type AuthModeValue } from './frame.js';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AuthMode, FrameType, NONCE_LENGTH, PROTOCOL_VERSION, type AuthFrame, type AuthModeValue } from './frame.js';
 
 const enc = (s: string) => Buffer.from(s, 'utf8');
 
@@ -39,6 +39,16 @@ function bind(i: ProofInput): Buffer[] {
  */
 export function authProof(secretOrKey: Buffer, input: ProofInput): Buffer {
   return hmac(secretOrKey, input.mode === AuthMode.NEW ? 'auth-new' : 'auth-join', bind(input));
+}
+
+/**
+ * The AUTH frame answering a CHALLENGE (PROTOCOL.md §4), with the inputs it binds (to derive the
+ * session secret after a NEW). A fresh random client nonce unless `input.clientNonce` is given.
+ * `secretOrKey` is the user's key for NEW and the session secret for JOIN.
+ */
+export function authFrame(secretOrKey: Buffer, input: Omit<ProofInput, 'clientNonce'> & { clientNonce?: Buffer }): { frame: AuthFrame; input: ProofInput } {
+  const bound: ProofInput = { ...input, clientNonce: input.clientNonce ?? randomBytes(NONCE_LENGTH) };
+  return { frame: { type: FrameType.AUTH, ...bound, proof: authProof(secretOrKey, bound) }, input: bound };
 }
 
 /** The server's WELCOME proof: shows the client it talks to a holder of the same key (or session secret). */

@@ -75,7 +75,10 @@ describe('Decoder: frames spanning pushes', () => {
   it('one byte at a time yields each frame exactly when its last byte arrives', () => {
     const ends: number[] = [];
     let total = 0;
-    for (const f of sixFrames) ends.push((total += encode(f).length));
+    for (const f of sixFrames) {
+      total += encode(f).length;
+      ends.push(total);
+    }
     const d = new Decoder();
     const out: Frame[] = [];
     for (let i = 0; i < chunk.length; i++) {

@@ -15,7 +15,7 @@ import {
   type Address,
   type Frame,
 } from '../src/index.js';
-import { between, prng } from './prng.js';
+import { Rng } from '@gkd/test-support';
 
 /**
  * Fuzzing the decoder: valid frames, then the same bytes corrupted (bit flips, overwritten header
@@ -30,6 +30,13 @@ const SEED = Number(process.env.FUZZ_SEED ?? 0x6b64);
 const CASES = Number(process.env.FUZZ_CASES ?? 120_000);
 
 type Rand = () => number;
+/** A `Rand` drawing from the shared seeded PRNG. */
+const prng = (seed: number): Rand => {
+  const rng = new Rng(seed);
+  return () => rng.float();
+};
+/** An integer in [min, max]. */
+const between = (rand: Rand, min: number, max: number): number => min + Math.floor(rand() * (max - min + 1));
 
 const pick = <T>(rand: Rand, items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
 const randBytes = (rand: Rand, n: number) => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, FlowControlError, ProtocolError, Reason, ReorderBuffer } from '../src/index.js';
-import { prng, shuffle } from './prng.js';
+import { Rng } from '@gkd/test-support';
 
 /** Byte `i` of the test stream. */
 const byteAt = (i: number) => (i * 131 + (i >>> 8) * 7 + 3) & 0xff;
@@ -32,7 +32,7 @@ describe('ReorderBuffer', () => {
           const first = segmentsOf(length, cuts);
           const second = otherCuts.length > 0 ? segmentsOf(length, otherCuts) : [];
           const all = [...first, ...second];
-          const deliveries = shuffle(prng(seed), [...all, ...dupPicks.map((k) => all[k % all.length]!)]);
+          const deliveries = new Rng(seed).shuffle([...all, ...dupPicks.map((k) => all[k % all.length]!)]);
           const rb = new ReorderBuffer({ window: length, maxSegments: 1_000_000 });
           const out: Buffer[] = [];
           for (const [s, e] of deliveries) {
@@ -75,7 +75,7 @@ describe('ReorderBuffer', () => {
             seen.limitHits++;
             continue;
           }
-          let result;
+          let result: ReturnType<ReorderBuffer['insert']>;
           try {
             result = rb.insert(offset, data);
           } catch (err) {
@@ -304,10 +304,10 @@ describe('ReorderBuffer', () => {
   });
 
   it('is reasonably fast with a deep buffer (1024 segments, random order)', () => {
-    const rand = prng(7);
+    const rng = new Rng(7);
     const n = 1024;
     const seg = 1024;
-    const order = shuffle(rand, Array.from({ length: n }, (_, i) => i));
+    const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
     const rb = new ReorderBuffer({ window: n * seg });
     const payload = Buffer.alloc(seg, 1);
     let released = 0;

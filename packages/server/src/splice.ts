@@ -1,5 +1,5 @@
 import type * as net from 'node:net';
-import { GkdError, Reason } from '@gkd/protocol';
+import { Reason, StreamResetError } from '@gkd/protocol';
 import type { Connection } from '@gkd/transport';
 
 /** Byte counters and a close hook for `splice`. */
@@ -32,7 +32,7 @@ export function splice(conn: Connection, socket: net.Socket, hooks: SpliceHooks 
     // ECONNRESET: the destination reset. EPIPE: a write after its reset (once the kernel has reported
     // ECONNRESET to an earlier call, later writes get EPIPE); we never write after our own FIN.
     const reason = err.code === 'ECONNRESET' || err.code === 'EPIPE' ? Reason.CONNECTION_REFUSED : Reason.GENERAL_FAILURE;
-    conn.destroy(new GkdError('GKD_ERR_STREAM_RESET', `destination: ${err.code ?? err.message}`, reason));
+    conn.destroy(new StreamResetError(reason, `destination: ${err.code ?? err.message}`));
   });
   conn.on('error', () => {
     if (!socket.destroyed) socket.resetAndDestroy();

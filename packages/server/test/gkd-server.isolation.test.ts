@@ -17,8 +17,7 @@ import { Client } from '@gkd/transport';
 import type { PeerInfo } from '@gkd/transport';
 import { receivedAtLeast, recordingDestination, sha256, type RecordingDestination } from './support/destination.js';
 import { connectClient, defer, eventWhere, newKey, readAll, rejection, runCleanups, startServer, transfer } from './support/harness.js';
-import { RawPeer, makeAuth, rawSession } from './support/raw-peer.js';
-import { recordingRelay } from './support/relay.js';
+import { OwnSession, WirePeer, makeAuth, recordingRelay } from '@gkd/test-support';
 
 afterEach(runCleanups);
 
@@ -76,28 +75,28 @@ describe('GkdServer: many isolated peers', () => {
     // (a) JOIN the victim's session, using its own key where the session secret should be: refused as
     // if the session did not exist (UNKNOWN_SESSION), so the attempt does not even confirm it does.
     for (const key of [keys.mallory, keys.alice.subarray(0, 16)]) {
-      const p = await RawPeer.connect(port);
+      const p = await WirePeer.connect(port, { challenge: true });
       const { answer } = await p.handshake({ mode: AuthMode.JOIN, sessionId: sid, user: 'alice', tunnelIndex: 2, key });
       expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.UNKNOWN_SESSION });
       await p.waitClosed();
     }
     // NEW as the victim's user with the attacker's key: BAD_PROOF too (and not SESSION_EXISTS: the id is not confirmed).
     {
-      const p = await RawPeer.connect(port);
+      const p = await WirePeer.connect(port, { challenge: true });
       const { answer } = await p.handshake({ mode: AuthMode.NEW, sessionId: sid, user: 'alice', key: keys.mallory });
       expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.BAD_PROOF });
       await p.waitClosed();
     }
     // JOIN under its own user: that session does not exist.
     {
-      const p = await RawPeer.connect(port);
+      const p = await WirePeer.connect(port, { challenge: true });
       const { answer } = await p.handshake({ mode: AuthMode.JOIN, sessionId: sid, user: 'mallory', key: keys.mallory });
       expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.UNKNOWN_SESSION });
       await p.waitClosed();
     }
 
     // (b) NEW with the victim's session id under its own user: a separate session (sessions are keyed by user + id).
-    const evil = await rawSession(port, { user: 'mallory', key: keys.mallory, sessionId: sid });
+    const evil = await OwnSession.found(port, { user: 'mallory', key: keys.mallory, sessionId: sid });
     expect(server.stats().peers.map((p) => p.id)).toEqual([victim!.id, victim!.id]);
     const victimStreams = [1, 3, 5];
     const attacks: Frame[] = [];
@@ -112,7 +111,7 @@ describe('GkdServer: many isolated peers', () => {
         { type: FrameType.OPEN_FAIL, stream, reason: Reason.CONNECTION_REFUSED, message: '' },
       );
     }
-    let tunnel = evil.tunnel;
+    let tunnel = evil.founder;
     let nextIndex = 1;
     const outcomes: string[] = [];
     for (const frame of attacks) {
@@ -126,7 +125,7 @@ describe('GkdServer: many isolated peers', () => {
       outcomes.push(goaway ? `closed ${reasonName(goaway.reason)}` : 'closed');
       // Back in through its own session (the attacker holds that secret) for the next attempt.
       const j = await evil.join(nextIndex++);
-      expect(j.answer.type).toBe(FrameType.WELCOME);
+      expect(j.answer?.type).toBe(FrameType.WELCOME);
       tunnel = j.peer;
     }
     for (const o of outcomes) expect(o).toMatch(/^(ignored|closed( PROTOCOL_ERROR)?)$/);
@@ -147,7 +146,7 @@ describe('GkdServer: many isolated peers', () => {
     expect(await dest.settle()).toBe(1);
     expect(victimLog.received().equals(payload)).toBe(true);
     // Nothing of the victim's stream reached the attacker.
-    const attackerGot = [evil.tunnel, tunnel].flatMap((t) => t.received);
+    const attackerGot = [evil.founder, tunnel].flatMap((t) => t.received);
     expect(attackerGot.filter((f) => f.type === FrameType.DATA)).toEqual([]);
     expect(alice.tunnelsUp).toBe(2);
   });
@@ -177,7 +176,7 @@ describe('GkdServer: many isolated peers', () => {
 
     // Replay each tunnel's whole byte stream on a fresh connection, while bob's session is alive.
     for (const bytes of captured) {
-      const p = await RawPeer.connect(server.address().port);
+      const p = await WirePeer.connect(server.address().port, { challenge: true });
       p.send(bytes);
       const answer = await p.next((f) => f.type === FrameType.REJECT || f.type === FrameType.WELCOME);
       const first = new Decoder().push(bytes)[0];
@@ -197,7 +196,7 @@ describe('GkdServer: many isolated peers', () => {
     const alice = await connectClient(server, { key: keys.alice, user: 'alice', tunnels: 1 });
     const sid = Buffer.from(server.stats().peers[0]!.id, 'hex');
     const reject = async (p: { mode: AuthModeValue; user: string; key: Buffer; sessionId: Buffer }): Promise<unknown> => {
-      const peer = await RawPeer.connect(port);
+      const peer = await WirePeer.connect(port, { challenge: true });
       const { answer } = await peer.handshake({ ...p, tunnelIndex: 1 });
       await peer.waitClosed();
       return answer;
@@ -234,14 +233,13 @@ describe('GkdServer: many isolated peers', () => {
     expect(unknownUser.reason).toBe(Reason.BAD_PROOF);
 
     // A raw peer with the wrong key sends its OPEN right behind the AUTH, in the same write: still no dial.
-    const p = await RawPeer.connect(server.address().port);
+    const p = await WirePeer.connect(server.address().port, { challenge: true });
     const { frame } = makeAuth({
       mode: AuthMode.NEW,
       sessionId: randomBytes(16),
       user: 'alice',
       key: newKey(),
-      serverNonce: p.challenge.nonce,
-    });
+    }, p.challenge!);
     p.send(Buffer.concat([encode(frame), encode({ type: FrameType.OPEN, stream: 1, window: 1 << 16, destination: toAddress('127.0.0.1', dest.port) })]));
     expect(await p.next()).toMatchObject({ type: FrameType.REJECT, reason: Reason.BAD_PROOF });
     await p.waitClosed();

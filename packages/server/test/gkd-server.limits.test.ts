@@ -5,7 +5,7 @@ import { AuthError, ErrorCode, FrameType, HandshakeTimeoutError, Reason, StreamR
 import { Client, type PeerInfo } from '@gkd/transport';
 import { receivedAtLeast, recordingDestination, type Behaviour, type RecordingDestination } from './support/destination.js';
 import { connectClient, defer, eventWhere, newKey, rejection, runCleanups, startServer } from './support/harness.js';
-import { RawPeer, rawSession } from './support/raw-peer.js';
+import { OwnSession, WirePeer } from '@gkd/test-support';
 
 afterEach(runCleanups);
 
@@ -24,9 +24,9 @@ describe('GkdServer limits', () => {
   it('maxStreamsPerSession: the OPEN beyond the limit gets OPEN_FAIL LIMIT_EXCEEDED and no dial; a closed stream frees a slot', async () => {
     const dest = await destination(hold);
     const server = await startServer({ users: keys, allow: [`127.0.0.1:${dest.port}`], limits: { maxStreamsPerSession: 2 } });
-    const s = await rawSession(server.address().port, { user: 'alice', key: keys.alice });
-    const open = (stream: number) => s.tunnel.send({ type: FrameType.OPEN, stream, window: 1 << 16, destination: toAddress('127.0.0.1', dest.port) });
-    const answer = (stream: number) => s.tunnel.next((f) => (f.type === FrameType.OPEN_OK || f.type === FrameType.OPEN_FAIL) && f.stream === stream);
+    const s = await OwnSession.found(server.address().port, { user: 'alice', key: keys.alice });
+    const open = (stream: number) => s.founder.send({ type: FrameType.OPEN, stream, window: 1 << 16, destination: toAddress('127.0.0.1', dest.port) });
+    const answer = (stream: number) => s.founder.next((f) => (f.type === FrameType.OPEN_OK || f.type === FrameType.OPEN_FAIL) && f.stream === stream);
 
     open(1);
     open(3);
@@ -36,7 +36,7 @@ describe('GkdServer limits', () => {
     expect(await answer(5)).toMatchObject({ type: FrameType.OPEN_FAIL, reason: Reason.LIMIT_EXCEEDED });
     expect(await dest.settle()).toBe(2);
 
-    s.tunnel.send({ type: FrameType.RST, stream: 1, reason: Reason.CANCELLED, message: '' });
+    s.founder.send({ type: FrameType.RST, stream: 1, reason: Reason.CANCELLED, message: '' });
     open(7);
     expect(await answer(7)).toMatchObject({ type: FrameType.OPEN_OK });
     expect(await dest.settle()).toBe(3);
@@ -55,8 +55,8 @@ describe('GkdServer limits', () => {
 
   it('maxTunnelsPerSession: the JOIN beyond the limit gets REJECT LIMIT_EXCEEDED', async () => {
     const server = await startServer({ users: keys, limits: { maxTunnelsPerSession: 2 } });
-    const s = await rawSession(server.address().port, { user: 'alice', key: keys.alice });
-    expect((await s.join(1)).answer.type).toBe(FrameType.WELCOME);
+    const s = await OwnSession.found(server.address().port, { user: 'alice', key: keys.alice });
+    expect((await s.join(1)).answer?.type).toBe(FrameType.WELCOME);
     const third = await s.join(2);
     expect(third.answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.LIMIT_EXCEEDED });
     await third.peer.waitClosed();
@@ -87,7 +87,7 @@ describe('GkdServer limits', () => {
   it('maxPeers: a second user is refused, the first user may still open sessions', async () => {
     const server = await startServer({ users: keys, limits: { maxPeers: 1 } });
     await connectClient(server, { key: keys.alice, user: 'alice', tunnels: 1 });
-    const p = await RawPeer.connect(server.address().port);
+    const p = await WirePeer.connect(server.address().port, { challenge: true });
     const { answer } = await p.handshake({ mode: 0, sessionId: randomBytes(16), user: 'bob', key: keys.bob });
     expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.LIMIT_EXCEEDED });
     const err = await rejection(Client.connect(`127.0.0.1:${server.address().port}`, { key: keys.bob, user: 'bob', tunnels: 1 }));
@@ -98,9 +98,9 @@ describe('GkdServer limits', () => {
 
   it('maxSessions: the session beyond the server-wide limit is refused', async () => {
     const server = await startServer({ users: keys, limits: { maxSessions: 2 } });
-    await rawSession(server.address().port, { user: 'alice', key: keys.alice });
-    await rawSession(server.address().port, { user: 'bob', key: keys.bob });
-    const err = await rejection(rawSession(server.address().port, { user: 'alice', key: keys.alice }));
+    await OwnSession.found(server.address().port, { user: 'alice', key: keys.alice });
+    await OwnSession.found(server.address().port, { user: 'bob', key: keys.bob });
+    const err = await rejection(OwnSession.found(server.address().port, { user: 'alice', key: keys.alice }));
     expect(err.message).toMatch(/REJECT 0x15/);
   });
 
@@ -108,7 +108,7 @@ describe('GkdServer limits', () => {
     const server = await startServer({ users: keys, limits: { handshakeTimeout: 200 } });
     const refused = eventWhere<[string, Error]>(server, 'refused');
     const started = Date.now();
-    const p = await RawPeer.connect(server.address().port);
+    const p = await WirePeer.connect(server.address().port, { challenge: true });
     expect(server.stats().handshaking).toBe(1);
     expect(await p.next()).toMatchObject({ type: FrameType.REJECT, reason: Reason.HANDSHAKE_TIMEOUT });
     await p.waitClosed();
@@ -129,12 +129,12 @@ describe('GkdServer limits', () => {
     const busy = await connectClient(server, { key: keys.alice, user: 'alice', tunnels: 1 });
     const conn = await busy.open(dest);
     conn.on('error', () => undefined);
-    const idle = await rawSession(server.address().port, { user: 'bob', key: keys.bob });
+    const idle = await OwnSession.found(server.address().port, { user: 'bob', key: keys.bob });
     expect(server.stats().sessions).toBe(2);
 
-    const goaway = await idle.tunnel.nextOfType(FrameType.GOAWAY);
+    const goaway = await idle.founder.nextOfType(FrameType.GOAWAY);
     expect(goaway.reason).toBe(Reason.IDLE_TIMEOUT);
-    await idle.tunnel.waitClosed();
+    await idle.founder.waitClosed();
     expect(ended.map((e) => e.peer.user)).toEqual(['bob']);
     expect(ended[0]!.err.reason).toBe(Reason.IDLE_TIMEOUT);
     expect(server.stats().sessions).toBe(1);

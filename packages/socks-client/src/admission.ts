@@ -95,7 +95,10 @@ export class Admission<K> {
   #register(key: K, address: string, evict: Evict): void {
     this.#handshakes.set(key, { address, evict });
     let mine = this.#byAddress.get(address);
-    if (!mine) this.#byAddress.set(address, (mine = new Set()));
+    if (!mine) {
+      mine = new Set();
+      this.#byAddress.set(address, mine);
+    }
     mine.add(key);
   }
 

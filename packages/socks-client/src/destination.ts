@@ -8,7 +8,7 @@ import { toAddress, type Address } from '@gkd/protocol';
  */
 export function toDestination(host: string, port: number): Address {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`invalid port ${port}`);
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point of this check.
   if (/[\u0000-\u0020\u007f]/.test(host)) throw new RangeError('destination name contains control characters or spaces');
   return toAddress(host, port);
 }

@@ -20,14 +20,7 @@ const client = Client.create(server, { key, tunnels: Number(process.env.GKD_TUNN
 client.on('tunnel-up', (i: number) => console.log(`tunnel ${i} up`));
 client.on('tunnel-down', (i: number, err?: Error) => console.log(`tunnel ${i} down${err ? `: ${err.message}` : ''}`));
 client.on('reconnecting', (i: number, ms: number, err: Error) => console.log(`tunnel ${i}: ${err.message}; retrying in ${ms} ms`));
-const opener = async (destination: Parameters<Client['open']>[0], signal?: AbortSignal) => {
-  const conn = await client.open(destination);
-  if (signal?.aborted) {
-    conn.destroy();
-    throw signal.reason ?? new Error('aborted');
-  }
-  return conn;
-};
+const opener = (destination: Parameters<Client['open']>[0], signal?: AbortSignal) => client.open(destination, { signal });
 const onEvent = (e: { type: string }) => console.log(JSON.stringify(e));
 const socks = await SocksServer.listen({ ...socksAt, opener, onEvent });
 const http = await HttpProxyServer.listen({ ...httpAt, opener, onEvent });

@@ -3,6 +3,7 @@ import net, { type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpProxyServer, SocksServer, type ProxyCounters } from '../src/index.js';
 import { connectRaw, directOpener, readAll, socksConnect, startOrigin, type Origin } from './helpers.js';
+import { until } from '@gkd/test-support';
 
 // Issue 16, finding 6: a local user holding maxConnections handshake-less sockets locked every other
 // local application out of the SOCKS (and HTTP) port until the handshake timeout. Here the flood fills
@@ -21,14 +22,6 @@ beforeAll(async () => {
 });
 afterAll(() => origin.close());
 
-/** Poll `check` every 10 ms until it holds, or fail after `ms`. */
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Reject when `promise` takes longer than `ms`. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -6,6 +6,7 @@ import { OpenFailedError, Reason } from '@gkd/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HttpProxyServer, type Opener } from '../src/index.js';
 import { connectRaw, directOpener, readAll } from './helpers.js';
+import { until } from '@gkd/test-support';
 
 /**
  * Findings 1 and 2 of issue 16, with raw bytes against the real HTTP proxy port: a request body must
@@ -71,14 +72,6 @@ async function withProxy(opener: Opener, run: (port: number) => Promise<void>): 
   }
 }
 
-/** Resolve once `predicate()` holds, polling; reject after `ms`. */
-async function until(predicate: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('request bodies are forwarded with their framing (finding 1)', () => {
   const inner = 'GET /inner HTTP/1.1\r\nHost: smuggled\r\n\r\n';
@@ -165,7 +158,7 @@ describe('pipelined requests are answered in order, a CONNECT included (finding 
       const chunks: Buffer[] = [];
       socket.on('data', (c: Buffer) => chunks.push(c));
       socket.write(`GET http://127.0.0.1:${origin.port}/slow HTTP/1.1\r\nHost: a\r\n\r\nCONNECT tunnel:443 HTTP/1.1\r\nHost: tunnel:443\r\n\r\nhello`);
-      await until(() => Buffer.concat(chunks).toString().endsWith('hello'));
+      await until(() => Buffer.concat(chunks).toString().endsWith('hello'), 5_000, 'the body');
       const text = Buffer.concat(chunks).toString();
       const established = 'HTTP/1.1 200 Connection established\r\n\r\n';
       const at = text.indexOf(established);

@@ -121,7 +121,14 @@ describe('openWithin', () => {
 
   it('rejects with OpenTimeoutError and aborts the opener when it does not answer', async () => {
     let signal: AbortSignal | undefined;
-    const err = await openWithin((_d, s) => ((signal = s), new Promise(() => {})), dest, 20).catch((e: unknown) => e);
+    const err = await openWithin(
+      (_d, s) => {
+        signal = s;
+        return new Promise(() => {});
+      },
+      dest,
+      20,
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenTimeoutError);
     expect(signal?.aborted).toBe(true);
     expect(signal?.reason).toBe(err);

@@ -59,8 +59,8 @@ const setups: Setup[] = [
 
 /** Bytes each tunnel carried client → server during the window. */
 function carried(m: Measurement): number[] {
-  const before = (m.statsBefore['hop1'] ?? []) as TunnelSnapshot[];
-  const after = (m.stats['hop1'] ?? []) as TunnelSnapshot[];
+  const before = (m.statsBefore.hop1 ?? []) as TunnelSnapshot[];
+  const after = (m.stats.hop1 ?? []) as TunnelSnapshot[];
   return after.map((t) => t.bytesOut - (before.find((b) => b.index === t.index)?.bytesOut ?? 0));
 }
 
@@ -73,7 +73,7 @@ for (let r = 1; r <= reps; r++) {
     results.get(s.name)!.push(m);
     const c = carried(m);
     const total = c.reduce((a, b) => a + b, 0) || 1;
-    const after = (m.stats['hop1'] ?? []) as TunnelSnapshot[];
+    const after = (m.stats.hop1 ?? []) as TunnelSnapshot[];
     const per = c.map((b, i) => `t${i} ${(b / 1e6).toFixed(0)} MB (${pct(b / total)})`).join(', ');
     const last = after.find((t) => t.index === slowIndex);
     const slowInfo =

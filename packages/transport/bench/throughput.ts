@@ -64,15 +64,15 @@ const setups: Setup[] = [{ name: 'plain relay', run: plain }, ...tunnelCounts.ma
 /** The share of the bytes each tunnel carried client → server during the window, e.g. "26/24/25/25 %". */
 function shares(m: Measurement): string {
   type T = { index: number; bytesOut: number };
-  const before = (m.statsBefore['hop1'] ?? []) as T[];
-  const after = (m.stats['hop1'] ?? []) as T[];
+  const before = (m.statsBefore.hop1 ?? []) as T[];
+  const after = (m.stats.hop1 ?? []) as T[];
   const carried = after.map((t) => t.bytesOut - (before.find((b) => b.index === t.index)?.bytesOut ?? 0));
   const total = carried.reduce((a, b) => a + b, 0);
   return total > 0 && carried.length > 1 ? `${carried.map((c) => Math.round((100 * c) / total)).join('/')} %` : '';
 }
 
 /** MB moved per CPU-second of the two middle hops: less sensitive to a noisy machine than MB/s. */
-const efficiency = (m: Measurement): number => m.mbps / ((m.cpu['hop1'] ?? 0) + (m.cpu['hop2'] ?? 0));
+const efficiency = (m: Measurement): number => m.mbps / ((m.cpu.hop1 ?? 0) + (m.cpu.hop2 ?? 0));
 
 console.log(`gkd transport throughput: one stream on loopback, ${reps} × (${warmup} ms warm-up + ${window} ms window), session ${session}`);
 console.log(`machine: ${machine()}`);

@@ -4,10 +4,11 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import {
+  AbortError,
   AuthError,
   AuthMode,
+  ClosedError,
   ConfigError,
-  GkdError,
   NoTunnelError,
   Reason,
   SESSION_ID_LENGTH,
@@ -15,6 +16,7 @@ import {
   toAddress,
   type Address,
 } from '@gkd/protocol';
+import { abortable } from './abort.js';
 import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { clientHandshake } from './handshake.js';
 import type { Association } from './datagram.js';
@@ -270,10 +272,16 @@ export class Client extends EventEmitter {
     });
   }
 
-  /** Open a proxied connection to `destination`; resolves after the server connected it (OPEN_OK). */
-  async open(destination: { host: string; port: number } | Address): Promise<Connection> {
+  /**
+   * Open a proxied connection to `destination`; resolves after the server connected it (OPEN_OK).
+   * `signal` (undici-style) gives up before then: the wait for a tunnel ends, an OPEN already sent is
+   * cancelled on the wire (RST `CANCELLED`, so the server drops the destination connection), and the
+   * promise rejects with AbortError (`GKD_ERR_ABORTED`). Once open, the signal no longer matters:
+   * `destroy()` the connection instead.
+   */
+  async open(destination: { host: string; port: number } | Address, options: { signal?: AbortSignal } = {}): Promise<Connection> {
     const addr = 'type' in destination ? destination : toAddress(destination.host, destination.port);
-    return this.openStream(addr);
+    return this.openStream(addr, options.signal);
   }
 
   /**
@@ -281,7 +289,7 @@ export class Client extends EventEmitter {
    * datagram; it ends with `close()`, when the server closes it, or with the session (its 'close' event).
    */
   async associate(): Promise<Association> {
-    if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+    if (this.closed) throw new ClosedError('client is closed');
     this.wake();
     if (this.session.draining) await this.waitForNewSession();
     await this.waitForTunnel();
@@ -293,12 +301,13 @@ export class Client extends EventEmitter {
     return this.openStream(null);
   }
 
-  private async openStream(addr: Address | null): Promise<Connection> {
-    if (this.closed) throw new GkdError('GKD_ERR_CLOSED', 'client is closed');
+  private async openStream(addr: Address | null, signal?: AbortSignal): Promise<Connection> {
+    if (this.closed) throw new ClosedError('client is closed');
+    if (signal?.aborted) throw new AbortError(signal.reason);
     this.wake();
-    if (this.session.draining) await this.waitForNewSession();
-    await this.waitForTunnel();
-    return this.session.open(addr, this.opts.openTimeout);
+    if (this.session.draining) await abortable(this.waitForNewSession(), signal);
+    await abortable(this.waitForTunnel(), signal);
+    return this.session.open(addr, this.opts.openTimeout, signal);
   }
 
   /** Tunnels up right now. */
@@ -535,7 +544,7 @@ export class Client extends EventEmitter {
       const socket = await this.dial(index);
       if (this.closed) {
         socket.destroy();
-        throw new GkdError('GKD_ERR_CLOSED', 'client closed');
+        throw new ClosedError('client closed');
       }
       if (this.clientState === 'dormant') {
         // The session went idle while we dialed: do not found a new one nobody asked for.
@@ -567,7 +576,7 @@ export class Client extends EventEmitter {
       const { secret, welcome } = hs;
       if (session !== this.session || session.lost) {
         t.close();
-        throw new GkdError('GKD_ERR_CLOSED', 'session replaced during the handshake');
+        throw new ClosedError('session replaced during the handshake');
       }
       if (mode === AuthMode.NEW) {
         this.secret = secret;

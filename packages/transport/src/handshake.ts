@@ -8,12 +8,11 @@ import {
   NONCE_LENGTH,
   ProtocolError,
   Reason,
-  authProof,
+  authFrame,
   encode,
   proofEquals,
   sessionSecret,
   welcomeProof,
-  type AuthFrame,
   type AuthModeValue,
   type Frame,
   type ProofInput,
@@ -57,16 +56,9 @@ export function clientHandshake(t: Tunnel, p: ClientHandshakeParams): Promise<{ 
       if (state === 'await-challenge' && f.type === FrameType.CHALLENGE) {
         const usersMode = (f.flags & CHALLENGE_FLAG_USERS) !== 0;
         if (usersMode && !p.user) return fail(new AuthError('the server has several users: set a user name'));
-        input = {
-          mode: p.mode,
-          serverNonce: f.nonce,
-          clientNonce: randomBytes(NONCE_LENGTH),
-          sessionId: p.sessionId,
-          tunnelIndex: p.tunnelIndex,
-          user: usersMode ? p.user : '',
-        };
-        const auth: AuthFrame = { type: FrameType.AUTH, ...input, proof: authProof(p.key, input) };
-        t.write(encode(auth));
+        const auth = authFrame(p.key, { mode: p.mode, serverNonce: f.nonce, sessionId: p.sessionId, tunnelIndex: p.tunnelIndex, user: usersMode ? p.user : '' });
+        input = auth.input;
+        t.write(encode(auth.frame));
         state = 'await-welcome';
         return;
       }

@@ -7,9 +7,9 @@ import {
   AuthError,
   AuthMode,
   CHALLENGE_FLAG_USERS,
+  ClosedError,
   ConfigError,
   FrameType,
-  GkdError,
   HandshakeTimeoutError,
   LimitError,
   ProtocolError,
@@ -249,7 +249,7 @@ export class Server extends EventEmitter {
   /** The listening address. */
   address(): net.AddressInfo {
     const a = this.listener?.address();
-    if (!a || typeof a === 'string') throw new GkdError('GKD_ERR_CLOSED', 'server is not listening');
+    if (!a || typeof a === 'string') throw new ClosedError('server is not listening');
     return a;
   }
 
@@ -298,7 +298,10 @@ export class Server extends EventEmitter {
     };
     this.handshakes.set(socket, refuse);
     let mine = this.handshakesByAddress.get(address);
-    if (!mine) this.handshakesByAddress.set(address, (mine = new Set()));
+    if (!mine) {
+      mine = new Set();
+      this.handshakesByAddress.set(address, mine);
+    }
     mine.add(socket);
     const timer = setTimeout(() => refuse(new HandshakeTimeoutError(this.opts.handshakeTimeout)), this.opts.handshakeTimeout);
     t.handlers.close = (_t, _u, err) => {
@@ -424,7 +427,7 @@ export class Server extends EventEmitter {
   accept(): Promise<Connection> {
     const c = this.queue.shift();
     if (c) return Promise.resolve(c);
-    if (this.closed) return Promise.reject(new GkdError('GKD_ERR_CLOSED', 'server closed'));
+    if (this.closed) return Promise.reject(new ClosedError('server closed'));
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
@@ -465,7 +468,7 @@ export class Server extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.idleTimer);
-    for (const w of this.waiters.splice(0)) w.reject(new GkdError('GKD_ERR_CLOSED', 'server closed'));
+    for (const w of this.waiters.splice(0)) w.reject(new ClosedError('server closed'));
     for (const e of [...this.sessions.values()]) e.session.close(Reason.SHUTDOWN, 'server shutting down');
     for (const s of this.sockets) s.destroy();
     const l = this.listener;

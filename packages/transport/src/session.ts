@@ -1,8 +1,12 @@
 import { EventEmitter } from 'node:events';
 import {
+  AbortError,
+  ClosedError,
   FlowControlError,
   FrameType,
   GkdError,
+  LimitError,
+  OpenFailedError,
   ProtocolError,
   Reason,
   SessionLostError,
@@ -279,7 +283,7 @@ export class Session extends EventEmitter implements StreamHost {
     for (const e of unconfirmed) {
       if (e.kind === 'data') {
         const s = this.streams.get(e.stream);
-        if (s && s.needsResend(e.offset, e.payload.length)) {
+        if (s?.needsResend(e.offset, e.payload.length)) {
           this.resendQueue.push({ kind: 'data', stream: s, offset: e.offset, payload: e.payload });
         }
       } else if (e.kind === 'ack') {
@@ -345,7 +349,7 @@ export class Session extends EventEmitter implements StreamHost {
         /* ignore */
       }
     }
-    this.expire(new GkdError('GKD_ERR_CLOSED', message, reason));
+    this.expire(new ClosedError(message, reason));
   }
 
   /** Stop accepting new streams; existing ones finish. */
@@ -356,26 +360,35 @@ export class Session extends EventEmitter implements StreamHost {
 
   // ------------------------------------------------------------------ streams
 
-  /** Open a stream (opener side): sends OPEN and resolves once OPEN_OK arrives. */
-  async open(destination: Address | null, timeoutMs: number): Promise<Connection> {
+  /**
+   * Open a stream (opener side): sends OPEN and resolves once OPEN_OK arrives. No answer within
+   * `timeoutMs` (milliseconds), or `signal` aborting first, cancels the stream on the wire (RST
+   * CANCELLED, so a late OPEN_OK opens nothing) and rejects.
+   */
+  async open(destination: Address | null, timeoutMs: number, signal?: AbortSignal): Promise<Connection> {
+    if (signal?.aborted) throw new AbortError(signal.reason);
     if (this.lostError) throw this.lostError;
-    if (this.drained) throw new GkdError('GKD_ERR_CLOSED', 'session is going away');
-    if (this.streams.size >= this.maxStreams) throw new GkdError('GKD_ERR_LIMIT', `more than ${this.maxStreams} open streams`, Reason.LIMIT_EXCEEDED);
+    if (this.drained) throw new ClosedError('session is going away');
+    if (this.streams.size >= this.maxStreams) throw new LimitError(`more than ${this.maxStreams} open streams`);
     const id = this.nextLocalId;
     this.nextLocalId += 2;
     const s = new Connection(this, id, destination, 'opening', 0);
     this.streams.set(id, s);
     const opened = s.waitOpen();
-    const timer = setTimeout(() => {
-      // Tell the server to drop it if the OPEN (or its answer) is merely late.
-      this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.CANCELLED, message: 'open timed out' });
-      s.fail(new GkdError('GKD_ERR_OPEN_FAILED', `no answer to OPEN within ${timeoutMs} ms`, Reason.TIMEOUT));
-    }, timeoutMs);
+    // Tell the server to drop it if the OPEN (or its answer) is merely late, or no longer wanted.
+    const cancel = (message: string, err: Error): void => {
+      this.sendControl({ type: FrameType.RST, stream: id, reason: Reason.CANCELLED, message });
+      s.fail(err);
+    };
+    const timer = setTimeout(() => cancel('open timed out', new OpenFailedError(Reason.TIMEOUT, `no answer to OPEN within ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = (): void => cancel('open aborted', new AbortError(signal!.reason));
+    signal?.addEventListener('abort', onAbort, { once: true });
     this.sendControl({ type: FrameType.OPEN, stream: id, window: s.initialWindow, destination });
     try {
       await opened;
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
     }
     return s;
   }
@@ -615,7 +628,7 @@ export class Session extends EventEmitter implements StreamHost {
       if (frame.reason === Reason.NORMAL || (frame.reason === Reason.IDLE_TIMEOUT && this.role === 'client')) {
         // The peer closed the session for good (its streams were reset before): free it now, no grace period.
         const why = frame.reason === Reason.IDLE_TIMEOUT ? 'peer closed the idle session' : 'peer closed the session';
-        this.expire(new GkdError('GKD_ERR_CLOSED', `${why}${frame.message ? `: ${frame.message}` : ''}`, frame.reason));
+        this.expire(new ClosedError(`${why}${frame.message ? `: ${frame.message}` : ''}`, frame.reason));
         return;
       }
       if (frame.reason === Reason.SHUTDOWN) {

@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import {
+  ClosedError,
   FlowControlError,
   FrameType,
   GkdError,
@@ -207,7 +208,7 @@ export class Connection extends Duplex {
 
   private enqueue(chunks: Buffer[], cb: (err?: Error | null) => void): void {
     if (this.streamState === 'failed' || this.streamState === 'closed') {
-      cb(new GkdError('GKD_ERR_CLOSED', 'stream is closed'));
+      cb(new ClosedError('stream is closed'));
       return;
     }
     for (const c of chunks) {
@@ -239,6 +240,7 @@ export class Connection extends Duplex {
    * `_read` alone is not enough: after Node calls `_read` and we have nothing to push, it does not call
    * it again until we push, so a reader that drains a full window would never open it again.
    */
+  // biome-ignore lint/suspicious/noExplicitAny: the signature of Readable.read, which this overrides.
   override read(size?: number): any {
     const chunk: unknown = super.read(size);
     if (chunk !== null && !this.remoteEnded) this.maybeUpdateWindow();
@@ -253,7 +255,7 @@ export class Connection extends Duplex {
         this.host.sendControl({ type: FrameType.RST, stream: this.id, reason, message: err?.message ?? '' });
       }
       this.streamState = 'failed';
-      this.openWaiter?.reject(err ?? new GkdError('GKD_ERR_CLOSED', 'stream destroyed before it opened'));
+      this.openWaiter?.reject(err ?? new ClosedError('stream destroyed before it opened'));
       this.openWaiter = null;
       this.release('reset');
     }

@@ -3,9 +3,9 @@ import type { SessionConfig } from './config.js';
 import { kernelSocket, type KernelSocket } from './kernel.js';
 import { PathEstimator, type PathMode, type PathView } from './path.js';
 import {
+  ClosedError,
   Decoder,
   FrameType,
-  GkdError,
   LimitError,
   Reason,
   encode,
@@ -246,7 +246,7 @@ export class Tunnel implements PathView {
     });
     socket.on('error', (err) => this.close(err));
     socket.on('close', () => this.close(this.closeError));
-    socket.on('end', () => this.close(new GkdError('GKD_ERR_CLOSED', 'tunnel closed by peer')));
+    socket.on('end', () => this.close(new ClosedError('tunnel closed by peer')));
   }
 
   /** Move to `to`; throws on a transition the state machine does not have. */
@@ -500,7 +500,7 @@ export class Tunnel implements PathView {
     this.keepaliveTimer = setInterval(() => {
       if (this.ended) return; // retired: waiting for the peer's close (bounded by retire's timer)
       if (Date.now() - this.lastReceived > this.deadline) {
-        this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
+        this.fail(new ClosedError(`tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
         return;
       }
       // A peer that keeps sending but answers no PING confirms nothing, and every frame sent to it
@@ -509,7 +509,7 @@ export class Tunnel implements PathView {
       // 100 ms path), and the smoothed RTT that stretches the deadline lags a queue that is growing.
       const pongDeadline = 2 * this.deadline;
       if (this.unansweredSince !== null && performance.now() - this.unansweredSince > pongDeadline) {
-        this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: no PING answered for ${Math.round(pongDeadline)} ms`, Reason.KEEPALIVE_TIMEOUT));
+        this.fail(new ClosedError(`tunnel ${this.index}: no PING answered for ${Math.round(pongDeadline)} ms`, Reason.KEEPALIVE_TIMEOUT));
         return;
       }
       this.ping();

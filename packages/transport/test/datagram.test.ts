@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AssociationClosedError, FrameType, MAX_DATAGRAM_PAYLOAD, Reason, type Address, type Frame } from '@gkd/protocol';
 import { Client, DatagramChannel, Server, type Association, type SessionConfig } from '../src/index.js';
 import { DATAGRAM_HEADROOM, type DatagramTunnel } from '../src/datagram.js';
-import { until } from './support/links.js';
+import { until } from '@gkd/test-support';
 
 const key = randomBytes(32);
 const dest: Address = { type: 'ipv4', host: '192.0.2.7', port: 53 };

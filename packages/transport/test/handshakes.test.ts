@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, Server } from '../src/index.js';
-import { until } from './support/links.js';
+import { until } from '@gkd/test-support';
 
 /**
  * Sockets that connect and never authenticate: the server holds at most `maxHandshakes` of them and at

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, Server } from '../src/index.js';
-import { until } from './support/links.js';
+import { until } from '@gkd/test-support';
 
 const key = randomBytes(32);
 let server: Server | undefined;

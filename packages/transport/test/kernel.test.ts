@@ -168,7 +168,14 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
     let reads = 0;
     let now = 0;
     const info = parseTcpInfo(Buffer.alloc(232));
-    const p = new PathEstimator(() => (reads++, info), 5, () => now);
+    const p = new PathEstimator(
+      () => {
+        reads++;
+        return info;
+      },
+      5,
+      () => now,
+    );
     p.sample();
     p.sample();
     now = 4;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '../src/index.js';
-import { until } from './support/links.js';
+import { until } from '@gkd/test-support';
 
 /**
  * PROTOCOL.md §6 states the reconnect backoff in numbers; this holds the text and the client together:

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TunnelPicker } from '../src/index.js';
-import { expectedHash, hashOf, source } from './support/data.js';
-import { makeRig, until, type Rig } from './support/links.js';
+import { expectedHash, hashOf, source, until } from '@gkd/test-support';
+import { makeRig, type Rig } from './support/links.js';
 
 /** The scheduler is one injectable hook (`session.scheduler: () => TunnelPicker`) that DATA and control frames go through. */
 

@@ -14,6 +14,7 @@ export function version(cmd: string, args: string[], re: RegExp): string {
 }
 
 export function dpkgVersion(pkg: string): string {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ${Version} is dpkg-query's own format field, not JavaScript.
   const r = spawnSync('dpkg-query', ['-W', '-f=${Version}', pkg], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : 'not installed';
 }

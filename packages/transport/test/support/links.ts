@@ -107,12 +107,3 @@ export async function makeRig(kind: LinkKind, serverOpts: ServerOptions, clientO
     },
   };
 }
-
-/** Wait until `cond()` holds, polling every `everyMs`; rejects after `timeoutMs`. */
-export async function until(cond: () => boolean, timeoutMs: number, what: string, everyMs = 10): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}

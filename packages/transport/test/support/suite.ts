@@ -3,8 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, type GkdError } from '@gkd/protocol';
 import type { Connection } from '../../src/index.js';
-import { expectedHash, hashOf, source } from './data.js';
-import { makeRig, until, type LinkKind, type Rig } from './links.js';
+import { expectedHash, hashOf, source, until } from '@gkd/test-support';
+import { makeRig, type LinkKind, type Rig } from './links.js';
 
 const MiB = 1024 * 1024;
 
@@ -196,8 +196,12 @@ export function complianceSuite(kind: LinkKind): void {
       clearInterval(sampler);
       expect(maxBuffered).toBeGreaterThan(0);
       expect(maxBuffered).toBeLessThanOrEqual(window);
-      // Generous bound: machines are noisy; a shared-buffer design would stall completely.
-      expect(withStall).toBeLessThan(Math.max(baseline * 3, baseline + 2000));
+      // A shared-buffer design would stall the other streams completely (they would never finish). How
+      // much slower they ran is a figure to read, not to assert: on a shared 2-core machine another test
+      // file can take the CPU mid-measurement. The bound is one no load can break but a stall would:
+      // 32 MiB on loopback in 30 s (about 1 MB/s, a hundredth of the usual).
+      console.log(`[${kind}] 4 streams × 8 MiB: ${baseline.toFixed(0)} ms alone, ${withStall.toFixed(0)} ms beside a stalled stream (×${(withStall / baseline).toFixed(2)})`);
+      expect(withStall).toBeLessThan(30_000);
       // The stalled stream resumes and delivers everything intact.
       const rest = hashOf(stalled);
       stalled.resume();
@@ -233,7 +237,6 @@ export function complianceSuite(kind: LinkKind): void {
       stop = true;
       await killer;
       expect(await results.get(conn.id)).toEqual(await expectedHash(size));
-      expect(kills).toBeGreaterThanOrEqual(Math.min(100, kills));
       console.log(`[${kind}] ${kills} tunnel kills during ${size / MiB} MiB; frames re-sent: ${rig.client.stats().resentFrames}`);
       expect(kills).toBeGreaterThan(10);
     });

@@ -17,7 +17,7 @@
  */
 import { hostname } from 'node:os';
 import { FrameType, MAX_OFFSET, Reason, encode, type Address, type Frame } from '@gkd/protocol';
-import type { Rng } from './data.js';
+import type { Rng } from '../prng.js';
 
 /** Ports of the destination process the fuzzer must know about. */
 export interface FuzzPorts {

@@ -5,10 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerLimits } from '@gkd/server';
 import type { SessionConfig } from '@gkd/transport';
-import type { ClientRoleConfig } from '../child.js';
+import type { ClientRoleConfig } from './child.js';
 import { DENY_ALL_BUT_LOOPBACK, startClient, startDestination, startServer, type ClientChild, type DestinationChild, type ServerChild } from './proc.js';
 
-export interface StackOptions {
+export interface ProcessStackOptions {
   /** Users of the server; each gets a fresh key. The first `clients` users get a client process. */
   users: string[];
   /** Client processes to start, for the first users, with these settings. */
@@ -20,7 +20,7 @@ export interface StackOptions {
   resetAfterBytes?: number;
 }
 
-export interface Stack {
+export interface ProcessStack {
   server: ServerChild;
   destination: DestinationChild;
   clients: Map<string, ClientChild>;
@@ -28,12 +28,13 @@ export interface Stack {
   ports: DestinationChild['ready']['ports'];
   serverPort: number;
   /** Start one more client process for `user` (e.g. mid-test). */
-  addClient(c: StackOptions['clients'][number], name?: string): Promise<ClientChild>;
+  addClient(c: ProcessStackOptions['clients'][number], name?: string): Promise<ClientChild>;
   /** Stop every process; returns the ones that had died before (crashes), with their stderr. */
   close(): Promise<string[]>;
 }
 
-export async function startStack(o: StackOptions): Promise<Stack> {
+/** Start the stack in processes; call it as `startStack({ users, clients, … })` (../stack.ts). */
+export async function startProcessStack(o: ProcessStackOptions): Promise<ProcessStack> {
   const keys = Object.fromEntries(o.users.map((u) => [u, randomBytes(32)]));
   const destination = await startDestination(o.resetAfterBytes ? { resetAfterBytes: o.resetAfterBytes } : {});
   const ports = destination.ready.ports;
@@ -50,7 +51,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   });
   server.sample();
   const clients = new Map<string, ClientChild>();
-  const addClient = async (c: StackOptions['clients'][number], name = `client:${c.user}`) => {
+  const addClient = async (c: ProcessStackOptions['clients'][number], name = `client:${c.user}`) => {
     const child = await startClient(
       {
         serverPort: server.ready.port,
@@ -88,7 +89,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
 }
 
 /** The first client process of the stack (for single-client scenarios). */
-export function firstClient(stack: Stack): ClientChild {
+export function firstClient(stack: ProcessStack): ClientChild {
   const c = stack.clients.values().next().value;
   if (!c) throw new Error('the stack has no client');
   return c;

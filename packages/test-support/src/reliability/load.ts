@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type * as net from 'node:net';
-import { BLOCK, patternSha256, percentile, streamBlock } from './data.js';
+import { BLOCK, patternSha256, percentile, streamBlock } from '../data.js';
 import { socksConnect } from './socks.js';
 
 /** One echo stream's outcome. */

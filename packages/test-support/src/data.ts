@@ -1,9 +1,11 @@
 /**
  * Test data for the reliability suite: a deterministic pseudo-random pattern both ends can produce
  * (so a destination can send bytes the receiver knows the hash of), per-stream stamped payloads (so a
- * block delivered to the wrong stream changes the hash), and a small seeded PRNG for the fuzzers.
+ * block delivered to the wrong stream changes the hash), readable sources of stamped random bytes
+ * and their hashes.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable, type Duplex } from 'node:stream';
 
 /** One MiB of deterministic pseudo-random bytes: sha256 in counter mode over a fixed label. */
 export const PATTERN: Buffer = (() => {
@@ -69,70 +71,6 @@ export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/**
- * A small, fast, seeded PRNG (sfc32). Reproducible: the fuzzers print their seed, and the same seed
- * replays the same frames (GKD_FUZZ_SEED).
- */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    this.a = 0x9e3779b9;
-    this.b = 0x243f6a88;
-    this.c = 0xb7e15162;
-    this.d = seed >>> 0;
-    for (let i = 0; i < 15; i++) this.u32();
-  }
-
-  /** A uniform 32-bit unsigned integer. */
-  u32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
-
-  /** An integer in [0, n). */
-  int(n: number): number {
-    return n <= 0x1_0000_0000 ? Math.floor((this.u32() / 0x1_0000_0000) * n) : Math.floor(this.float() * n);
-  }
-
-  /** An integer in [lo, hi]. */
-  range(lo: number, hi: number): number {
-    return lo + this.int(hi - lo + 1);
-  }
-
-  /** A float in [0, 1). */
-  float(): number {
-    return (this.u32() * 0x20_0000 + (this.u32() >>> 11)) / 2 ** 53;
-  }
-
-  /** True with probability p. */
-  chance(p: number): boolean {
-    return this.float() < p;
-  }
-
-  /** One element of `items`. */
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-
-  /** Fill `buf` (or a new buffer of `n` bytes) with random bytes. */
-  bytes(n: number): Buffer {
-    const b = Buffer.allocUnsafe(n);
-    let i = 0;
-    for (; i + 4 <= n; i += 4) b.writeUInt32LE(this.u32(), i);
-    for (; i < n; i++) b[i] = this.u32() & 0xff;
-    return b;
-  }
-}
-
 /** Percentile (0–100) of `values` (sorted copy, nearest rank). */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
@@ -144,4 +82,46 @@ export function percentile(values: readonly number[], p: number): number {
 /** Bytes as MiB with one decimal. */
 export function mib(bytes: number): string {
   return (bytes / (1024 * 1024)).toFixed(1);
+}
+
+const BASE = randomBytes(4 * 1024 * 1024);
+
+/** A readable of `total` pseudo-random bytes in `chunk`-sized pieces; each piece is stamped with its index so misplaced pieces change the hash. */
+export function source(total: number, chunk = 64 * 1024): Readable {
+  let sent = 0;
+  let n = 0;
+  return new Readable({
+    highWaterMark: 4 * chunk,
+    read() {
+      while (sent < total) {
+        const len = Math.min(chunk, total - sent);
+        const off = (n * 7919 * 64) % (BASE.length - len);
+        const buf = Buffer.from(BASE.subarray(off, off + len));
+        if (len >= 4) buf.writeUInt32BE(n >>> 0, 0);
+        n++;
+        sent += len;
+        if (!this.push(buf)) return;
+      }
+      this.push(null);
+    },
+  });
+}
+
+/** The sha256 (hex) and length of `total` bytes from `source(total, chunk)`, computed without a transport. */
+export async function expectedHash(total: number, chunk = 64 * 1024): Promise<{ hash: string; bytes: number }> {
+  return hashOf(source(total, chunk));
+}
+
+/** Read `r` to the end; its sha256 (hex) and length. */
+export function hashOf(r: Readable | Duplex): Promise<{ hash: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    let bytes = 0;
+    r.on('data', (d: Buffer) => {
+      h.update(d);
+      bytes += d.length;
+    });
+    r.once('end', () => resolve({ hash: h.digest('hex'), bytes }));
+    r.once('error', reject);
+  });
 }

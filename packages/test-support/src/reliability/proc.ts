@@ -6,10 +6,10 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ClientRoleConfig, DestinationKind, DestinationRoleConfig, ServerRoleConfig } from '../child.js';
+import type { ClientRoleConfig, DestinationKind, DestinationRoleConfig, ServerRoleConfig } from './child.js';
 
-const CHILD = fileURLToPath(new URL('../child.ts', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './child.ts' : './child.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const EXEC_ARGV = ['--conditions=@gkd/source', '--import', 'tsx'];
 
 /** Resident memory of a process, in bytes: now, and the peak since it started (VmHWM). */
@@ -41,7 +41,7 @@ export class Child<Ready = unknown> {
   private stderrText = '';
   private stdoutText = '';
   private nextId = 1;
-  private readonly calls = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private expectedExit = false;
   private sampler: NodeJS.Timeout | undefined;
   /** Highest RSS seen by `sample()` (bytes); VmHWM is the kernel's own peak and is preferred. */
@@ -125,6 +125,7 @@ export class Child<Ready = unknown> {
   }
 
   /** Call a command of the role; rejects after `timeoutMs` or if the process dies. */
+  // biome-ignore lint/suspicious/noExplicitAny: IPC answers are untyped data; callers read the fields they asked for.
   call<T = any>(cmd: string, args?: unknown, timeoutMs = 30_000): Promise<T> {
     if (!this.alive || !this.proc.connected) return Promise.reject(new Error(`${this.name} is not running; stderr:\n${this.stderrText}`));
     const id = this.nextId++;

@@ -5,10 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { AuthMode, FrameType, encode } from '@gkd/protocol';
-import { Rng } from './data.js';
+import { Rng } from '../prng.js';
 import { FrameFuzzer, rawFrame, type FuzzPorts } from './frames.js';
 import { socksRequest } from './socks.js';
-import { OwnSession, WirePeer, makeAuth } from './wire.js';
+import { OwnSession, WirePeer, makeAuth } from '../wire-peer.js';
 
 /** Unauthenticated attackers and slowloris stand for other hosts than the legitimate peer (127.0.0.1). */
 export const PRE_AUTH_HOST = '127.0.0.2';
@@ -94,7 +94,7 @@ function collect(peer: WirePeer, stats: AuthedStats): void {
 export async function authedAttacker(o: AuthedOptions): Promise<void> {
   const rng = new Rng(o.seed);
   const fz = new FrameFuzzer(rng, o.ports, o.maxBody);
-  let session = new OwnSession(o.port, o.user, o.key);
+  let session = new OwnSession(o.port, o.user, o.key, { record: false });
   let peer = await session.tunnel();
   o.onSession?.(session);
   let pingId = 0x4000_0000;
@@ -156,7 +156,7 @@ export async function authedAttacker(o: AuthedOptions): Promise<void> {
           newSession = true;
         }
         if (newSession) {
-          session = new OwnSession(o.port, o.user, o.key);
+          session = new OwnSession(o.port, o.user, o.key, { record: false });
           fz.reset();
         }
         peer = await session.tunnel();
@@ -177,7 +177,7 @@ export async function authedAttacker(o: AuthedOptions): Promise<void> {
  * `deadline`. Returns the PINGs written and whether the server closed the tunnel.
  */
 export async function deafFlooder(port: number, user: string, key: Buffer, frames: number, deadline: number): Promise<{ sent: number; closedByServer: boolean }> {
-  const session = new OwnSession(port, user, key);
+  const session = new OwnSession(port, user, key, { record: false });
   const peer = await session.tunnel();
   peer.socket.pause();
   const batch = Buffer.concat(Array.from({ length: 1024 }, (_, i) => encode({ type: FrameType.PING, id: i })));
@@ -262,7 +262,7 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
   while (Date.now() < o.deadline && o.budget.left > 0) {
     o.budget.left--;
     const kase = rng.pick(PRE_AUTH_CASES);
-    const peer = await WirePeer.connect(o.port, PRE_AUTH_HOST);
+    const peer = await WirePeer.connect(o.port, { from: PRE_AUTH_HOST, record: false });
     o.stats.connections++;
     bump(o.stats.byCase, kase);
     const sid = randomBytes(16);
@@ -377,7 +377,7 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
 
 /** Connections that open the tunnel port and send nothing (or one byte): the handshake timeout must close them. */
 export async function tunnelSlowloris(port: number, n: number, timeoutMs: number): Promise<{ closedByServer: number; held: number }> {
-  const peers = await Promise.all(Array.from({ length: n }, () => WirePeer.connect(port, SLOWLORIS_HOST)));
+  const peers = await Promise.all(Array.from({ length: n }, () => WirePeer.connect(port, { from: SLOWLORIS_HOST, record: false })));
   for (const [i, p] of peers.entries()) if (i % 2 === 1) p.socket.write(Buffer.from([1]));
   const closed = await Promise.all(peers.map((p) => Promise.race([p.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())])));
   for (const p of peers) p.destroy();
@@ -573,8 +573,8 @@ export async function frontEndAttacker(o: FrontEndOptions, slowMs: number): Prom
           drip = Math.ceil(slowMs / 4);
           want = (_r, how) => how === 'closed' || how === 'reset';
           break;
-        case 'connect-then-reset':
         default: {
+          // 'connect-then-reset'
           // Ask for a destination and vanish before the answer: nothing may leak or crash.
           const s = net.connect({ host: '127.0.0.1', port: o.socksPort });
           s.on('error', () => undefined);
@@ -635,8 +635,7 @@ export async function frontEndAttacker(o: FrontEndOptions, slowMs: number): Prom
           text = `POST http://10.9.9.9/ HTTP/1.1\r\nHost: 10.9.9.9\r\nTransfer-Encoding: chunked\r\n\r\n${'ffff\r\n'}${'z'.repeat(65535)}\r\n`;
           want = (s, how) => s === 403 || how === 'reset' || how === 'closed';
           break;
-        case 'pipelined-requests-to-denied':
-        default:
+        default: // 'pipelined-requests-to-denied'
           text = Array.from({ length: 20 }, () => `GET http://192.168.0.1/ HTTP/1.1\r\nHost: 192.168.0.1\r\n\r\n`).join('');
           want = (s) => s === 403;
           break;

@@ -4,7 +4,7 @@
  * Built on the server package's recording relay.
  */
 import { Decoder, FrameType } from '@gkd/protocol';
-import { recordingRelay } from '../../../packages/server/test/support/relay.js';
+import { recordingRelay } from '../relay.js';
 
 export interface Wiretap {
   port: number;

@@ -25,11 +25,12 @@ import {
   type FrontEndStats,
   type PreAuthStats,
 } from './attack.js';
-import { sha256 } from './data.js';
+import { sha256 } from '../data.js';
 import { download, echoStream } from './load.js';
 import type { ClientChild } from './proc.js';
-import { startStack, type Stack } from './stack.js';
-import { OwnSession, WirePeer } from './wire.js';
+import { startStack } from '../stack.js';
+import type { ProcessStack } from './stack.js';
+import { OwnSession, WirePeer } from '../wire-peer.js';
 import { wiretap } from './wiretap.js';
 
 const MiB = 1024 * 1024;
@@ -109,7 +110,7 @@ interface LegitRun {
 }
 
 /** Legitimate transfers through alice's SOCKS port until stopped: echo (up and down) and downloads, each checked by sha256. */
-function legitTraffic(client: ClientChild, ports: Stack['ports'], parallel: number, bytes: number, hardDeadline: number): LegitRun {
+function legitTraffic(client: ClientChild, ports: ProcessStack['ports'], parallel: number, bytes: number, hardDeadline: number): LegitRun {
   const t0 = performance.now();
   let last = t0;
   let maxGap = 0;
@@ -258,8 +259,12 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
         ),
       ].concat([
         // Its own deadline: after the server stops reading it, the keepalive deadline (5 s) must close it.
-        deafFlooder(stack.serverPort, 'mallory', stack.keys.mallory!, o.deafFrames, Math.max(deadline, Date.now() + 15_000)).then((r) => void (deafResult = r)),
-        tunnelSlowloris(stack.serverPort, o.slowloris, 3000 + 10_000).then((r) => void (slowResult = r)),
+        deafFlooder(stack.serverPort, 'mallory', stack.keys.mallory!, o.deafFrames, Math.max(deadline, Date.now() + 15_000)).then((r) => {
+          deafResult = r;
+        }),
+        tunnelSlowloris(stack.serverPort, o.slowloris, 3000 + 10_000).then((r) => {
+          slowResult = r;
+        }),
       ]));
     } catch (err) {
       attackError = err;
@@ -274,7 +279,7 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
     // Security, deterministically: every captured carol tunnel replayed whole on a fresh connection.
     const replayAnswers: string[] = [];
     for (const bytes of tap.captured()) {
-      const p = await WirePeer.connect(stack.serverPort);
+      const p = await WirePeer.connect(stack.serverPort, { record: false });
       p.socket.write(bytes);
       await p.closed;
       const rej = p.counts.get(FrameType.REJECT) ?? 0;
@@ -283,7 +288,7 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
     }
     // mallory founds a session with carol's session id (her own valid key): it must be a separate one,
     // and frames for carol's stream (id 1) in it must never reach carol.
-    const reuse = new OwnSession(stack.serverPort, 'mallory', stack.keys.mallory!, carolSid);
+    const reuse = new OwnSession(stack.serverPort, 'mallory', stack.keys.mallory!, { sessionId: carolSid, record: false });
     let sessionIdReuse = 'WELCOME';
     let crossSessionOutcome = 'not tried';
     try {
@@ -359,6 +364,7 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
     carol?.close();
     await tap.close();
     const crashed = await stack.close();
+    // biome-ignore lint/correctness/noUnsafeFinally: a crashed process is the finding that matters most, even over the run's own error.
     if (crashed.length > 0) throw new Error(`processes died during the hostile run:\n${crashed.join('\n')}`);
   }
 }

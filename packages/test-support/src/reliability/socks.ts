@@ -20,7 +20,7 @@ export function socksRequest(target: SocksTarget): Buffer {
   if ('ipv4' in target) {
     const b = Buffer.alloc(10);
     b.set([5, 1, 0, 1], 0);
-    target.ipv4.split('.').forEach((p, i) => (b[4 + i] = Number(p)));
+    for (const [i, p] of target.ipv4.split('.').entries()) b[4 + i] = Number(p);
     b.writeUInt16BE(target.port, 8);
     return b;
   }

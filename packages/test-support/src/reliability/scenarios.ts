@@ -3,16 +3,18 @@
  * Each starts its own processes (lib/stack.ts), runs, and returns figures; the callers assert and print.
  */
 import * as net from 'node:net';
-import { patternBytes } from './data.js';
+import { patternBytes } from '../data.js';
+import { until } from '../until.js';
 import { download, echoLoad, openIdle, resetProbe, sourceRequest, type EchoLoadResult } from './load.js';
 import { ensureFileLimit, type ClientChild } from './proc.js';
 import { socksConnect } from './socks.js';
-import { firstClient, startStack, type Stack } from './stack.js';
+import { startStack } from '../stack.js';
+import { firstClient, type ProcessStack } from './stack.js';
 
 const MiB = 1024 * 1024;
 
 /** Stop every process of a stack; throw if one had died. */
-async function closeStack(stack: Stack): Promise<void> {
+async function closeStack(stack: ProcessStack): Promise<void> {
   const crashed = await stack.close();
   if (crashed.length > 0) throw new Error(`processes died:\n${crashed.join('\n')}`);
 }
@@ -156,16 +158,6 @@ export async function plateau(read: () => Promise<number>, stableFor: number, ti
   return { value: last, ms: Date.now() - t0 };
 }
 
-/** Poll `cond` every `everyMs` until it holds; resolves with the time it took, or rejects after `timeoutMs`. */
-export async function until(cond: () => Promise<boolean>, timeoutMs: number, what: string, everyMs = 50): Promise<number> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  return Date.now() - t0;
-}
-
 export interface StallScenario {
   /** The other peer's download rate before the stall and during it, in MB/s. */
   before: number;
@@ -187,7 +179,7 @@ export interface StallScenario {
  * gates (so he can vanish without a FIN), and a 5 s grace period so a vanished session is freed soon
  * (keepalive at its default, 5 s).
  */
-export function peersStack(): Promise<Stack> {
+export function peersStack(): Promise<ProcessStack> {
   return startStack({
     users: ['bob', 'carol', 'victor'],
     clients: [
@@ -203,7 +195,7 @@ export function peersStack(): Promise<Stack> {
  * A peer (carol) opens `streams` downloads and stops reading them: its windows fill. Another peer
  * (bob) measures its own download rate before and during the stall.
  */
-export async function stallScenario(stack: Stack, stalled: ClientChild, other: ClientChild, streams: number): Promise<StallScenario> {
+export async function stallScenario(stack: ProcessStack, stalled: ClientChild, other: ClientChild, streams: number): Promise<StallScenario> {
   // Best of two after a warm-up (windows grow, JIT): a shared 2-core machine is noisy.
   const rate = async () => Math.max(await downloadRate(other, stack.ports.source, 4, 16 * MiB), await downloadRate(other, stack.ports.source, 4, 16 * MiB));
   await downloadRate(other, stack.ports.source, 4, 16 * MiB);
@@ -275,7 +267,7 @@ export interface VanishScenario {
 }
 
 /** A peer (victor, a gated client) with `streams` open streams vanishes without FIN (black-holed both ways). */
-export async function vanishScenario(stack: Stack, victor: ClientChild, streams: number): Promise<VanishScenario> {
+export async function vanishScenario(stack: ProcessStack, victor: ClientChild, streams: number): Promise<VanishScenario> {
   const holdOpen = async () => (await stack.destination.call('stats')).open.hold as number;
   const active = async () => (await stack.server.call('stats')).counters.activeStreams as number;
   // Streams of earlier scenarios may still be closing: start from a settled server.

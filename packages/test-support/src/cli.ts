@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sha256 } from './data.js';
 
 /** The repository root and the real binary the tests drive. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -193,9 +194,6 @@ export async function runGkd(args: string[], opts: { env?: Record<string, string
   return { code, stdout: p.stdout, stderr: p.stderr };
 }
 
-export function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** A loopback HTTP origin: `/blob` (random bytes), `/slow` (headers now, body ends when `release()` is called). */
 export interface Origin {
@@ -240,15 +238,6 @@ export async function startOrigin(blobBytes = 4 * 1024 * 1024): Promise<Origin> 
   };
 }
 
-/** Run curl; resolves with its exit code and body. */
-export function curl(args: string[], timeoutMs = 30_000): Promise<{ code: number; body: Buffer; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('curl', ['-sS', '--max-time', String(timeoutMs / 1000), ...args], { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-      resolve({ code, body: stdout, stderr: stderr.toString() });
-    });
-  });
-}
 
 /** Lines of `text` that are not empty. */
 export function lines(text: string): string[] {

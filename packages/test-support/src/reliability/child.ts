@@ -22,8 +22,9 @@ import { Duplex } from 'node:stream';
 import { GkdServer, systemResolver, type Resolver, type ServerLimits } from '@gkd/server';
 import { HttpProxyServer, SocksServer, type Opener } from '@gkd/socks-client';
 import { Client, duplexPair, type PeerInfo, type SessionConfig } from '@gkd/transport';
-import { patternBytes } from './lib/data.js';
+import { patternBytes } from '../data.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: IPC arguments are structured-clone data each handler reads as it expects.
 type Handler = (args: any) => unknown;
 const handlers = new Map<string, Handler>();
 
@@ -264,15 +265,7 @@ async function runClient(c: ClientRoleConfig): Promise<void> {
   client.on('tunnel-down', () => tunnelDowns++);
   client.on('session-lost', () => sessionsLost++);
   await client.waitForTunnel(20_000);
-  const opener: Opener = async (destination, signal) => {
-    const conn = await client.open(destination);
-    if (signal?.aborted) {
-      conn.on('error', () => undefined);
-      conn.destroy();
-      throw signal.reason ?? new Error('aborted');
-    }
-    return conn;
-  };
+  const opener: Opener = (destination, signal) => client.open(destination, { signal });
   // GKD_CHILD_EVENTS=1: the front-ends' events (failed opens, client errors) on stderr, for diagnosis.
   const onEvent = process.env.GKD_CHILD_EVENTS ? (e: { type: string }) => e.type !== 'opened' && process.stderr.write(`${JSON.stringify(e)}\n`) : undefined;
   const socks = await SocksServer.listen({ host: '127.0.0.1', port: 0, opener, ...c.socks, ...(onEvent ? { onEvent } : {}) });
