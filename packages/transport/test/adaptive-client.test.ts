@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, Server, type CountDecision, type ServerOptions } from '../src/index.js';
-import { until } from './support/links.js';
+import { until } from '@gkd/test-support';
 
 /** Adaptive tunnel count end to end on loopback: the server's caps, idle shrink, lossless retirement. */
 
