@@ -22,6 +22,7 @@ import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
 import { Tunnel, tunnelOptions } from './tunnel.js';
 import { parseHostPort, type HostPort } from './address.js';
+import { PathPlan, type PathInfo, type PathOptions } from './multipath.js';
 
 /** TLS settings of a client: verify the server with a CA, or pin its certificate's SHA-256 fingerprint. */
 export interface ClientTlsOptions {
@@ -39,8 +40,13 @@ export interface ClientOptions {
   key: KeyInput;
   /** User name, when the server has several users. */
   user?: string;
-  /** Number of tunnels. Default 4. */
+  /** Number of tunnels (with `paths`: on each path that names no count of its own). Default 4. */
   tunnels?: number;
+  /**
+   * Network paths (multipath.ts): each path's tunnels start from its own local address or interface, and
+   * all of them join the one session. Default: one path over the system's route with `tunnels` tunnels.
+   */
+  paths?: PathOptions[];
   /** Session (flow control, keepalive, grace) settings. */
   session?: Partial<SessionConfig>;
   /** TLS for the tunnels; plain TCP when absent. */
@@ -74,6 +80,7 @@ interface ResolvedClientOptions {
   key: Buffer;
   user: string;
   tunnels: number;
+  paths: PathOptions[] | undefined;
   session: SessionConfig;
   tls: ClientTlsOptions | undefined;
   connect: ((index: number) => Promise<Duplex>) | undefined;
@@ -93,6 +100,7 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     key: parseKey('key', o.key),
     user: o.user ?? '',
     tunnels: o.tunnels ?? 4,
+    paths: o.paths,
     session: resolveSessionConfig(o.session),
     tls: o.tls,
     connect: o.connect,
@@ -121,11 +129,18 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
 /**
  * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
  * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error),
- * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake'.
+ * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake',
+ * 'path-up' (PathInfo: its first tunnel came up), 'path-down' (PathInfo, error: its last tunnel went down).
  */
 export class Client extends EventEmitter {
+  /** The (first) server address. */
   readonly server: HostPort;
+  /** Every server address (several: one server reachable at its IPv4 and IPv6 addresses, say). */
+  readonly servers: readonly HostPort[];
   private readonly opts: ResolvedClientOptions;
+  private readonly plan: PathPlan;
+  /** The open tunnels of each path (by path name), for 'path-up'/'path-down' and `pathTunnelsUp`. */
+  private readonly pathTunnels = new Map<string, Set<Tunnel>>();
   private session!: Session;
   private sessionId!: Buffer;
   private secret: Buffer | null = null;
@@ -140,22 +155,29 @@ export class Client extends EventEmitter {
   /** Set while the server closed our idle session: tunnels stay down until the next open wakes them. */
   private dormant: { promise: Promise<void>; wake: () => void } | null = null;
 
-  private constructor(server: HostPort, options: ClientOptions) {
+  private constructor(servers: HostPort[], options: ClientOptions) {
     super();
-    this.server = server;
     this.opts = resolveClientOptions(options);
+    this.plan = new PathPlan(servers, this.opts.paths, this.opts.tunnels);
+    this.opts.tunnels = this.plan.total;
+    this.servers = servers;
+    this.server = servers[0]!;
     this.newSession();
   }
 
-  /** Start a client that connects its tunnels in the background and keeps them up. */
-  static create(server: string | HostPort, options: ClientOptions): Client {
-    const c = new Client(typeof server === 'string' ? parseHostPort(server) : server, options);
+  /**
+   * Start a client that connects its tunnels in the background and keeps them up. `server` may list
+   * several addresses of the same server: each path spreads its tunnels over those it can reach.
+   */
+  static create(server: string | HostPort | readonly (string | HostPort)[], options: ClientOptions): Client {
+    const list = (Array.isArray(server) ? server : [server]) as (string | HostPort)[];
+    const c = new Client(list.map((s) => (typeof s === 'string' ? parseHostPort(s) : s)), options);
     for (let i = 0; i < c.opts.tunnels; i++) void c.runSlot(i);
     return c;
   }
 
   /** Start a client and wait until its first tunnel is up; rejects on a refused handshake or after the connect timeout. */
-  static async connect(server: string | HostPort, options: ClientOptions): Promise<Client> {
+  static async connect(server: string | HostPort | readonly (string | HostPort)[], options: ClientOptions): Promise<Client> {
     const c = Client.create(server, options);
     try {
       await c.waitForTunnel(c.opts.connectTimeout + c.opts.handshakeTimeout, true);
@@ -244,9 +266,36 @@ export class Client extends EventEmitter {
     return this.session.liveTunnels;
   }
 
-  /** Configured number of tunnels. */
+  /** Configured number of tunnels (over all paths). */
   get tunnelCount(): number {
     return this.opts.tunnels;
+  }
+
+  /** The network paths, in tunnel-index order (one, `default`, unless `paths` was given). */
+  get paths(): readonly PathInfo[] {
+    return this.plan.paths;
+  }
+
+  /** Tunnels of path `name` up right now. */
+  pathTunnelsUp(name: string): number {
+    return this.pathTunnels.get(name)?.size ?? 0;
+  }
+
+  private notePath(t: Tunnel, up: boolean, err?: Error): void {
+    if (t.index < 0 || t.index >= this.plan.total) return;
+    const path = this.plan.pathOf(t.index);
+    let set = this.pathTunnels.get(path.name);
+    if (!set) this.pathTunnels.set(path.name, (set = new Set()));
+    const before = set.size;
+    if (up) set.add(t);
+    else set.delete(t);
+    if (before === 0 && set.size === 1) this.emit('path-up', path);
+    else if (before === 1 && set.size === 0) this.emit('path-down', path, err);
+  }
+
+  /** The path tunnel `index` belongs to. */
+  pathOf(index: number): PathInfo {
+    return this.plan.pathOf(index);
   }
 
   stats(): SessionStats {
@@ -268,8 +317,14 @@ export class Client extends EventEmitter {
     this.secret = null;
     this.founding = null;
     const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
-    s.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', t.index));
-    s.on('tunnel-down', (t: Tunnel, err?: Error) => this.emit('tunnel-down', t.index, err));
+    s.on('tunnel-up', (t: Tunnel) => {
+      this.notePath(t, true);
+      this.emit('tunnel-up', t.index);
+    });
+    s.on('tunnel-down', (t: Tunnel, err?: Error) => {
+      this.emit('tunnel-down', t.index, err);
+      this.notePath(t, false, err);
+    });
     s.on('lost', (err: Error & { reason?: number }) => {
       if (this.session !== s || this.closed) return;
       if (err.reason === Reason.IDLE_TIMEOUT) {
@@ -423,9 +478,17 @@ export class Client extends EventEmitter {
 
   private dial(index: number): Promise<Duplex> {
     if (this.opts.connect) return this.opts.connect(index);
-    const { host, port } = this.server;
+    let target: ReturnType<PathPlan['target']>;
+    try {
+      target = this.plan.target(index);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const { host, port, localAddress, family } = target;
+    const bind = localAddress === undefined ? {} : { localAddress, family };
+    const from = localAddress === undefined ? '' : ` from ${localAddress} (path ${target.path.name})`;
     const timeout = this.opts.connectTimeout;
-    return new Promise((resolve, reject) => {
+    const dialing = new Promise<Duplex>((resolve, reject) => {
       let socket: net.Socket;
       const tlsOpts = this.opts.tls;
       if (tlsOpts) {
@@ -433,7 +496,9 @@ export class Client extends EventEmitter {
         socket = tls.connect({
           host,
           port,
-          servername: tlsOpts.servername ?? (net.isIP(host) ? undefined : host),
+          ...bind,
+          // With several server addresses, an address verifies as the server's name (any of them that is one).
+          servername: tlsOpts.servername ?? (net.isIP(host) ? this.servers.find((s) => !net.isIP(s.host))?.host : host),
           ca: tlsOpts.ca,
           rejectUnauthorized: !fp,
         });
@@ -452,7 +517,7 @@ export class Client extends EventEmitter {
           resolve(socket);
         });
       } else {
-        socket = net.connect({ host, port });
+        socket = net.connect({ host, port, ...bind });
         socket.once('connect', () => {
           clearTimeout(timer);
           socket.removeListener('error', reject);
@@ -461,7 +526,7 @@ export class Client extends EventEmitter {
       }
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new NoTunnelError(`connect to ${host}:${port} timed out after ${timeout} ms`));
+        reject(new NoTunnelError(`connect to ${host}:${port}${from} timed out after ${timeout} ms`));
       }, timeout);
       socket.once('error', (err) => {
         clearTimeout(timer);
@@ -474,9 +539,12 @@ export class Client extends EventEmitter {
           // A plaintext server answers a ClientHello with frame bytes: final too, and the fix is on the
           // operator's side, so say it instead of retrying a connection that can never be encrypted.
           reject(new AuthError(`${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`));
-        } else reject(err);
+        } else reject(from ? Object.assign(err, { message: `${err.message}${from}` }) : err);
       });
     });
+    // The next attempt of this slot tries the path's next server address (the same one when it has one).
+    dialing.catch(() => this.plan.failed(index));
+    return dialing;
   }
 }
 
