@@ -46,7 +46,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'deny', kind: 'list', placeholder: 'RULE', describe: 'Destinations to refuse, e.g. :25, example.com; deny beats allow; repeatable', commands: DIALING },
   // client
   { name: 'link', kind: 'string', placeholder: 'gkd://…', describe: 'The connection link from `gkd link` on the server (server, key, fingerprint in one); also the first argument: gkd client LINK', commands: ['client'] },
-  { name: 'server', kind: 'string', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted), instead of a link', commands: ['client'] },
+  { name: 'server', kind: 'list', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted), instead of a link; repeat it for one server\'s other addresses (IPv4 and IPv6): each path spreads its tunnels over those it can reach', commands: ['client'] },
+  { name: 'via', kind: 'list', placeholder: 'ADDR|IFACE[:N]', describe: 'A network path: tunnels start from this local address or interface (N of them, default --tunnels); repeat it to bond links (--via wlan0 --via wwan0:4). All paths carry one session', commands: ['client'] },
   { name: 'tunnels', kind: 'string', placeholder: 'N', describe: 'TCP tunnels to stripe each connection over (1–256)', default: '8', commands: PROXYING },
   { name: 'socks', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the local SOCKS5 proxy listens (`gkd up` moves to a free port when the default is taken)', default: '127.0.0.1:1080', commands: PROXYING },
   { name: 'http', kind: 'string', placeholder: 'HOST:PORT', describe: 'Also serve an HTTP proxy (CONNECT and plain HTTP) here', commands: PROXYING },
