@@ -153,23 +153,28 @@ export class Gkd {
     }
   }
 
-  /** Start a client with `n` tunnels; resolves once the ready line reports them up (or after 10 s with fewer). */
-  async startClient(n: number): Promise<number> {
+  /**
+   * Start a client with `n` tunnels; resolves once the ready line reports them up (or after 10 s with
+   * fewer). `extra`: more client flags ('cli' mode), e.g. `--via` paths, with `expected` tunnels in all.
+   */
+  async startClient(n: number, extra: string[] = [], expected = n): Promise<number> {
     await this.stopClient();
-    this.n = n;
+    if (extra.length > 0 && this.o.mode !== 'cli') throw new Error('client flags need --gkd cli');
+    this.n = expected;
     const [cmd, args] =
       this.o.mode === 'cli'
         ? this.node([
             'client',
             ...(this.o.tls ? [] : ['--server', this.o.listen, '--plaintext']),
             '--tunnels', String(n), '--socks', this.o.socks, '--quiet', '--metrics', this.clientMetrics, '--log-level', 'warn', '--drain-timeout', '0',
+            ...extra,
           ])
         : this.node(['client', this.o.listen, String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
     this.client = new Proc(`gkd client (${n} tunnels${this.o.tls ? ', TLS' : ''})`, this.o.nsClient, cmd, args, { env: this.clientEnv, logFile: `${this.o.logDir}/gkd-client${this.o.tls ? '-tls' : ''}.log` });
     const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
     let up = Number(m[1]);
     // The CLI's ready line may come 2 s after the first tunnel with some still connecting: wait for all.
-    for (let i = 0; i < 50 && up < n && this.o.mode === 'cli'; i++) {
+    for (let i = 0; i < 50 && up < expected && this.o.mode === 'cli'; i++) {
       await sleep(200);
       up = (await this.metrics(this.o.nsClient, this.clientMetrics)).get('gkd_tunnels_up{side="client"}') ?? up;
     }
@@ -197,6 +202,11 @@ export class Gkd {
       m.set(line.slice(0, i), Number(line.slice(i + 1)));
     }
     return m;
+  }
+
+  /** The client's Prometheus series now ('cli' mode), by series text (`gkd_path_tunnels_up{path="gkdtunA"}`). */
+  async clientSeries(): Promise<Metrics> {
+    return this.metrics(this.o.nsClient, this.clientMetrics);
   }
 
   /** A mark taken before a download: the counters in 'cli' mode, the time in 'lib' mode. */
