@@ -1,6 +1,7 @@
 // Multipath on loopback aliases: each path's tunnels bind their own local address (127.0.0.2, 127.0.0.3),
 // a relay in front of the server tells them apart by source address and cuts one path mid-download.
 import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, Server, type Connection, type PathInfo } from '../src/index.js';
@@ -135,6 +136,27 @@ describe.skipIf(!aliases)('multipath over loopback aliases', () => {
     const second = await client.getConnection();
     expect(await hashOf(second)).toEqual(await want);
   }, 60_000);
+});
+
+describe('several server addresses', () => {
+  it('a tunnel whose server address does not answer moves to the next one', async () => {
+    const server = await Server.bind('127.0.0.1:0', { key });
+    // A port nothing listens on: bound, then closed.
+    const dead = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(port));
+      });
+    });
+    const client = Client.create([`127.0.0.1:${dead}`, `127.0.0.1:${server.address().port}`], { key, tunnels: 4, reconnectMin: 20, reconnectMax: 100 });
+    cleanup.push(async () => {
+      client.close();
+      await server.close();
+    });
+    // Slots 0 and 2 start on the dead address (the path spreads its tunnels over both); after one
+    // refused dial each they must try the live one, or only two tunnels would ever come up.
+    await until(() => client.tunnelsUp === 4, 10_000, 'all four tunnels up');
+  });
 });
 
 describe('a path bound to an interface by name', () => {
