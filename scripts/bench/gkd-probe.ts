@@ -67,8 +67,10 @@ if (role === 'server') {
   console.log(`gkd: server on ${listen}`);
 } else if (role === 'client') {
   const [server = '', tunnels = '8', socks = '127.0.0.1:1080', file = '/dev/null'] = args;
-  const n = Number(tunnels);
-  const client = Client.create(server, { key, tunnels: n, session });
+  const auto = tunnels === 'auto';
+  const client = Client.create(server, { key, tunnels: auto ? 'auto' : Number(tunnels), session });
+  const n = client.tunnelCount;
+  client.on('tunnels', (d: { from: number; target: number; reason: string }) => console.error(JSON.stringify({ time: new Date().toISOString(), event: 'tunnels', ...d })));
   const opener: Opener = async (destination, signal) => {
     const conn = await client.open(destination);
     if (signal?.aborted) {

@@ -5,7 +5,7 @@
  * chart.svg to --out (default .bench-out/, gitignored). Needs root; without it, says so and exits 0.
  *
  *   pnpm bench [--only a,b,c,d,e,latency,loopback] [--tools direct,iperf3,gkd,microsocks,ss,kcptun[,gkd-tls]]
- *              [--tunnels 1,2,4,8,16] [--size-mib 64] [--cap 15] [--repeat 1] [--gkd cli|lib]
+ *              [--tunnels 1,2,4,8,16|auto] [--iperf-n 8,16,32] [--size-mib 64] [--cap 15] [--repeat 1] [--gkd cli|lib]
  *              [--session '{"initialWindow":4194304}'] [--sysctl net.ipv4.tcp_notsent_lowat=131072]
  *              [--latency-count 15] [--out DIR] [--no-wait]
  *   pnpm bench --render DIR/results.json     rewrite DIR/report.md and DIR/chart.svg from a saved run
@@ -27,7 +27,7 @@ import { curlDownload, iperf } from './lib/measure.js';
 import * as netem from './lib/netem.js';
 import { have, PEER_BINARIES, startFileServer, startKcptun, startMicrosocks, startRelay, startShadowsocks, waitListen, type PeerTool, type Route, type Sides } from './lib/peers.js';
 import { busyOver, dpkgVersion, gitCommit, staleBuild, version } from './lib/machine.js';
-import { CAP, flag, GKD_MODE, LAT_COUNT, LOOP_CAP, LOOP_ROUNDS, LOOP_SIZE, ONLY, OUT, RENDER, REPEAT, SCENARIOS, SEED, SESSION, SIZE, SYSCTLS, TOOLS, TUNNELS } from './lib/options.js';
+import { CAP, flag, GKD_MODE, IPERF_N, LAT_COUNT, LOOP_CAP, LOOP_ROUNDS, LOOP_SIZE, ONLY, OUT, RENDER, REPEAT, SCENARIOS, SEED, SESSION, SIZE, SYSCTLS, TOOLS, TUNNELS } from './lib/options.js';
 import { cpuSecondsOf, cpuTotals, killAll, load1, Proc, sleep, stopAll } from './lib/proc.js';
 import { label, markdown, median } from './lib/report.js';
 import { chart } from './lib/svg.js';
@@ -254,14 +254,16 @@ async function runScenario(s: Scenario): Promise<void> {
   const none = { client: -1, server: -1 };
   for (let round = 1; round <= REPEAT; round++) {
     const ns = round % 2 === 1 ? TUNNELS : [...TUNNELS].reverse();
+    const ips = round % 2 === 1 ? IPERF_N : [...IPERF_N].reverse();
     if (use('direct')) await measured({ scenario: s, pids: none }, 'direct', 1, round, download(A, DIRECT_ROUTE, SIZE, CAP));
+    // iperf3 -P N beside gkd-N, interleaved; -P counts no gkd row has (with --iperf-n, e.g. for auto rows) at the end.
+    const iperfRun = (n: number) =>
+      measured({ scenario: s, pids: none }, 'iperf3', n, round, async () => {
+        const r = await iperf(A, netem.ADDR_B, IPERF_PORT, n, { capSeconds: CAP, size: SIZE });
+        return { mbps: r.mbps, bytes: r.bytes, seconds: r.seconds, capped: r.capped, retransmits: r.retransmits, ...(r.error ? { error: r.error } : {}) };
+      });
     for (const n of ns) {
-      if (use('iperf3')) {
-        await measured({ scenario: s, pids: none }, 'iperf3', n, round, async () => {
-          const r = await iperf(A, netem.ADDR_B, IPERF_PORT, n, { capSeconds: CAP, size: SIZE });
-          return { mbps: r.mbps, bytes: r.bytes, seconds: r.seconds, capped: r.capped, retransmits: r.retransmits, ...(r.error ? { error: r.error } : {}) };
-        });
-      }
+      if (use('iperf3') && ips.includes(n)) await iperfRun(n);
       for (const [tool, gkd, route] of [['gkd', dep.gkd, GKD_ROUTE], ['gkd-tls', dep.gkdTls, GKD_TLS_ROUTE]] as const) {
         if (!gkd) continue;
         const up = await gkd.startClient(n);
@@ -281,6 +283,7 @@ async function runScenario(s: Scenario): Promise<void> {
         await gkd.stopClient();
       }
     }
+    if (use('iperf3')) for (const n of ips) if (!ns.includes(n)) await iperfRun(n);
     for (const p of dep.peers) await measured({ scenario: s, pids: p.pids() }, p.id, 1, round, download(A, p.route, SIZE, CAP));
   }
   await undeploy();
@@ -384,6 +387,35 @@ async function runLoopback(): Promise<Results['loopback']> {
   return { sizeMiB: LOOP_SIZE / 2 ** 20, capS: LOOP_CAP, rows: rows.splice(before) };
 }
 
+// ------------------------------------------------------------------ fairness: two peers on auto
+
+/** Two gkd clients, both `--tunnels auto`, download at once through one bottleneck (scenario b). */
+async function runFairness(): Promise<Results['fair']> {
+  const s = SCENARIOS.find((x) => x.id === 'b')!;
+  say(`fairness: two gkd clients on --tunnels auto downloading at once, scenario (${s.id})`);
+  const dep = await deploy(s, true, []);
+  const a = dep.gkd;
+  if (!a) {
+    await undeploy();
+    return undefined;
+  }
+  const b = a.sibling('127.0.0.1:1081', [9468, 9469]);
+  const rounds: NonNullable<Results['fair']>['rounds'] = [];
+  for (let round = 1; round <= REPEAT; round++) {
+    await a.startClient(0);
+    await b.startClient(0);
+    const get = (socks: string) => curlDownload(A, `http://127.0.0.1:${FILE_PORT}/bytes/${SIZE * 4}`, { socks, capSeconds: CAP * 2, size: SIZE * 4 });
+    const [da, db] = await Promise.all([get('127.0.0.1:1080'), get('127.0.0.1:1081')]);
+    const counts: [number, number] = [await a.tunnelTarget(), await b.tunnelTarget()];
+    rounds.push({ round, mbps: [da.mbps, db.mbps], counts });
+    say(`[fair] round ${round}: ${da.mbps.toFixed(1)} / ${db.mbps.toFixed(1)} Mbit/s (ratio ${(Math.min(da.mbps, db.mbps) / Math.max(da.mbps, db.mbps)).toFixed(2)}), tunnels ${counts.join(' / ')}`);
+    await a.stopClient();
+    await b.stopClient();
+  }
+  await undeploy();
+  return { scenario: s.id, rounds };
+}
+
 // ------------------------------------------------------------------ main
 
 async function main(): Promise<void> {
@@ -430,6 +462,7 @@ async function main(): Promise<void> {
   for (const s of res.scenarios) await runScenario(s);
   if (ONLY.includes('latency')) res.latency = await runLatency();
   if (ONLY.includes('loopback')) res.loopback = await runLoopback();
+  if (ONLY.includes('fair') && use('gkd')) res.fair = await runFairness();
   const finished = new Date();
   res.info.finishedAt = finished.toISOString();
   res.info.durationS = Math.round((finished.getTime() - started.getTime()) / 1000);

@@ -39,7 +39,10 @@ export class Metrics {
   private readonly tunnelFrames = this.counter('gkd_tunnel_frames_total', 'Frames per tunnel slot; direction "in" is received, "out" sent', ['side', 'tunnel', 'direction']);
   private readonly rtt = this.gauge('gkd_tunnel_rtt_seconds', 'Smoothed round-trip time per open tunnel slot (on a server: the largest over its sessions)', ['side', 'tunnel']);
   private readonly tunnelsUp = this.gauge('gkd_tunnels_up', 'Tunnels up now', ['side']);
-  private readonly tunnelsConfigured = this.gauge('gkd_tunnels_configured', 'Tunnels the client keeps up (--tunnels)', []);
+  private readonly tunnelsConfigured = this.gauge('gkd_tunnels_configured', 'Tunnels the client keeps up now: --tunnels N, or with --tunnels auto the current target', []);
+  private readonly tunnelsCeiling = this.gauge('gkd_tunnels_ceiling', 'Most tunnels the client may use now: --max-tunnels (or --tunnels N), lowered by the server cap', []);
+  private readonly tunnelsServerCap = this.gauge('gkd_tunnels_server_cap', "The server's per-session tunnel cap from WELCOME (absent until known)", []);
+  private readonly tunnelChanges = this.counter('gkd_tunnel_target_changes_total', 'Changes of the adaptive tunnel target (--tunnels auto), by direction', ['direction']);
   private readonly streamBytes = this.counter('gkd_stream_bytes_total', 'Stream payload bytes; direction "in" is received from the peer, "out" sent to it', ['side', 'direction']);
   private readonly streamsOpen = this.gauge('gkd_streams_open', 'Streams (proxied connections) open now', ['side']);
   private readonly resent = this.counter('gkd_resent_frames_total', 'DATA frames sent again on another tunnel (after a tunnel was lost, or as head-of-line copies)', ['side']);
@@ -99,6 +102,12 @@ export class Metrics {
       }
       this.tunnelsUp.set({ side: 'client' }, client.client.tunnelsUp);
       this.tunnelsConfigured.set(client.client.tunnelCount);
+      this.tunnelsCeiling.set(client.client.tunnelCeiling);
+      const cap = client.client.serverTunnelCap;
+      if (cap !== null) this.tunnelsServerCap.set(cap);
+      const ch = client.client.tunnelChanges;
+      if (ch.up) this.tunnelChanges.inc({ direction: 'up' }, ch.up);
+      if (ch.down) this.tunnelChanges.inc({ direction: 'down' }, ch.down);
       let opened = 0;
       const failed: Record<string, number> = {};
       for (const { proxy, counters } of client.proxies()) {

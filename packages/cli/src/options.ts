@@ -5,7 +5,7 @@ import { createSecureContext } from 'node:tls';
 import { ConfigError } from '@gkd/protocol';
 import { compilePolicy } from '@gkd/server';
 import type { SocksAuth } from '@gkd/socks-client';
-import { PathPlan, parseHostPort, parseKey, parseVia, type ClientTlsOptions, type HostPort, type PathOptions } from '@gkd/transport';
+import { DEFAULT_PATH_TUNNELS, PathPlan, parseHostPort, parseKey, parseVia, type ClientTlsOptions, type HostPort, type PathOptions } from '@gkd/transport';
 import { UsageError, type Args } from './args.js';
 import { parseLink } from './link.js';
 import { defaultStateDir } from './state.js';
@@ -74,7 +74,10 @@ export interface LinkSettings extends ServerIdentitySettings {
 
 /** The local proxy side, shared by `gkd client` and `gkd up`. */
 export interface ProxySettings {
-  tunnels: number;
+  /** A fixed count, or 'auto' (the client picks it between minTunnels and maxTunnels). */
+  tunnels: number | 'auto';
+  minTunnels: number;
+  maxTunnels: number;
   socks: HostPort;
   /** --socks was not given anywhere: `gkd up` may move to a free port. */
   socksIsDefault: boolean;
@@ -221,7 +224,8 @@ function multipath(args: Args, servers: HostPort[]): { server: HostPort; servers
   let paths: PathOptions[] | undefined;
   try {
     paths = vias?.map((text) => parseVia(text, `${args.label('via')} ${text}`));
-    new PathPlan(servers, paths, integer(args, 'tunnels', args.string('tunnels') ?? '8', 1, 256));
+    const tunnelsText = args.string('tunnels') ?? 'auto';
+    new PathPlan(servers, paths, tunnelsText.trim() === 'auto' ? DEFAULT_PATH_TUNNELS : integer(args, 'tunnels', tunnelsText, 1, 256));
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message.replace(/^paths(\[\d+\])?/, args.label('via')));
     throw err;
@@ -285,8 +289,20 @@ function proxy(args: Args): ProxySettings {
   if (http && http.port !== 0 && http.port === socks.port && http.host === socks.host) {
     throw new UsageError(`${args.label('http')} and --socks cannot share ${http.host}:${http.port}`);
   }
+  const tunnelsText = args.string('tunnels') ?? 'auto';
+  const tunnels = tunnelsText.trim() === 'auto' ? 'auto' : integer(args, 'tunnels', tunnelsText, 1, 256);
+  const minText = args.string('min-tunnels');
+  const maxText = args.string('max-tunnels');
+  if (tunnels !== 'auto' && (minText !== undefined || maxText !== undefined)) {
+    throw new UsageError(`${args.label(minText !== undefined ? 'min-tunnels' : 'max-tunnels')} is for --tunnels auto; ${args.label('tunnels')} ${tunnels} fixes the count`);
+  }
+  const minTunnels = integer(args, 'min-tunnels', minText ?? '2', 1, 256);
+  const maxTunnels = integer(args, 'max-tunnels', maxText ?? String(Math.max(32, minTunnels)), 1, 256);
+  if (maxTunnels < minTunnels) throw new UsageError(`${args.label('max-tunnels')} (${maxTunnels}) must be at least --min-tunnels (${minTunnels})`);
   return {
-    tunnels: integer(args, 'tunnels', args.string('tunnels') ?? '8', 1, 256),
+    tunnels,
+    minTunnels,
+    maxTunnels,
     socks,
     socksIsDefault: socksText === undefined,
     http,

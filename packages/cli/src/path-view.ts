@@ -35,7 +35,9 @@ export function readPaths(client: Client, snap: TransportSnapshot): PathReading[
       bytesIn += t?.bytesIn ?? 0;
       bytesOut += t?.bytesOut ?? 0;
     }
-    return { name: p.name, tunnels: p.tunnels, tunnelsUp: client.pathTunnelsUp(p.name), rtt: median(rtts.get(p.name) ?? []), bytesIn, bytesOut };
+    // A single path holds every slot an adaptive client may start: its count is the client's target.
+    const tunnels = client.paths.length === 1 ? client.tunnelCount : p.tunnels;
+    return { name: p.name, tunnels, tunnelsUp: client.pathTunnelsUp(p.name), rtt: median(rtts.get(p.name) ?? []), bytesIn, bytesOut };
   });
 }
 

@@ -84,7 +84,10 @@ export function formatRate(bytesPerSecond: number): string {
 /** What the client's line shows; computed from two readings. */
 export interface ClientStatus {
   tunnelsUp: number;
+  /** The count the client keeps up now (with --tunnels auto: the current target). */
   tunnels: number;
+  /** With --tunnels auto: the most it may use now (--max-tunnels, or the server's cap). */
+  auto?: { ceiling: number };
   /** RTT in ms by tunnel index; null when that tunnel is down or not measured yet. */
   rtt: (number | null)[];
   /** Bytes per second from the server (down) and to it (up). */
@@ -113,15 +116,19 @@ function formatMs(ms: number | null): string {
 }
 
 /**
- * `tunnels 8/8 · rtt 0.4 0.5 - 0.3 ms · ↓ 12.3 MB/s ↑ 140 kB/s · 3 streams`; with paths:
+ * `tunnels 8/8 · rtt 0.4 0.5 - 0.3 ms · ↓ 12.3 MB/s ↑ 140 kB/s · 3 streams`; with --tunnels auto
+ * `tunnels 16/16 auto ≤32 · rtt 101–148 ms · …` (more than 8 tunnels: the RTT range); with paths:
  * `wlan0 4/4 21 ms ↓ 5.1 MB/s ↑ 40 kB/s · wwan0 0/4 - ms ↓ 0 B/s ↑ 0 B/s · ↓ 5.1 MB/s ↑ 40 kB/s · 3 streams`
  */
 export function formatClientStatus(s: ClientStatus): string {
+  const known = s.rtt.filter((v): v is number => v !== null);
+  const rtt = s.rtt.length > 8 ? (known.length ? `${formatMs(Math.min(...known))}–${formatMs(Math.max(...known))}` : '-') : s.rtt.map(formatMs).join(' ');
+  const auto = s.auto ? ` auto ≤${s.auto.ceiling}` : '';
   const d = s.datagrams;
   const udp = d && d.sent + d.received + d.dropped > 0 ? ` · udp ↑ ${d.sent} ↓ ${d.received} · ${d.dropped} dropped` : '';
   const head = s.paths
     ? s.paths.map((p) => `${p.name} ${p.tunnelsUp}/${p.tunnels} ${formatMs(p.rtt)} ms ↓ ${formatRate(p.down)} ↑ ${formatRate(p.up)}`).join(' · ')
-    : `tunnels ${s.tunnelsUp}/${s.tunnels} · rtt ${s.rtt.map(formatMs).join(' ')} ms`;
+    : `tunnels ${s.tunnelsUp}/${s.tunnels}${auto} · rtt ${rtt} ms`;
   return `${head} · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}${udp}`;
 }
 
@@ -153,6 +160,7 @@ export function clientStatusRenderer(client: Client, sampler: TransportSampler):
     return formatClientStatus({
       tunnelsUp: client.tunnelsUp,
       tunnels: client.tunnelCount,
+      ...(client.adaptive ? { auto: { ceiling: client.tunnelCeiling } } : {}),
       rtt,
       down: seconds > 0 ? (now.bytesIn - first.bytesIn) / seconds : 0,
       up: seconds > 0 ? (now.bytesOut - first.bytesOut) / seconds : 0,

@@ -98,8 +98,18 @@ describe('options', () => {
     const s = clientSettings(args({ server: 'example.com', key: KEY, plaintext: true }, ['--plaintext']));
     expect(s.server).toEqual({ host: 'example.com', port: 9990 });
     expect(clientSettings(args({ server: '[::1]', key: KEY, plaintext: true }, ['--plaintext'])).server).toEqual({ host: '::1', port: 9990 });
-    expect(s).toMatchObject({ tunnels: 8, socks: { host: '127.0.0.1', port: 1080 }, socksIsDefault: true, http: undefined, quiet: false, drainMs: 10_000, logLevel: 'info', logFormat: 'pretty', tls: undefined });
+    expect(s).toMatchObject({ tunnels: 'auto', minTunnels: 2, maxTunnels: 32, socks: { host: '127.0.0.1', port: 1080 }, socksIsDefault: true, http: undefined, quiet: false, drainMs: 10_000, logLevel: 'info', logFormat: 'pretty', tls: undefined });
     expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
+  });
+
+  it('client: --tunnels auto is the default; a number fixes it; --min/--max-tunnels only with auto, and in order', () => {
+    const base = { server: 'h:1', key: KEY, plaintext: true };
+    expect(clientSettings(args({ ...base, tunnels: '6' }, ['--plaintext'])).tunnels).toBe(6);
+    expect(clientSettings(args({ ...base, tunnels: 'auto', 'min-tunnels': '4', 'max-tunnels': '64' }, ['--plaintext']))).toMatchObject({ tunnels: 'auto', minTunnels: 4, maxTunnels: 64 });
+    expect(clientSettings(args({ ...base, 'min-tunnels': '40' }, ['--plaintext']))).toMatchObject({ minTunnels: 40, maxTunnels: 40 });
+    expect(() => clientSettings(args({ ...base, tunnels: '6', 'max-tunnels': '9' }, ['--plaintext']))).toThrow(/--max-tunnels is for --tunnels auto/);
+    expect(() => clientSettings(args({ ...base, 'min-tunnels': '8', 'max-tunnels': '4' }, ['--plaintext']))).toThrow(/must be at least --min-tunnels/);
+    expect(() => clientSettings(args({ ...base, tunnels: 'many' }, ['--plaintext']))).toThrow(/--tunnels must be an integer 1–256/);
   });
 
   it('client: --server repeats (one server, several addresses) and --via gives the paths', () => {
@@ -224,6 +234,11 @@ describe('status line', () => {
     expect(formatRate(12_345_678)).toBe('12.3 MB/s');
     expect(formatClientStatus({ tunnelsUp: 2, tunnels: 3, rtt: [0.42, 12.6, null], down: 2_000_000, up: 1500, streams: 1 })).toBe(
       'tunnels 2/3 · rtt 0.4 13 - ms · ↓ 2.0 MB/s ↑ 1.5 kB/s · 1 stream',
+    );
+    // --tunnels auto: the ceiling, and past 8 tunnels the RTT range
+    const rtt = Array.from({ length: 16 }, (_, i) => (i === 3 ? null : 100 + i));
+    expect(formatClientStatus({ tunnelsUp: 15, tunnels: 16, auto: { ceiling: 32 }, rtt, down: 0, up: 0, streams: 2 })).toBe(
+      'tunnels 15/16 auto ≤32 · rtt 100–115 ms · ↓ 0 B/s ↑ 0 B/s · 2 streams',
     );
   });
 

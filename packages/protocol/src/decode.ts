@@ -16,6 +16,7 @@ import {
   isKnownType,
   isStreamType,
   type Frame,
+  type WelcomeFrame,
 } from './frame.js';
 
 /** Options of a Decoder. */
@@ -140,14 +141,21 @@ export function decodeBody(h: FrameHeader, body: Buffer): Frame {
       const proof = Buffer.from(body.subarray(o, o + PROOF_LENGTH));
       return { type: FrameType.AUTH, mode, sessionId, tunnelIndex, clientNonce, user, proof };
     }
-    case FrameType.WELCOME:
-      expectLength('WELCOME', body, PROOF_LENGTH + 8);
-      return {
+    case FrameType.WELCOME: {
+      // 42 bytes since the tunnel cap was added; 40 from a server that predates it (no cap announced).
+      if (body.length !== PROOF_LENGTH + 8) expectLength('WELCOME', body, PROOF_LENGTH + 10);
+      const w: WelcomeFrame = {
         type: FrameType.WELCOME,
         proof: Buffer.from(body.subarray(0, PROOF_LENGTH)),
         maxBody: body.readUInt32BE(PROOF_LENGTH),
         maxStreams: body.readUInt32BE(PROOF_LENGTH + 4),
       };
+      if (body.length === PROOF_LENGTH + 10) {
+        w.maxTunnels = body.readUInt16BE(PROOF_LENGTH + 8);
+        if (w.maxTunnels === 0) throw new ProtocolError('WELCOME: max tunnels is 0');
+      }
+      return w;
+    }
     default:
       throw new UnknownTypeError(h.type);
   }

@@ -189,11 +189,14 @@ export function encode(frame: Frame): Buffer {
     }
     case FrameType.WELCOME: {
       checkLength('proof', frame.proof, PROOF_LENGTH);
-      const buf = Buffer.allocUnsafe(HEADER_LENGTH + PROOF_LENGTH + 8);
-      writeHeader(buf, frame.type, 0, PROOF_LENGTH + 8);
+      const maxTunnels = frame.maxTunnels ?? 0xffff;
+      if (!Number.isInteger(maxTunnels) || maxTunnels < 1 || maxTunnels > 0xffff) throw new RangeError(`maxTunnels must be an integer in 1…65535, got ${maxTunnels}`);
+      const buf = Buffer.allocUnsafe(HEADER_LENGTH + PROOF_LENGTH + 10);
+      writeHeader(buf, frame.type, 0, PROOF_LENGTH + 10);
       frame.proof.copy(buf, HEADER_LENGTH);
       buf.writeUInt32BE(frame.maxBody, HEADER_LENGTH + PROOF_LENGTH);
       buf.writeUInt32BE(frame.maxStreams, HEADER_LENGTH + PROOF_LENGTH + 4);
+      buf.writeUInt16BE(maxTunnels, HEADER_LENGTH + PROOF_LENGTH + 8);
       return buf;
     }
     default:

@@ -74,6 +74,11 @@ export interface WelcomeFrame {
   maxBody: number;
   /** Most streams the server lets this session have open at once. */
   maxStreams: number;
+  /**
+   * Most tunnels the server lets this session have at once (u16; 1–65 535). Absent in a WELCOME from a
+   * server that predates the field (40-byte body): no cap was announced.
+   */
+  maxTunnels?: number;
 }
 /** Server → client: refused, with a reason; the server then closes the tunnel. */
 export interface RejectFrame {

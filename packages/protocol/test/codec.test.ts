@@ -102,9 +102,23 @@ describe('round trip of every frame type at edge values', () => {
         }
   });
 
-  it('WELCOME: max body and max streams 0 and 2^32-1', () => {
+  it('WELCOME: max body and max streams 0 and 2^32-1, max tunnels 1 and 65535', () => {
     for (const maxBody of U32)
-      for (const maxStreams of U32) roundTrip({ type: FrameType.WELCOME, proof: bytes(32, 9), maxBody, maxStreams });
+      for (const maxStreams of U32)
+        for (const maxTunnels of [1, 65_535]) roundTrip({ type: FrameType.WELCOME, proof: bytes(32, 9), maxBody, maxStreams, maxTunnels });
+  });
+
+  it('WELCOME without a tunnel cap is sent as 65535 (no cap)', () => {
+    const wire = encode({ type: FrameType.WELCOME, proof: bytes(32, 9), maxBody: 1, maxStreams: 2 });
+    expect(wire.length).toBe(12 + 42);
+    expect(wire.readUInt16BE(12 + 40)).toBe(65_535);
+  });
+
+  it('WELCOME from a server that predates the tunnel cap (40-byte body) decodes with no cap', () => {
+    const wire = encode({ type: FrameType.WELCOME, proof: bytes(32, 9), maxBody: 1, maxStreams: 2, maxTunnels: 7 });
+    const old = Buffer.concat([wire.subarray(0, 12 + 40)]);
+    old.writeUInt32BE(40, 8);
+    expect(decodeAll(old)).toEqual([{ type: FrameType.WELCOME, proof: bytes(32, 9), maxBody: 1, maxStreams: 2 }]);
   });
 
   it('REJECT, GOAWAY, OPEN_FAIL, RST: any reason octet, empty and 255-byte messages', () => {
@@ -312,6 +326,8 @@ describe('the encoder refuses out-of-range fields instead of masking them', () =
     ['AUTH mode 2', () => encode({ ...auth, mode: 2 as 0 })],
     ['WELCOME proof of 31 bytes', () => encode({ type: FrameType.WELCOME, proof: bytes(31), maxBody: 0, maxStreams: 0 })],
     ['WELCOME max body 2^32', () => encode({ type: FrameType.WELCOME, proof: bytes(32), maxBody: 2 ** 32, maxStreams: 0 })],
+    ['WELCOME max tunnels 0', () => encode({ type: FrameType.WELCOME, proof: bytes(32), maxBody: 0, maxStreams: 0, maxTunnels: 0 })],
+    ['WELCOME max tunnels 65536', () => encode({ type: FrameType.WELCOME, proof: bytes(32), maxBody: 0, maxStreams: 0, maxTunnels: 65_536 })],
     ['domain of 256 bytes', () => encode({ type: FrameType.OPEN, stream: 1, window: 0, destination: { type: 'domain', host: 'd'.repeat(256), port: 1 } })],
     ['empty domain', () => encode({ type: FrameType.OPEN, stream: 1, window: 0, destination: { type: 'domain', host: '', port: 1 } })],
     ['domain with NUL', () => encode({ type: FrameType.OPEN, stream: 1, window: 0, destination: { type: 'domain', host: 'a\0b', port: 1 } })],

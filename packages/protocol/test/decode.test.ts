@@ -164,7 +164,7 @@ describe('Decoder: header rejects carry the right code and reason', () => {
   const validConnFrames: Frame[] = [
     { type: FrameType.CHALLENGE, nonce: Buffer.alloc(32), flags: 0 },
     { type: FrameType.AUTH, mode: AuthMode.NEW, sessionId: Buffer.alloc(16), tunnelIndex: 0, clientNonce: Buffer.alloc(32), user: '', proof: Buffer.alloc(32) },
-    { type: FrameType.WELCOME, proof: Buffer.alloc(32), maxBody: 0, maxStreams: 0 },
+    { type: FrameType.WELCOME, proof: Buffer.alloc(32), maxBody: 0, maxStreams: 0, maxTunnels: 1 },
     { type: FrameType.REJECT, reason: 0, message: '' },
     { type: FrameType.PING, id: 0 },
     { type: FrameType.PONG, id: 0 },
@@ -259,6 +259,8 @@ describe('Decoder: malformed bodies of every type are protocol errors', () => {
     ['AUTH user cut inside a character', FrameType.AUTH, 0, auth('00', 2, '61c3')],
     ['WELCOME of 39 bytes', FrameType.WELCOME, 0, proof + '00'.repeat(7)],
     ['WELCOME of 41 bytes', FrameType.WELCOME, 0, proof + '00'.repeat(9)],
+    ['WELCOME of 43 bytes', FrameType.WELCOME, 0, proof + '00'.repeat(11)],
+    ['WELCOME max tunnels 0', FrameType.WELCOME, 0, proof + '00'.repeat(10)],
     ['REJECT empty', FrameType.REJECT, 0, ''],
     ['REJECT message of 256 bytes', FrameType.REJECT, 0, '12' + '61'.repeat(256)],
     ['DATA empty', FrameType.DATA, S, ''],

@@ -70,6 +70,11 @@ const fixtures: Array<[name: string, hex: string, frame: Frame]> = [
     { type: FrameType.GOAWAY, reason: Reason.SHUTDOWN, message: '' },
   ],
   [
+    'WELCOME proof 0…0, max body 65536, 1024 streams, 32 tunnels',
+    '01 03 00 00 00 00 00 00 00 00 00 2a 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 04 00 00 20',
+    { type: FrameType.WELCOME, proof: Buffer.alloc(32), maxBody: 65_536, maxStreams: 1024, maxTunnels: 32 },
+  ],
+  [
     'REJECT BAD_PROOF',
     '01 04 00 00 00 00 00 00 00 00 00 01 12',
     { type: FrameType.REJECT, reason: Reason.BAD_PROOF, message: '' },

@@ -96,7 +96,7 @@ function randFrame(rand: Rand): Frame {
         proof: randBytes(rand, 32),
       };
     case 2:
-      return { type: FrameType.WELCOME, proof: randBytes(rand, 32), maxBody: u32(rand), maxStreams: u32(rand) };
+      return { type: FrameType.WELCOME, proof: randBytes(rand, 32), maxBody: u32(rand), maxStreams: u32(rand), maxTunnels: 1 + Math.floor(rand() * 65_535) };
     case 3:
       return { type: FrameType.REJECT, reason, message };
     case 4:

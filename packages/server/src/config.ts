@@ -6,7 +6,7 @@ import { compilePolicy, type Policy } from './policy.js';
  * Resource limits of one server. The transport enforces them; this module only defines and checks them.
  * A "peer" is one authenticated identity: a user name, or the server's single key when it has no user
  * list. The budget the transport accounts is `maxPeers × maxBufferedBytesPerPeer` (1 GiB with the
- * defaults); the worst case with per-stream and per-tunnel overhead on top is about 23.5 GiB with the
+ * defaults); the worst case with per-stream and per-tunnel overhead on top is about 21.6 GiB with the
  * defaults (LIMITS.md, "Per session and per peer", has the arithmetic).
  */
 export interface ServerLimits {
@@ -19,8 +19,15 @@ export interface ServerLimits {
    * the grace period after a client restarts and opens a new one.
    */
   maxSessionsPerPeer: number;
-  /** Live tunnels in one session. Default 32 (clients typically use 4–8; 32 leaves room without letting one peer hog sockets). */
+  /**
+   * Live tunnels in one session; announced in WELCOME (lowered to `maxTunnelsPerPeer`), so adaptive
+   * clients (`--tunnels auto`) stay under it. Default 32: what an adaptive client uses on a lossy link.
+   */
   maxTunnelsPerSession: number;
+  /** Live tunnels of one peer over all its sessions. Default 64: two sessions at the per-session cap. */
+  maxTunnelsPerPeer: number;
+  /** Live tunnels on the whole server. Default 1 024: 32 peers at the per-session cap. */
+  maxTunnels: number;
   /** Open streams in one session (PROTOCOL.md §9). Default 1024. Beyond it: OPEN_FAIL `LIMIT_EXCEEDED`. */
   maxStreamsPerSession: number;
   /**
@@ -73,6 +80,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxSessions: 256,
   maxSessionsPerPeer: 8,
   maxTunnelsPerSession: 32,
+  maxTunnelsPerPeer: 64,
+  maxTunnels: 1024,
   maxStreamsPerSession: 1024,
   maxBufferedBytesPerPeer: 32 * 1024 * 1024,
   handshakeTimeout: 10_000,
@@ -105,7 +114,9 @@ const LIMIT_RULES: Record<keyof ServerLimits, IntRule> = {
   maxPeers: { min: 1, max: 2 ** 32 - 1, unit: 'peers' },
   maxSessions: { min: 1, max: 2 ** 32 - 1, unit: 'sessions' },
   maxSessionsPerPeer: { min: 1, max: 2 ** 32 - 1, unit: 'sessions' },
-  maxTunnelsPerSession: { min: 1, max: 65_536, unit: 'tunnels' }, // the tunnel index is a u16
+  maxTunnelsPerSession: { min: 1, max: 65_535, unit: 'tunnels' }, // WELCOME carries it as a u16
+  maxTunnelsPerPeer: { min: 1, max: 1_000_000, unit: 'tunnels' },
+  maxTunnels: { min: 1, max: 1_000_000, unit: 'tunnels' },
   maxStreamsPerSession: { min: 1, max: 2 ** 31, unit: 'streams' }, // odd u32 ids: 2^31 per session at most
   maxBufferedBytesPerPeer: { min: 1, max: Number.MAX_SAFE_INTEGER, unit: 'bytes' },
   handshakeTimeout: { min: 1, max: MAX_TIMER_MS, unit: 'ms' },

@@ -101,6 +101,8 @@ export class GkdServer extends EventEmitter {
       maxSessions: l.maxSessions,
       maxSessionsPerUser: l.maxSessionsPerPeer,
       maxTunnelsPerSession: l.maxTunnelsPerSession,
+      maxTunnelsPerUser: l.maxTunnelsPerPeer,
+      maxTunnels: l.maxTunnels,
       maxStreamsPerSession: l.maxStreamsPerSession,
       maxBufferedBytesPerUser: l.maxBufferedBytesPerPeer,
       idleSessionTimeout: l.idleSessionTimeout,

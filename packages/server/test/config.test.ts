@@ -48,7 +48,7 @@ describe('resolveServerConfig', () => {
   it('accepts the bounds', () => {
     expect(() => resolveServerConfig({ connectTimeout: 1 })).not.toThrow();
     expect(() => resolveServerConfig({ connectTimeout: 2 ** 31 - 1 })).not.toThrow();
-    expect(() => resolveServerConfig({ limits: { maxTunnelsPerSession: 65_536, maxStreamsPerSession: 2 ** 31 } })).not.toThrow();
+    expect(() => resolveServerConfig({ limits: { maxTunnelsPerSession: 65_535, maxStreamsPerSession: 2 ** 31 } })).not.toThrow();
   });
 
   it.each<[string, unknown, RegExp]>([

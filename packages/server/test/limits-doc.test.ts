@@ -17,7 +17,7 @@ function worstCasePerPeer(): number {
   const l = DEFAULT_LIMITS;
   const c = defaultSessionConfig;
   const streams = l.maxSessionsPerPeer * l.maxStreamsPerSession;
-  const tunnels = l.maxSessionsPerPeer * l.maxTunnelsPerSession;
+  const tunnels = Math.min(l.maxSessionsPerPeer * l.maxTunnelsPerSession, l.maxTunnelsPerPeer);
   const decoder = 64 * 1024; // ≈ 12 + maxBody
   expect(c.maxBody + 12).toBeLessThanOrEqual(decoder + 32);
   return l.maxBufferedBytesPerPeer + streams * c.maxPayload + streams * DESTINATION_WRITE_BUFFER + tunnels * (c.tunnelHighWater + decoder);

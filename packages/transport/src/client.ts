@@ -21,8 +21,9 @@ import type { Association } from './datagram.js';
 import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
 import { Tunnel, tunnelOptions } from './tunnel.js';
+import { TunnelCountController, type AdaptiveConfig, type CountDecision } from './adaptive.js';
 import { parseHostPort, type HostPort } from './address.js';
-import { PathPlan, type PathInfo, type PathOptions } from './multipath.js';
+import { DEFAULT_PATH_TUNNELS, PathPlan, type PathInfo, type PathOptions } from './multipath.js';
 
 /** TLS settings of a client: verify the server with a CA, or pin its certificate's SHA-256 fingerprint. */
 export interface ClientTlsOptions {
@@ -40,11 +41,22 @@ export interface ClientOptions {
   key: KeyInput;
   /** User name, when the server has several users. */
   user?: string;
-  /** Number of tunnels (with `paths`: on each path that names no count of its own). Default 4. */
-  tunnels?: number;
+  /**
+   * Number of tunnels (1–256), or `'auto'`: the client picks it from what more tunnels buy (adaptive.ts;
+   * between `minTunnels` and `maxTunnels`, never above the server's WELCOME cap). Default 4. With
+   * `paths`: the tunnels of each path that names no count of its own; adaptive counts do not apply per
+   * path yet, so there `'auto'` means `DEFAULT_PATH_TUNNELS` on each such path.
+   */
+  tunnels?: number | 'auto';
+  /** With `tunnels: 'auto'`: fewest tunnels. Default 2. */
+  minTunnels?: number;
+  /** With `tunnels: 'auto'`: most tunnels (the server's cap may be lower). Default 32. */
+  maxTunnels?: number;
+  /** With `tunnels: 'auto'`: the controller's finer settings (tests, tuning). */
+  adaptive?: Partial<Omit<AdaptiveConfig, 'min' | 'max'>>;
   /**
    * Network paths (multipath.ts): each path's tunnels start from its own local address or interface, and
-   * all of them join the one session. Default: one path over the system's route with `tunnels` tunnels.
+   * all of them join the one session. Default: one path over the system's route.
    */
   paths?: PathOptions[];
   /** Session (flow control, keepalive, grace) settings. */
@@ -79,7 +91,10 @@ export interface ClientOptions {
 interface ResolvedClientOptions {
   key: Buffer;
   user: string;
-  tunnels: number;
+  tunnels: number | 'auto';
+  minTunnels: number;
+  maxTunnels: number;
+  adaptive: Partial<Omit<AdaptiveConfig, 'min' | 'max'>>;
   paths: PathOptions[] | undefined;
   session: SessionConfig;
   tls: ClientTlsOptions | undefined;
@@ -100,6 +115,9 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     key: parseKey('key', o.key),
     user: o.user ?? '',
     tunnels: o.tunnels ?? 4,
+    minTunnels: o.minTunnels ?? 2,
+    maxTunnels: o.maxTunnels ?? 32,
+    adaptive: o.adaptive ?? {},
     paths: o.paths,
     session: resolveSessionConfig(o.session),
     tls: o.tls,
@@ -113,7 +131,9 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     rejectedRetryMin: o.rejectedRetryMin ?? 10_000,
     rejectedRetryMax: o.rejectedRetryMax ?? 300_000,
   };
-  checkInt('tunnels', r.tunnels, 1, 256);
+  if (r.tunnels !== 'auto') checkInt('tunnels', r.tunnels, 1, 256);
+  checkInt('minTunnels', r.minTunnels, 1, 256);
+  checkInt('maxTunnels', r.maxTunnels, r.minTunnels, 256);
   checkInt('connectTimeout', r.connectTimeout, 1, 600_000);
   checkInt('handshakeTimeout', r.handshakeTimeout, 1, 600_000);
   checkInt('openTimeout', r.openTimeout, 1, 3_600_000);
@@ -127,9 +147,28 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
 }
 
 /**
+ * The client's life, changed only in `transition`:
+ * - `founding`: the session has no secret yet: one slot runs the NEW handshake, the others wait for it;
+ * - `joined`: the secret is known: every slot JOINs (and re-joins after a tunnel loss);
+ * - `dormant`: the server closed the idle session (GOAWAY IDLE_TIMEOUT): tunnels stay down until the
+ *   next open or associate wakes the client (→ `founding`, a new session);
+ * - `closed`: `close()` was called; final.
+ * A lost session (grace period over, or the server forgot it) goes back to `founding`.
+ */
+export type ClientState = 'founding' | 'joined' | 'dormant' | 'closed';
+
+const clientTransitions: Record<ClientState, readonly ClientState[]> = {
+  founding: ['joined', 'dormant', 'closed'],
+  joined: ['founding', 'dormant', 'closed'],
+  dormant: ['founding', 'closed'],
+  closed: [],
+};
+
+/**
  * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
  * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error),
  * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake',
+ * 'tunnels' (CountDecision: the target tunnel count changed, with the reason), 'tunnel-retired' (index),
  * 'path-up' (PathInfo: its first tunnel came up), 'path-down' (PathInfo, error: its last tunnel went down).
  */
 export class Client extends EventEmitter {
@@ -144,24 +183,50 @@ export class Client extends EventEmitter {
   private session!: Session;
   private sessionId!: Buffer;
   private secret: Buffer | null = null;
+  /** Where the client is in its life (see ClientState). */
+  private clientState: ClientState = 'founding';
+  /** While founding: settles when the slot running NEW finishes (the others wait for the secret). */
   private founding: Promise<void> | null = null;
-  private closed = false;
   private readonly sockets = new Set<Duplex>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private lastError: Error | null = null;
   /** Rejections of our key in a row, and until when (Date.now() ms) no tunnel may try again. */
   private keyRejections = 0;
   private rejectedUntil = 0;
-  /** Set while the server closed our idle session: tunnels stay down until the next open wakes them. */
-  private dormant: { promise: Promise<void>; wake: () => void } | null = null;
+  /** While dormant: what the slots wait on, and how the next open wakes them. */
+  private wakeUp: { promise: Promise<void>; wake: () => void } | null = null;
+  /** How many tunnel slots should run now: the fixed count, or the controller's target (within the server's cap). */
+  private target: number;
+  /** The adaptive controller (`tunnels: 'auto'`), else null. */
+  private readonly controller: TunnelCountController | null;
+  private driver: NodeJS.Timeout | undefined;
+  /** Slots whose loop is running, and the tunnel each has up. */
+  private readonly running = new Set<number>();
+  private readonly slotTunnels = new Map<number, Tunnel>();
+  private readonly retired = new WeakSet<Tunnel>();
+  /** The server's per-session tunnel cap from WELCOME (null until known, or an old server). */
+  private serverCap: number | null = null;
+  /** Changes of the target so far, by direction (monotonic; for metrics). */
+  readonly tunnelChanges = { up: 0, down: 0 };
+  private ceilingTimer: NodeJS.Timeout | undefined;
 
   private constructor(servers: HostPort[], options: ClientOptions) {
     super();
     this.opts = resolveClientOptions(options);
-    this.plan = new PathPlan(servers, this.opts.paths, this.opts.tunnels);
-    this.opts.tunnels = this.plan.total;
+    const o = this.opts;
+    if (o.paths && o.paths.length > 0) {
+      // One controller over every slot would retire the last path's tunnels first (slots are numbered
+      // path by path): until counts adapt per path, each path keeps a fixed count.
+      this.plan = new PathPlan(servers, o.paths, o.tunnels === 'auto' ? DEFAULT_PATH_TUNNELS : o.tunnels);
+      o.tunnels = this.plan.total;
+    } else {
+      // One path: it must hold every slot the controller may start.
+      this.plan = new PathPlan(servers, undefined, o.tunnels === 'auto' ? o.maxTunnels : o.tunnels);
+    }
     this.servers = servers;
     this.server = servers[0]!;
+    this.controller = o.tunnels === 'auto' ? new TunnelCountController({ ...o.adaptive, min: o.minTunnels, max: o.maxTunnels }) : null;
+    this.target = this.controller ? this.controller.target : (o.tunnels as number);
     this.newSession();
   }
 
@@ -172,7 +237,11 @@ export class Client extends EventEmitter {
   static create(server: string | HostPort | readonly (string | HostPort)[], options: ClientOptions): Client {
     const list = (Array.isArray(server) ? server : [server]) as (string | HostPort)[];
     const c = new Client(list.map((s) => (typeof s === 'string' ? parseHostPort(s) : s)), options);
-    for (let i = 0; i < c.opts.tunnels; i++) void c.runSlot(i);
+    c.startSlots();
+    if (c.controller) {
+      c.driver = setInterval(() => c.drive(), 100);
+      c.driver.unref();
+    }
     return c;
   }
 
@@ -266,9 +335,79 @@ export class Client extends EventEmitter {
     return this.session.liveTunnels;
   }
 
-  /** Configured number of tunnels (over all paths). */
+  /** Tunnels the client keeps up now (over all paths): the fixed count (within the server's cap), or the adaptive target. */
   get tunnelCount(): number {
-    return this.opts.tunnels;
+    return this.target;
+  }
+
+  /** True with `tunnels: 'auto'`. */
+  get adaptive(): boolean {
+    return this.controller !== null;
+  }
+
+  /** Most tunnels allowed now: `maxTunnels` (or the fixed count), lowered by the server's cap. */
+  get tunnelCeiling(): number {
+    if (this.controller) return this.controller.ceiling;
+    return Math.min(this.opts.tunnels as number, this.serverCap ?? Infinity);
+  }
+
+  /** The server's per-session tunnel cap from WELCOME, or null (not yet known, or a server that predates it). */
+  get serverTunnelCap(): number | null {
+    return this.serverCap;
+  }
+
+  /** The session's goodput over the adaptive controller's last epoch, in bytes/s (null if fixed or unknown). */
+  get measuredRate(): number | null {
+    return this.controller?.lastRate ?? null;
+  }
+
+  /** Start the loop of every slot below the target that is not running. */
+  private startSlots(): void {
+    for (let i = 0; i < this.target; i++) {
+      if (this.running.has(i)) continue;
+      this.running.add(i);
+      void this.runSlot(i).finally(() => this.running.delete(i));
+    }
+  }
+
+  /** One controller step (every 100 ms with `tunnels: 'auto'`). */
+  private drive(): void {
+    const c = this.controller;
+    if (!c || this.clientState === 'closed' || this.clientState === 'dormant') return;
+    const s = this.session;
+    this.apply(c.sample({ now: performance.now(), bytes: s.movedBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
+  }
+
+  /** Apply a new target: start missing slots, retire the tunnels of slots above it. */
+  private apply(d: CountDecision | null): void {
+    if (!d || this.closed) return;
+    this.target = d.target;
+    if (d.target > d.from) this.tunnelChanges.up++;
+    else this.tunnelChanges.down++;
+    this.emit('tunnels', d);
+    this.startSlots();
+    const timeout = Math.max(2000, 4 * this.session.rtt());
+    for (const [i, t] of this.slotTunnels) {
+      if (i < this.target || !t.usable) continue;
+      if (this.session.liveTunnels <= 1) break; // never retire the last live tunnel
+      this.retired.add(t);
+      t.retire(timeout);
+    }
+  }
+
+  /** The server's cap is known (WELCOME) or was hit (a JOIN refused with LIMIT_EXCEEDED). */
+  private capTunnels(cap: number, reason: string, forMs = 0): void {
+    if (this.controller) {
+      this.apply(this.controller.setCeiling(cap, performance.now(), reason));
+      if (forMs > 0) {
+        clearTimeout(this.ceilingTimer);
+        this.ceilingTimer = setTimeout(() => this.controller!.setCeiling(Math.min(this.opts.maxTunnels, this.serverCap ?? Infinity), performance.now(), 'retry'), forMs);
+        this.ceilingTimer.unref();
+      }
+    } else if (cap < this.target) {
+      const from = this.target;
+      this.apply({ target: Math.max(1, cap), from, reason });
+    }
   }
 
   /** The network paths, in tunnel-index order (one, `default`, unless `paths` was given). */
@@ -305,37 +444,58 @@ export class Client extends EventEmitter {
   /** Close every tunnel and fail open streams. */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
-    this.dormant?.wake(); // let the slots see `closed` and return
+    this.transition('closed');
+    clearInterval(this.driver);
+    clearTimeout(this.ceilingTimer);
+    this.wakeUp?.wake(); // let the slots see `closed` and return
     for (const t of this.timers) clearTimeout(t);
     this.session.close(Reason.NORMAL, 'client closed');
     for (const s of this.sockets) s.destroy();
+  }
+
+  /** The client's state (see ClientState). */
+  get state(): ClientState {
+    return this.clientState;
+  }
+
+  private get closed(): boolean {
+    return this.clientState === 'closed';
+  }
+
+  /** Move to `to`; throws on a transition the state machine does not have. */
+  private transition(to: ClientState): void {
+    if (this.clientState === to) return;
+    if (!clientTransitions[this.clientState].includes(to)) throw new Error(`client: illegal transition ${this.clientState} → ${to}`);
+    this.clientState = to;
   }
 
   private newSession(): void {
     this.sessionId = randomBytes(SESSION_ID_LENGTH);
     this.secret = null;
     this.founding = null;
+    if (!this.closed) this.transition('founding');
     const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
     s.on('tunnel-up', (t: Tunnel) => {
       this.notePath(t, true);
       this.emit('tunnel-up', t.index);
     });
     s.on('tunnel-down', (t: Tunnel, err?: Error) => {
-      this.emit('tunnel-down', t.index, err);
+      if (this.retired.has(t)) this.emit('tunnel-retired', t.index);
+      else this.emit('tunnel-down', t.index, err);
       this.notePath(t, false, err);
     });
     s.on('lost', (err: Error & { reason?: number }) => {
       if (this.session !== s || this.closed) return;
+      this.newSession();
       if (err.reason === Reason.IDLE_TIMEOUT) {
         // Nothing was using it: reconnect when something does, not now (or every idle timeout would
         // make a new session on the server for nothing).
         let wake!: () => void;
         const promise = new Promise<void>((r) => (wake = r));
-        this.dormant = { promise, wake };
+        this.wakeUp = { promise, wake };
+        this.transition('dormant');
         this.emit('dormant', err);
       } else this.emit('session-lost', err);
-      this.newSession();
     });
     this.session = s;
     this.emit('session', s.id);
@@ -343,16 +503,17 @@ export class Client extends EventEmitter {
 
   /** Leave the dormant state (a stream is wanted): the tunnel slots reconnect. */
   private wake(): void {
-    const d = this.dormant;
-    if (!d) return;
-    this.dormant = null;
+    const d = this.wakeUp;
+    if (this.clientState !== 'dormant' || !d) return;
+    this.wakeUp = null;
+    this.transition('founding');
     d.wake();
     this.emit('awake');
   }
 
   /** True while the tunnels are down on purpose: the server closed the idle session, and nothing has asked for a stream since. */
   get isDormant(): boolean {
-    return this.dormant !== null;
+    return this.clientState === 'dormant';
   }
 
   private sleep(ms: number): Promise<void> {
@@ -368,9 +529,9 @@ export class Client extends EventEmitter {
   /** Keep tunnel `index` up for the client's lifetime: connect, handshake, wait for loss, back off, repeat. */
   private async runSlot(index: number): Promise<void> {
     let failures = 0;
-    while (!this.closed) {
-      if (this.dormant) {
-        await this.dormant.promise;
+    while (!this.closed && index < this.target) {
+      if (this.clientState === 'dormant') {
+        await this.wakeUp!.promise;
         continue;
       }
       const held = this.rejectedUntil - Date.now();
@@ -386,6 +547,12 @@ export class Client extends EventEmitter {
         if (this.closed) return;
         this.lastError = err as Error;
         if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION) continue; // bringUp replaced the session
+        if (this.controller && err instanceof AuthError && err.reason === Reason.LIMIT_EXCEEDED && this.session.liveTunnels > 0 && index > 0) {
+          // The server's per-user or global tunnel cap (WELCOME cannot foresee those): stay at what we
+          // have for a minute instead of knocking every second. This slot is above the new target.
+          this.capTunnels(Math.max(1, Math.min(index, this.session.liveTunnels)), `the server refused tunnel ${index + 1} (${err.message})`, 60_000);
+          if (index >= this.target) return;
+        }
         if (err instanceof AuthError && err.reason === Reason.BAD_PROOF) {
           // Every tunnel waits, not just this one: the next attempt is one handshake, not one per tunnel.
           this.keyRejections++;
@@ -420,7 +587,7 @@ export class Client extends EventEmitter {
         socket.destroy();
         throw new GkdError('GKD_ERR_CLOSED', 'client closed');
       }
-      if (this.dormant) {
+      if (this.clientState === 'dormant') {
         // The session went idle while we dialed: do not found a new one nobody asked for.
         socket.destroy();
         return; // `finally` lets the other slots stop waiting for a founder
@@ -455,13 +622,24 @@ export class Client extends EventEmitter {
       if (mode === AuthMode.NEW) {
         this.secret = secret;
         this.keyRejections = 0;
+        this.transition('joined');
       }
       session.maxStreams = welcome.maxStreams;
+      if (welcome.maxTunnels !== undefined && welcome.maxTunnels !== this.serverCap) {
+        this.serverCap = welcome.maxTunnels;
+        this.capTunnels(welcome.maxTunnels, `the server allows ${welcome.maxTunnels} tunnels per session`);
+      }
+      if (index >= this.target) {
+        t.close(); // the target dropped while this slot was connecting
+        return;
+      }
+      this.slotTunnels.set(index, t);
       const closed = new Promise<void>((resolve) => {
         session.addTunnel(t);
         const prev = t.handlers.close;
         t.handlers.close = (tt, u, err) => {
           prev?.(tt, u, err);
+          if (this.slotTunnels.get(index) === t) this.slotTunnels.delete(index);
           resolve();
         };
       });

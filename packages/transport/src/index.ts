@@ -1,4 +1,5 @@
-export { Client, type ClientOptions, type ClientTlsOptions } from './client.js';
+export { Client, type ClientOptions, type ClientState, type ClientTlsOptions } from './client.js';
+export { TunnelCountController, defaultAdaptiveConfig, type AdaptiveConfig, type CountDecision, type CountSample } from './adaptive.js';
 export { Server, type ServerOptions, type PeerInfo } from './server.js';
 export { Connection, type StreamState, type StreamStats } from './stream.js';
 export { Session, type OpenRequest, type SessionState, type SessionStats } from './session.js';
@@ -10,4 +11,4 @@ export { arrivalMs, type PathMode, type PathView } from './path.js';
 export { parseHostPort, type HostPort } from './address.js';
 export { duplexPair } from './memory.js';
 export { Association, DatagramChannel, type DatagramStats } from './datagram.js';
-export { PathPlan, parseVia, MAX_TOTAL_TUNNELS, type DialTarget, type PathBinding, type PathInfo, type PathOptions } from './multipath.js';
+export { PathPlan, parseVia, MAX_TOTAL_TUNNELS, DEFAULT_PATH_TUNNELS, type DialTarget, type PathBinding, type PathInfo, type PathOptions } from './multipath.js';

@@ -57,6 +57,12 @@ export interface DialTarget {
 /** Interfaces as os.networkInterfaces() returns them (injectable for tests). */
 export type InterfaceTable = () => NodeJS.Dict<NetworkInterfaceInfo[]>;
 
+/**
+ * Tunnels on a path that names no count when the client's `tunnels` is `'auto'`: adaptive counts do not
+ * apply per path yet, and 4 per path is what a single fixed-count client defaults to.
+ */
+export const DEFAULT_PATH_TUNNELS = 4;
+
 /** Most tunnels over all paths: the tunnel index is sent as a u16, but a client keeps it to 256 like `tunnels`. */
 export const MAX_TOTAL_TUNNELS = 256;
 

@@ -64,8 +64,12 @@ export interface ServerOptions {
   maxSessions?: number;
   /** Most sessions per user at once. Default 64. */
   maxSessionsPerUser?: number;
-  /** Most tunnels per session at once. Default 64. */
+  /** Most tunnels per session at once; announced to the client in WELCOME. Default 64. */
   maxTunnelsPerSession?: number;
+  /** Most tunnels per user at once, over all its sessions. Default 256. */
+  maxTunnelsPerUser?: number;
+  /** Most tunnels at once over all users. Default 4 096. */
+  maxTunnels?: number;
   /** Most open streams per session. Default 1 024. */
   maxStreamsPerSession?: number;
   /** Most distinct users (peers) with a live session at once. Default 1 024. */
@@ -99,6 +103,8 @@ interface ResolvedServerOptions {
   maxSessions: number;
   maxSessionsPerUser: number;
   maxTunnelsPerSession: number;
+  maxTunnelsPerUser: number;
+  maxTunnels: number;
   maxStreamsPerSession: number;
   maxHandshakes: number;
   maxHandshakesPerAddress: number;
@@ -131,6 +137,8 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     maxSessions: o.maxSessions ?? 1024,
     maxSessionsPerUser: o.maxSessionsPerUser ?? 64,
     maxTunnelsPerSession: o.maxTunnelsPerSession ?? 64,
+    maxTunnelsPerUser: o.maxTunnelsPerUser ?? 256,
+    maxTunnels: o.maxTunnels ?? 4096,
     maxStreamsPerSession: o.maxStreamsPerSession ?? 1024,
     maxHandshakes: o.maxHandshakes ?? 256,
     maxHandshakesPerAddress: o.maxHandshakesPerAddress ?? 32,
@@ -146,6 +154,8 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
   checkInt('maxSessions', r.maxSessions, 1, 1_000_000);
   checkInt('maxSessionsPerUser', r.maxSessionsPerUser, 1, 1_000_000);
   checkInt('maxTunnelsPerSession', r.maxTunnelsPerSession, 1, 65_535);
+  checkInt('maxTunnelsPerUser', r.maxTunnelsPerUser, 1, 1_000_000);
+  checkInt('maxTunnels', r.maxTunnels, 1, 1_000_000);
   checkInt('maxStreamsPerSession', r.maxStreamsPerSession, 1, 1_000_000);
   checkInt('maxHandshakes', r.maxHandshakes, 1, 1_000_000);
   checkInt('maxHandshakesPerAddress', r.maxHandshakesPerAddress, 1, r.maxHandshakes);
@@ -305,7 +315,7 @@ export class Server extends EventEmitter {
       finish();
       t.handlers.handshake = undefined;
       t.handlers.close = undefined;
-      t.write(encode({ type: FrameType.WELCOME, proof: result.proof, maxBody: c.maxBody, maxStreams: this.opts.maxStreamsPerSession }));
+      t.write(encode({ type: FrameType.WELCOME, proof: result.proof, maxBody: c.maxBody, maxStreams: this.opts.maxStreamsPerSession, maxTunnels: this.announcedTunnelCap }));
       (t as { index: number }).index = result.index;
       t.transition('open');
       result.entry.session.addTunnel(t);
@@ -330,6 +340,7 @@ export class Server extends EventEmitter {
       if (this.sessions.size >= this.opts.maxSessions) throw new AuthError('too many sessions on this server', Reason.LIMIT_EXCEEDED);
       if (!this.perUser.has(user) && this.perUser.size >= this.opts.maxPeers) throw new AuthError('too many peers on this server', Reason.LIMIT_EXCEEDED);
       if ((this.perUser.get(user) ?? 0) >= this.opts.maxSessionsPerUser) throw new AuthError(`too many sessions for user "${user}"`, Reason.LIMIT_EXCEEDED);
+      this.checkTunnelCaps(user);
       const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress);
       return { entry, proof: welcomeProof(key, input), index: f.tunnelIndex };
     }
@@ -339,7 +350,25 @@ export class Server extends EventEmitter {
     const expected = authProof(entry?.secret ?? NO_SECRET, input);
     if (!proofEquals(expected, f.proof) || !entry) throw new AuthError(NO_SUCH_SESSION, Reason.UNKNOWN_SESSION);
     if (entry.session.tunnelCount >= this.opts.maxTunnelsPerSession) throw new AuthError('too many tunnels in this session', Reason.LIMIT_EXCEEDED);
+    this.checkTunnelCaps(user);
     return { entry, proof: welcomeProof(entry.secret, input), index: f.tunnelIndex };
+  }
+
+  /** The per-session tunnel cap WELCOME announces: the session cap, lowered to the per-user cap (u16). */
+  private get announcedTunnelCap(): number {
+    return Math.min(this.opts.maxTunnelsPerSession, this.opts.maxTunnelsPerUser, 65_535);
+  }
+
+  /** Throw LIMIT_EXCEEDED if one more tunnel for `user` would pass the per-user or the global tunnel cap. */
+  private checkTunnelCaps(user: string): void {
+    let total = 0;
+    let mine = 0;
+    for (const e of this.sessions.values()) {
+      total += e.session.tunnelCount;
+      if (e.peer.user === user) mine += e.session.tunnelCount;
+    }
+    if (total >= this.opts.maxTunnels) throw new AuthError('too many tunnels on this server', Reason.LIMIT_EXCEEDED);
+    if (mine >= this.opts.maxTunnelsPerUser) throw new AuthError(`too many tunnels for user "${user}"`, Reason.LIMIT_EXCEEDED);
   }
 
   private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined): SessionEntry {

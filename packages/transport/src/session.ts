@@ -730,6 +730,13 @@ export class Session extends EventEmitter implements StreamHost {
 
   // ------------------------------------------------------------------ stats
 
+  /** Payload bytes moved so far, both directions, closed streams included, in bytes (monotonic). */
+  movedBytes(): number {
+    let n = this.bytesInClosed + this.bytesOutClosed;
+    for (const s of this.streams.values()) n += s.moved;
+    return n;
+  }
+
   stats(): SessionStats {
     const streams = [...this.streams.values()].map((s) => s.stats());
     let bytesIn = this.bytesInClosed;

@@ -14,13 +14,18 @@ import {
 } from '@gkd/protocol';
 
 /** Tunnel states. Transitions (all in `transition`): connecting → handshaking → open → draining → closed; any → closed. */
-export type TunnelState = 'connecting' | 'handshaking' | 'open' | 'draining' | 'closed';
+/**
+ * `retiring`: the client no longer wants this tunnel (adaptive tunnel count): it takes no new frames,
+ * still reads and answers PINGs, and ends once the peer confirmed everything sent on it.
+ */
+export type TunnelState = 'connecting' | 'handshaking' | 'open' | 'draining' | 'retiring' | 'closed';
 
 const allowed: Record<TunnelState, TunnelState[]> = {
   connecting: ['handshaking', 'closed'],
   handshaking: ['open', 'closed'],
-  open: ['draining', 'closed'],
+  open: ['draining', 'retiring', 'closed'],
   draining: ['closed'],
+  retiring: ['closed'],
   closed: [],
 };
 
@@ -199,6 +204,10 @@ export class Tunnel implements PathView {
   private lastSample = { time: performance.now(), confirmed: 0, inflight: 0 };
   private closeError: Error | undefined;
   private early: Frame[] = [];
+  /** While retiring: how many bytes written the peer must confirm before this end sends FIN. */
+  private retireWatch: { goal: number; end: () => void } | null = null;
+  /** Our side ended (FIN sent while retiring): nothing more may be written. */
+  private ended = false;
   /** True while reading is paused because the peer does not read what we send (see `onData`). */
   private readPaused = false;
 
@@ -315,7 +324,7 @@ export class Tunnel implements PathView {
     this.write(buf);
     this.framesOut++;
     if (frame.type === FrameType.PING || frame.type === FrameType.PONG) return;
-    if (this.state !== 'open' && this.state !== 'draining') return; // handshake frames are not retained
+    if (this.state === 'connecting' || this.state === 'handshaking') return; // handshake frames are not retained
     const tag = this.nextPingId;
     if (frame.type === FrameType.ACK) this.retained.push({ kind: 'ack', stream: frame.stream, tag });
     else {
@@ -352,6 +361,33 @@ export class Tunnel implements PathView {
     this.transition('draining');
   }
 
+  /**
+   * Retire the tunnel without losing a frame: it takes no new frames at once (`usable` turns false),
+   * PINGs to have everything it carried confirmed, then ends its side (FIN). The peer then closes it;
+   * the peer's frames still in flight on it are read as usual, and those it had not seen confirmed it
+   * re-sends on its other tunnels (PROTOCOL.md §6), where duplicates are dropped. After `timeoutMs`
+   * without that confirmation it ends anyway (the unconfirmed frames fail over the same way); after
+   * another `timeoutMs` without the peer's close, it is destroyed.
+   */
+  retire(timeoutMs: number): void {
+    if (this.state !== 'open') return;
+    this.transition('retiring');
+    const goal = this.writtenTotal;
+    const timer = setTimeout(() => end(), timeoutMs);
+    timer.unref();
+    const end = () => {
+      clearTimeout(timer);
+      this.retireWatch = null;
+      if (this.state !== 'retiring') return;
+      this.ended = true;
+      this.socket.end();
+      setTimeout(() => this.close(), timeoutMs).unref();
+    };
+    this.retireWatch = { goal, end };
+    if (this.confirmedTotal >= goal) end();
+    else this.ping();
+  }
+
   /** Close the tunnel (idempotent). The unconfirmed frames go to the `close` handler. */
   close(error?: Error): void {
     if (this.state === 'closed') return;
@@ -383,6 +419,7 @@ export class Tunnel implements PathView {
 
   /** Write raw bytes (used by the handshake and by `send`). */
   write(buf: Buffer): void {
+    if (this.ended) return; // retired: our side sent FIN (a late PONG to the peer's PING is moot)
     this.bytesOut += buf.length;
     this.writtenTotal += buf.length;
     this.socket.write(buf);
@@ -461,6 +498,7 @@ export class Tunnel implements PathView {
     // Handshake bytes are not traffic the scheduler should weigh: count in-flight bytes from here.
     this.confirmedTotal = this.writtenTotal;
     this.keepaliveTimer = setInterval(() => {
+      if (this.ended) return; // retired: waiting for the peer's close (bounded by retire's timer)
       if (Date.now() - this.lastReceived > this.deadline) {
         this.fail(new GkdError('GKD_ERR_CLOSED', `tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
         return;
@@ -617,5 +655,6 @@ export class Tunnel implements PathView {
       this.retainedHead = 0;
     }
     if (this.confirmPingOutstanding) this.confirmPingOutstanding = false;
+    if (this.retireWatch && this.confirmedTotal >= this.retireWatch.goal) this.retireWatch.end();
   }
 }

@@ -27,7 +27,9 @@ describe('a session the server closes for idleness (GOAWAY IDLE_TIMEOUT)', () =>
     server.on('session', () => sessionsStarted++);
     client = await Client.connect(`127.0.0.1:${server.address().port}`, { key, tunnels: 2 });
     const first = client.stats().id;
+    expect(client.state).toBe('joined');
     await once(client, 'dormant');
+    expect(client.state).toBe('dormant');
     await until(() => client!.tunnelsUp === 0 && server!.stats().sessions === 0, 5000, 'tunnels down and the session freed');
     expect(client.isDormant).toBe(true);
     // Several idle timeouts and many reconnect intervals (100 ms–1 s) later: still nothing.
@@ -39,11 +41,14 @@ describe('a session the server closes for idleness (GOAWAY IDLE_TIMEOUT)', () =>
     // Demand wakes it: a new session, and the stream works.
     const conn = await client.getConnection();
     expect(client.isDormant).toBe(false);
+    expect(client.state).toBe('joined');
     expect(client.stats().id).not.toBe(first);
     conn.end(Buffer.from('hello'));
     const chunks: Buffer[] = [];
     for await (const c of conn) chunks.push(c as Buffer);
     expect(Buffer.concat(chunks).toString()).toBe('hello');
     expect(sessionsStarted).toBe(2);
+    client.close();
+    expect(client.state).toBe('closed');
   }, 30_000);
 });

@@ -52,6 +52,12 @@ export interface GkdDiag {
   /** lib mode: average out-of-order segments held by the client's reorder buffer. */
   reorderAvg?: number;
   reorderMax?: number;
+  /** --tunnels auto: the count's changes during the download (seconds from its start), the count at its end, the largest. */
+  countTimeline?: { s: number; from: number; to: number; reason: string }[];
+  countFinal?: number | undefined;
+  countMax?: number;
+  /** --tunnels auto: the client's target right after the download (gkd_tunnels_configured). */
+  countNow?: number | undefined;
   /** lib mode: average bytes received but not yet read by the client application (reorder + readable), in KiB. */
   bufferedKiB?: number;
   /** lib mode: the server's download stream: average and largest unacknowledged bytes, in KiB. */
@@ -78,6 +84,8 @@ export interface GkdOptions {
   tls?: boolean;
   /** The metrics ports (server, client) on 127.0.0.1; default 9464 and 9465, or 9466 and 9467 with `tls`. */
   metricsPorts?: [number, number];
+  /** Appended to the client's log file name (a second client of the same deployment). */
+  logSuffix?: string;
 }
 
 type Metrics = Map<string, number>;
@@ -88,6 +96,8 @@ export class Gkd {
   private client: Proc | undefined;
   private readonly tag = Math.random().toString(36).slice(2, 8);
   private n = 0;
+  private markedAt = 0;
+  private clientLog: string | undefined;
   /** Clients started so far: each writes its own stats file (a file per client keeps them all for later analysis). */
   private clients = 0;
 
@@ -154,8 +164,25 @@ export class Gkd {
   }
 
   /**
-   * Start a client with `n` tunnels; resolves once the ready line reports them up (or after 10 s with
-   * fewer). `extra`: more client flags ('cli' mode), e.g. `--via` paths, with `expected` tunnels in all.
+   * A second client of this deployment's server (same key; its own SOCKS port, metrics ports and log
+   * file), for the two-peer fairness bench. Plaintext tunnels only.
+   */
+  sibling(socks: string, metricsPorts: [number, number]): Gkd {
+    if (this.o.tls) throw new Error('sibling(): plaintext deployments only');
+    const g = new Gkd({ ...this.o, socks, metricsPorts, logSuffix: '-b' });
+    (g as unknown as { key: string }).key = this.key;
+    return g;
+  }
+
+  /** The client's target tunnel count now (gkd_tunnels_configured), NaN if unknown. */
+  async tunnelTarget(): Promise<number> {
+    return (await this.metrics(this.o.nsClient, this.clientMetrics)).get('gkd_tunnels_configured') ?? NaN;
+  }
+
+  /**
+   * Start a client with `n` tunnels (0: `--tunnels auto`); resolves once the ready line reports them up
+   * (or after 10 s with fewer). `extra`: more client flags ('cli' mode), e.g. `--via` paths, with
+   * `expected` tunnels in all.
    */
   async startClient(n: number, extra: string[] = [], expected = n): Promise<number> {
     await this.stopClient();
@@ -166,11 +193,14 @@ export class Gkd {
         ? this.node([
             'client',
             ...(this.o.tls ? [] : ['--server', this.o.listen, '--plaintext']),
-            '--tunnels', String(n), '--socks', this.o.socks, '--quiet', '--metrics', this.clientMetrics, '--log-level', 'warn', '--drain-timeout', '0',
+            '--tunnels', n === 0 ? 'auto' : String(n), '--socks', this.o.socks, '--quiet', '--metrics', this.clientMetrics, '--drain-timeout', '0',
+            // auto: info, for the count's changes ("tunnels 4 → 8: …"), which diagnose() reads back
+            '--log-level', n === 0 ? 'info' : 'warn', '--log-format', 'json',
             ...extra,
           ])
-        : this.node(['client', this.o.listen, String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
-    this.client = new Proc(`gkd client (${n} tunnels${this.o.tls ? ', TLS' : ''})`, this.o.nsClient, cmd, args, { env: this.clientEnv, logFile: `${this.o.logDir}/gkd-client${this.o.tls ? '-tls' : ''}.log` });
+        : this.node(['client', this.o.listen, n === 0 ? 'auto' : String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
+    this.clientLog = `${this.o.logDir}/gkd-client${this.o.tls ? '-tls' : ''}${this.o.logSuffix ?? ''}.log`;
+    this.client = new Proc(`gkd client (${n || 'auto'} tunnels${this.o.tls ? ', TLS' : ''})`, this.o.nsClient, cmd, args, { env: this.clientEnv, logFile: this.clientLog });
     const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
     let up = Number(m[1]);
     // The CLI's ready line may come 2 s after the first tunnel with some still connecting: wait for all.
@@ -211,6 +241,7 @@ export class Gkd {
 
   /** A mark taken before a download: the counters in 'cli' mode, the time in 'lib' mode. */
   async mark(): Promise<{ t: number; server?: Metrics }> {
+    this.markedAt = Date.now();
     if (this.o.mode === 'lib') return { t: Date.now() };
     return { t: Date.now(), server: await this.metrics(this.o.nsServer, this.serverMetrics) };
   }
@@ -218,6 +249,30 @@ export class Gkd {
   /** gkd's view of the download between `before` and now. */
   async diagnose(before: { t: number; server?: Metrics }): Promise<GkdDiag> {
     return this.o.mode === 'cli' ? this.diagnoseCli(before.server ?? new Map()) : this.diagnoseLib(before.t, Date.now());
+  }
+
+  /** With --tunnels auto: the count's changes logged by the client since `t0` (Date.now() ms). */
+  private countTimeline(t0: number): Pick<GkdDiag, 'countTimeline' | 'countFinal' | 'countMax'> {
+    if (this.n !== 0 || !this.clientLog) return {};
+    let text = '';
+    try {
+      text = readFileSync(this.clientLog, 'utf8');
+    } catch {
+      return {};
+    }
+    const changes: NonNullable<GkdDiag['countTimeline']> = [];
+    for (const line of text.split('\n')) {
+      if (!line.includes('"event":"tunnels"')) continue;
+      try {
+        const j = JSON.parse(line) as { time: string; from: number; target: number; reason: string };
+        const at = Date.parse(j.time);
+        if (at >= t0) changes.push({ s: Math.round((at - t0) / 100) / 10, from: j.from, to: j.target, reason: j.reason });
+      } catch {
+        /* a line cut by the process's end */
+      }
+    }
+    const last = changes.at(-1);
+    return { countTimeline: changes, countFinal: last ? last.to : undefined, countMax: Math.max(changes[0]?.from ?? 0, ...changes.map((c) => c.to)) };
   }
 
   private async diagnoseCli(before: Metrics): Promise<GkdDiag> {
@@ -230,14 +285,16 @@ export class Gkd {
     const tunnels: TunnelDiag[] = [];
     const total = [...out.values()].reduce((a, b) => a + b, 0);
     for (const [index, bytes] of [...out].sort((a, b) => a[0] - b[0])) {
-      if (index >= this.n) continue;
+      if (this.n > 0 && index >= this.n) continue;
       const rtt = after.get(`gkd_tunnel_rtt_seconds{side="server",tunnel="${index}"}`);
       tunnels.push({ index, share: total > 0 ? bytes / total : 0, rttMs: rtt === undefined ? null : rtt * 1000 });
     }
     const grew = (name: string): number => (after.get(name) ?? 0) - (before.get(name) ?? 0);
     return {
       tunnels,
-      ...shares(tunnels, this.n),
+      ...shares(tunnels, this.n || tunnels.length),
+      ...this.countTimeline(this.markedAt),
+      ...(this.n === 0 ? { countNow: (await this.metrics(this.o.nsClient, this.clientMetrics)).get('gkd_tunnels_configured') } : {}),
       resentFrames: grew('gkd_resent_frames_total{side="server"}'),
       resentBytes: grew('gkd_resent_bytes_total{side="server"}'),
     };

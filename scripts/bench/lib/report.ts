@@ -11,9 +11,9 @@ export function median(xs: number[]): number {
 export function label(tool: ToolId, n: number): string {
   switch (tool) {
     case 'gkd':
-      return `gkd-${n}`;
+      return `gkd-${n || 'auto'}`;
     case 'gkd-tls':
-      return `gkd-${n} tls`;
+      return `gkd-${n || 'auto'} tls`;
     case 'iperf3':
       return `iperf3 -P ${n}`;
     case 'ss':
@@ -50,6 +50,36 @@ const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '–');
 const pct = (x: number): string => (Number.isFinite(x) ? `${Math.round(x * 100)} %` : '–');
 const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '–');
 
+/** The tunnel count an auto row ended at (its last change, or the client's target after the download). */
+export function chosen(r: Row): number {
+  return r.gkd?.countNow ?? r.gkd?.countFinal ?? NaN;
+}
+
+/** Median throughput of iperf3 at the -P nearest to what the auto rows of `scenario` chose (median count). */
+export function iperfAtChosen(rows: Row[], scenario: string): { n: number; mbps: number } {
+  const autos = rows.filter((r) => r.scenario === scenario && r.tool === 'gkd' && r.n === 0);
+  const n = median(autos.map(chosen));
+  const ps = [...new Set(rows.filter((r) => r.scenario === scenario && r.tool === 'iperf3').map((r) => r.n))];
+  if (!Number.isFinite(n) || ps.length === 0) return { n: NaN, mbps: NaN };
+  const best = ps.sort((a, b) => Math.abs(a - n) - Math.abs(b - n) || b - a)[0]!;
+  return { n: best, mbps: mbps(rows, scenario, 'iperf3', best) };
+}
+
+/** --tunnels auto: the count each download chose over time. */
+export function countTable(res: Results): string {
+  const rows = res.rows.filter((r) => r.tool === 'gkd' && r.n === 0 && r.gkd);
+  if (rows.length === 0) return '';
+  const lines = ['| scenario | round | Mbit/s | count at the end (largest) | changes: second → count (reason) |', '|---|---:|---:|---|---|'];
+  for (const r of rows) {
+    const g = r.gkd!;
+    const steps = (g.countTimeline ?? []).map((c) => `${c.s.toFixed(1)} s → ${c.to} (${c.reason.replace(/\|/g, '/')})`).join('; ');
+    lines.push(`| ${r.scenario} | ${r.round} | ${f1(r.mbps)} | ${chosen(r)} (${g.countMax ?? '–'}) | ${steps || 'none'} |`);
+  }
+  return lines.join('\n');
+}
+
+const CAP_NOTE = 'each 4 × the download size or 2 × the cap';
+
 /** Scenario × tool matrix of median Mbit/s. */
 export function matrix(res: Results): string {
   const scen = res.scenarios.filter((s) => res.rows.some((r) => r.scenario === s.id));
@@ -79,7 +109,7 @@ export function details(res: Results, scenario: string): string {
     const o = order(rows);
     return o.findIndex((k) => k.tool === a.tool && k.n === a.n) - o.findIndex((k) => k.tool === b.tool && k.n === b.n) || a.round - b.round;
   })) {
-    const ip = r.tool === 'gkd' || r.tool === 'gkd-tls' ? mbps(res.rows, scenario, 'iperf3', r.n) : NaN;
+    const ip = r.tool === 'gkd' || r.tool === 'gkd-tls' ? (r.n === 0 ? iperfAtChosen(res.rows, scenario).mbps : mbps(res.rows, scenario, 'iperf3', r.n)) : NaN;
     const g = r.gkd;
     const rtts = g ? g.tunnels.map((t) => t.rttMs).filter((x): x is number => typeof x === 'number' && Number.isFinite(x)) : [];
     const c = r.cpu;
@@ -141,6 +171,24 @@ export function targets(res: Results): Target[] {
   }
   const bk = mbps(R, 'b', 'gkd', 16) / mbps(R, 'b', 'kcptun');
   if (Number.isFinite(bk)) out.push({ what: 'gkd-16 / kcptun', scenario: 'b', value: bk, goal: 'report', met: null });
+  // --tunnels auto (issue 14)
+  const auto = (s: string) => mbps(R, s, 'gkd', 0);
+  const ak = auto('b') / mbps(R, 'b', 'kcptun');
+  if (Number.isFinite(ak)) out.push({ what: 'gkd-auto / kcptun', scenario: 'b', value: ak, goal: '≥ 1.2×', met: ak >= 1.2 });
+  const ad = auto('b') / mbps(R, 'b', 'direct');
+  if (Number.isFinite(ad)) out.push({ what: 'gkd-auto / direct', scenario: 'b', value: ad, goal: '≥ 20×', met: ad >= 20 });
+  const dl = auto('d') / 100;
+  if (Number.isFinite(dl)) out.push({ what: 'gkd-auto / the 100 Mbit/s link', scenario: 'd', value: dl, goal: '≥ 85 %', met: dl >= 0.85 });
+  for (const s of ['a', 'e']) {
+    const v = auto(s) / mbps(R, s, 'direct');
+    if (Number.isFinite(v)) out.push({ what: 'gkd-auto / direct', scenario: s, value: v, goal: '≥ 95 %', met: v >= 0.95 });
+  }
+  if (res.fair?.rounds.length) {
+    const ratio = median(res.fair.rounds.map((r) => Math.min(...r.mbps) / Math.max(...r.mbps)));
+    out.push({ what: 'two peers on auto: smaller / larger share (median)', scenario: res.fair.scenario, value: ratio, goal: '≥ 70 % (within 30 %)', met: ratio >= 0.7 });
+  }
+  const ic = iperfAtChosen(R, 'c');
+  if (Number.isFinite(auto('c') / ic.mbps)) out.push({ what: `gkd-auto / iperf3 -P ${ic.n} (nearest the count chosen)`, scenario: 'c', value: auto('c') / ic.mbps, goal: '≥ 90 %', met: auto('c') / ic.mbps >= 0.9 });
   if (res.latency) {
     const L = res.latency.rows;
     const idle = L.filter((r) => !r.loaded);
@@ -212,6 +260,13 @@ export function markdown(res: Results): string {
     '',
     targetTable(res),
   ];
+  if (res.fair) {
+    parts.push('', `### Two peers on \`--tunnels auto\` through one bottleneck (scenario ${res.fair.scenario}, both downloading at once, ${CAP_NOTE})`, '');
+    parts.push('| round | peer A Mbit/s | peer B Mbit/s | smaller / larger | tunnels A / B at the end |', '|---:|---:|---:|---:|---|');
+    for (const r of res.fair.rounds) parts.push(`| ${r.round} | ${f1(r.mbps[0])} | ${f1(r.mbps[1])} | ${pct(Math.min(...r.mbps) / Math.max(...r.mbps))} | ${r.counts.join(' / ')} |`);
+  }
+  const counts = countTable(res);
+  if (counts) parts.push('', '### Tunnel counts chosen by `--tunnels auto`', '', counts);
   if (res.latency) parts.push('', `### Time to first byte of a new connection (scenario ${res.latency.scenario}; gkd tunnel RTT ${ms(res.latency.gkdRttMs ?? NaN)} ms)`, '', latencyTable(res));
   if (res.loopback) parts.push('', `### Loopback overhead (${res.loopback.sizeMiB} MiB or ${res.loopback.capS} s, no emulator)`, '', loopbackTable(res));
   for (const s of res.scenarios) {

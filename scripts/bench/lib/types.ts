@@ -80,4 +80,6 @@ export interface Results {
   rows: Row[];
   latency?: { scenario: string; tunnels: number; gkdRttMs: number | null; rows: LatencyRow[] };
   loopback?: { sizeMiB: number; capS: number; rows: Row[] };
+  /** Two gkd clients on --tunnels auto downloading at once over one bottleneck (scenario `scenario`). */
+  fair?: { scenario: string; rounds: { round: number; mbps: [number, number]; counts: [number, number] }[] };
 }

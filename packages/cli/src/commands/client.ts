@@ -1,7 +1,7 @@
 import { HandshakeTimeoutError } from '@gkd/protocol';
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
 import { AuthError, Reason } from '@gkd/protocol';
-import { Client, type ClientTlsOptions, type HostPort, type PathInfo, type PathOptions } from '@gkd/transport';
+import { Client, type ClientTlsOptions, type CountDecision, type HostPort, type PathInfo, type PathOptions } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
 import { LogDigest } from '../log-digest.js';
@@ -54,6 +54,7 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     key: opts.key,
     user: opts.user,
     tunnels: opts.tunnels,
+    ...(opts.tunnels === 'auto' ? { minTunnels: opts.minTunnels, maxTunnels: opts.maxTunnels } : {}),
     paths: opts.paths,
     tls: opts.tls,
     ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
@@ -130,6 +131,13 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     everUp = true;
     const p = onPath(index);
     logger.info(`tunnel ${index}${p.text} up (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-up', tunnel: index, up: client.tunnelsUp, ...p.fields });
+  });
+  client.on('tunnels', (d: CountDecision) => {
+    if (stopping()) return;
+    logger.info(`tunnels ${d.from} → ${d.target}: ${d.reason}`, { event: 'tunnels', from: d.from, target: d.target, reason: d.reason });
+  });
+  client.on('tunnel-retired', (index: number) => {
+    logger.debug(`tunnel ${index} retired (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-retired', tunnel: index, up: client.tunnelsUp });
   });
   client.on('tunnel-down', (index: number, err?: Error) => {
     const level = stopping() ? 'debug' : 'info';
@@ -286,10 +294,15 @@ export async function clientCommand(args: Args): Promise<number> {
   return runService(logger, settings.drainMs, async (resources, exit) => {
     const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources, exit);
     const server = formatHostPort(settings.server);
-    const n = side.client.tunnelCount;
+    const total = side.client.tunnelCount;
+    const count = settings.paths
+      ? `${total} tunnel${total === 1 ? '' : 's'}`
+      : settings.tunnels === 'auto'
+        ? `${total} tunnels (auto: ${settings.minTunnels}–${settings.maxTunnels})`
+        : `${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'}`;
     const also = settings.servers.length > 1 ? ` (also at ${settings.servers.slice(1).map(formatHostPort).join(', ')})` : '';
     const paths = settings.paths ? ` on paths ${side.client.paths.map((p) => `${p.name} (${p.tunnels})`).join(', ')}` : '';
-    logger.info(`connecting ${n} tunnel${n === 1 ? '' : 's'} to ${server}${also}${paths}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
+    logger.info(`connecting ${count} to ${server}${also}${paths}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
     for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     await startMetrics(settings.metrics, { client: clientMetricsSource(side) }, resources, logger);
     showProgress(side, server, settings.quiet, sink, resources);
