@@ -46,7 +46,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'deny', kind: 'list', placeholder: 'RULE', describe: 'Destinations to refuse, e.g. :25, example.com; deny beats allow; repeatable', commands: DIALING },
   // client
   { name: 'link', kind: 'string', placeholder: 'gkd://…', describe: 'The connection link from `gkd link` on the server (server, key, fingerprint in one); also the first argument: gkd client LINK', commands: ['client'] },
-  { name: 'server', kind: 'string', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted), instead of a link', commands: ['client'] },
+  { name: 'server', kind: 'list', placeholder: 'HOST[:PORT]', describe: 'The gkd server to connect to (port 9990 when omitted), instead of a link; repeat it for one server\'s other addresses (IPv4 and IPv6): each path spreads its tunnels over those it can reach', commands: ['client'] },
+  { name: 'via', kind: 'list', placeholder: 'ADDR|IFACE[:N]', describe: 'A network path: tunnels start from this local address or interface (N of them; default --tunnels, or 4 with --tunnels auto: counts do not adapt per path yet); repeat it to bond links (--via wlan0 --via wwan0:4). All paths carry one session', commands: ['client'] },
   { name: 'tunnels', kind: 'string', placeholder: 'N|auto', describe: 'TCP tunnels to stripe each connection over: a fixed count (1–256), or auto (more while more tunnels buy more goodput, fewer when idle; the server caps it)', default: 'auto', commands: PROXYING },
   { name: 'min-tunnels', kind: 'string', placeholder: 'N', describe: 'With --tunnels auto: fewest tunnels', default: '2', commands: PROXYING },
   { name: 'max-tunnels', kind: 'string', placeholder: 'N', describe: 'With --tunnels auto: most tunnels. N tunnels take about N shares of a shared bottleneck: this is your cap on what gkd takes from others', default: '32', commands: PROXYING },

@@ -4,6 +4,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { GkdServer } from '@gkd/server';
 import type { ProxyCounters } from '@gkd/socks-client';
 import type { Client, HostPort } from '@gkd/transport';
+import { readPaths } from './path-view.js';
 import type { TransportSampler, TransportSnapshot } from './sampler.js';
 
 /** The client side of a process, for metrics. */
@@ -62,6 +63,10 @@ export class Metrics {
     ['side', 'where'],
   );
   private readonly associations = this.gauge('gkd_udp_associations', 'SOCKS5 UDP associations open now', ['side']);
+  private readonly pathTunnelsUp = this.gauge('gkd_path_tunnels_up', 'Client tunnels up now per network path (--via; "default" without one)', ['path']);
+  private readonly pathTunnels = this.gauge('gkd_path_tunnels_configured', 'Client tunnels configured per network path', ['path']);
+  private readonly pathRtt = this.gauge('gkd_path_rtt_seconds', 'Median smoothed round-trip time of a network path\'s open tunnels (absent while none is open)', ['path']);
+  private readonly pathBytes = this.counter('gkd_path_bytes_total', 'Bytes on the wire per network path (frame headers included); direction "in" is received, "out" sent', ['path', 'direction']);
   private readonly refused = this.counter('gkd_refused_total', 'Tunnel handshakes the server refused (bad key, limits, timeouts)', []);
 
   constructor(private readonly sources: { client?: ClientMetricsSource; server?: ServerMetricsSource }) {}
@@ -88,6 +93,13 @@ export class Metrics {
     if (client) {
       const snap = client.sampler.sample();
       this.transport('client', snap);
+      for (const p of readPaths(client.client, snap)) {
+        this.pathTunnelsUp.set({ path: p.name }, p.tunnelsUp);
+        this.pathTunnels.set({ path: p.name }, p.tunnels);
+        if (p.rtt !== null) this.pathRtt.set({ path: p.name }, p.rtt / 1000);
+        this.pathBytes.inc({ path: p.name, direction: 'in' }, p.bytesIn);
+        this.pathBytes.inc({ path: p.name, direction: 'out' }, p.bytesOut);
+      }
       this.tunnelsUp.set({ side: 'client' }, client.client.tunnelsUp);
       this.tunnelsConfigured.set(client.client.tunnelCount);
       this.tunnelsCeiling.set(client.client.tunnelCeiling);

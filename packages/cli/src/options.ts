@@ -5,7 +5,7 @@ import { createSecureContext } from 'node:tls';
 import { ConfigError } from '@gkd/protocol';
 import { compilePolicy } from '@gkd/server';
 import type { SocksAuth } from '@gkd/socks-client';
-import { parseHostPort, parseKey, type ClientTlsOptions, type HostPort } from '@gkd/transport';
+import { DEFAULT_PATH_TUNNELS, PathPlan, parseHostPort, parseKey, parseVia, type ClientTlsOptions, type HostPort, type PathOptions } from '@gkd/transport';
 import { UsageError, type Args } from './args.js';
 import { parseLink } from './link.js';
 import { defaultStateDir } from './state.js';
@@ -89,7 +89,12 @@ export interface ProxySettings {
 
 /** `gkd client`. */
 export interface ClientSettings extends CommonSettings, ProxySettings {
+  /** The first server address (the one messages name). */
   server: HostPort;
+  /** Every server address (--server repeated; the link gives one). */
+  servers: HostPort[];
+  /** --via paths; undefined: one path over the system's route. */
+  paths: PathOptions[] | undefined;
   key: Buffer;
   user: string | undefined;
   /** Undefined only with --plaintext. */
@@ -158,9 +163,9 @@ export function clientSettings(args: Args): ClientSettings {
   if (linkText !== undefined) return clientFromLink(args, linkText);
   const keyText = args.string('key');
   if (keyText === undefined) throw new UsageError(`no key: the client needs the server's key. ${NO_KEY_HINT}`);
-  const serverText = args.string('server');
-  if (serverText === undefined) throw new UsageError('needs --server HOST[:PORT], the gkd server to connect to');
-  const server = hostPort(args, 'server', withDefaultPort(serverText), { minPort: 1 });
+  const serverTexts = args.list('server');
+  if (serverTexts === undefined || serverTexts.length === 0) throw new UsageError('needs --server HOST[:PORT], the gkd server to connect to');
+  const servers = serverTexts.map((text) => hostPort(args, 'server', withDefaultPort(text), { minPort: 1 }));
 
   const user = args.string('user');
   if (user !== undefined && (user.length === 0 || Buffer.byteLength(user) > 255)) throw new UsageError(`${args.label('user')} must be 1–255 bytes, got "${user}"`);
@@ -168,7 +173,7 @@ export function clientSettings(args: Args): ClientSettings {
   return {
     ...common(args),
     ...proxy(args),
-    server,
+    ...multipath(args, servers),
     key: key(args, keyText),
     user,
     tls: clientTlsOrPlaintext(args),
@@ -204,13 +209,28 @@ function clientFromLink(args: Args, text: string): ClientSettings {
   return {
     ...common(args),
     ...proxy(args),
-    server: { host: link.host, port: link.port },
+    ...multipath(args, [{ host: link.host, port: link.port }]),
     key: linkKey,
     user: link.user,
     tls,
     keyOnCommandLine: false,
     linkOnCommandLine: args.onCommandLine('link'),
   };
+}
+
+/** The servers and the --via paths, checked together (a path of one address family needs a server address of it). */
+function multipath(args: Args, servers: HostPort[]): { server: HostPort; servers: HostPort[]; paths: PathOptions[] | undefined } {
+  const vias = args.list('via');
+  let paths: PathOptions[] | undefined;
+  try {
+    paths = vias?.map((text) => parseVia(text, `${args.label('via')} ${text}`));
+    const tunnelsText = args.string('tunnels') ?? 'auto';
+    new PathPlan(servers, paths, tunnelsText.trim() === 'auto' ? DEFAULT_PATH_TUNNELS : integer(args, 'tunnels', tunnelsText, 1, 256));
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message.replace(/^paths(\[\d+\])?/, args.label('via')));
+    throw err;
+  }
+  return { server: servers[0]!, servers, paths };
 }
 
 /** TLS settings from the flags; without any, the client refuses to start unless --plaintext. */

@@ -1,4 +1,5 @@
 import type { Client } from '@gkd/transport';
+import { readPaths, type PathReading } from './path-view.js';
 import type { TransportSampler, TransportSnapshot } from './sampler.js';
 
 const CLEAR = '\r\x1b[2K';
@@ -95,32 +96,59 @@ export interface ClientStatus {
   streams: number;
   /** UDP datagrams sent, received and dropped so far; shown once there was any. */
   datagrams?: { sent: number; received: number; dropped: number };
+  /** Per network path (several --via): shown instead of the per-tunnel RTTs. */
+  paths?: PathStatus[];
+}
+
+/** One path on the status line. Rates in bytes per second (wire bytes, frame headers included). */
+export interface PathStatus {
+  name: string;
+  tunnelsUp: number;
+  tunnels: number;
+  /** Median RTT of its open tunnels, in ms, or null. */
+  rtt: number | null;
+  down: number;
+  up: number;
+}
+
+function formatMs(ms: number | null): string {
+  return ms === null ? '-' : ms < 10 ? ms.toFixed(1) : String(Math.round(ms));
 }
 
 /**
  * `tunnels 8/8 · rtt 0.4 0.5 - 0.3 ms · ↓ 12.3 MB/s ↑ 140 kB/s · 3 streams`; with --tunnels auto
- * `tunnels 16/16 auto ≤32 · rtt 101–148 ms · …` (more than 8 tunnels: the RTT range).
+ * `tunnels 16/16 auto ≤32 · rtt 101–148 ms · …` (more than 8 tunnels: the RTT range); with paths:
+ * `wlan0 4/4 21 ms ↓ 5.1 MB/s ↑ 40 kB/s · wwan0 0/4 - ms ↓ 0 B/s ↑ 0 B/s · ↓ 5.1 MB/s ↑ 40 kB/s · 3 streams`
  */
 export function formatClientStatus(s: ClientStatus): string {
-  const ms = (v: number) => (v < 10 ? v.toFixed(1) : String(Math.round(v)));
   const known = s.rtt.filter((v): v is number => v !== null);
-  const rtt = s.rtt.length > 8 ? (known.length ? `${ms(Math.min(...known))}–${ms(Math.max(...known))}` : '-') : s.rtt.map((v) => (v === null ? '-' : ms(v))).join(' ');
+  const rtt = s.rtt.length > 8 ? (known.length ? `${formatMs(Math.min(...known))}–${formatMs(Math.max(...known))}` : '-') : s.rtt.map(formatMs).join(' ');
   const auto = s.auto ? ` auto ≤${s.auto.ceiling}` : '';
   const d = s.datagrams;
   const udp = d && d.sent + d.received + d.dropped > 0 ? ` · udp ↑ ${d.sent} ↓ ${d.received} · ${d.dropped} dropped` : '';
-  return `tunnels ${s.tunnelsUp}/${s.tunnels}${auto} · rtt ${rtt} ms · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}${udp}`;
+  const head = s.paths
+    ? s.paths.map((p) => `${p.name} ${p.tunnelsUp}/${p.tunnels} ${formatMs(p.rtt)} ms ↓ ${formatRate(p.down)} ↑ ${formatRate(p.up)}`).join(' · ')
+    : `tunnels ${s.tunnelsUp}/${s.tunnels}${auto} · rtt ${rtt} ms`;
+  return `${head} · ↓ ${formatRate(s.down)} ↑ ${formatRate(s.up)} · ${s.streams} stream${s.streams === 1 ? '' : 's'}${udp}`;
 }
 
 /**
  * The render function of a client's status line: throughput over the last ~2 s of readings, RTT per
- * tunnel index, streams open, and UDP datagrams (totals) once there were any.
+ * tunnel index (with several paths or a bound one: tunnels, median RTT and rates per path), streams
+ * open, and UDP datagrams (totals) once there were any.
  */
 export function clientStatusRenderer(client: Client, sampler: TransportSampler): () => string {
   const window: TransportSnapshot[] = [];
+  const byPath = client.paths.length > 1 || client.paths[0]!.binding.kind !== 'route';
+  const readings: PathReading[][] = [];
   return () => {
     const now = sampler.sample();
     window.push(now);
-    while (window.length > 2 && now.at - window[0]!.at > 2000) window.shift();
+    if (byPath) readings.push(readPaths(client, now));
+    while (window.length > 2 && now.at - window[0]!.at > 2000) {
+      window.shift();
+      if (byPath) readings.shift();
+    }
     const first = window[0]!;
     const seconds = (now.at - first.at) / 1000;
     const rtt: (number | null)[] = Array.from({ length: client.tunnelCount }, () => null);
@@ -138,6 +166,19 @@ export function clientStatusRenderer(client: Client, sampler: TransportSampler):
       up: seconds > 0 ? (now.bytesOut - first.bytesOut) / seconds : 0,
       streams,
       datagrams: { sent: now.datagramsSent, received: now.datagramsReceived, dropped: now.datagramsDropped },
+      paths: byPath
+        ? readings[readings.length - 1]!.map((p, i) => {
+            const before = readings[0]![i]!;
+            return {
+              name: p.name,
+              tunnelsUp: p.tunnelsUp,
+              tunnels: p.tunnels,
+              rtt: p.rtt,
+              down: seconds > 0 ? (p.bytesIn - before.bytesIn) / seconds : 0,
+              up: seconds > 0 ? (p.bytesOut - before.bytesOut) / seconds : 0,
+            };
+          })
+        : undefined,
     });
   };
 }

@@ -112,6 +112,18 @@ describe('options', () => {
     expect(() => clientSettings(args({ ...base, tunnels: 'many' }, ['--plaintext']))).toThrow(/--tunnels must be an integer 1–256/);
   });
 
+  it('client: --server repeats (one server, several addresses) and --via gives the paths', () => {
+    const s = clientSettings(args({ server: ['198.51.100.7', '[2001:db8::7]:443'], via: ['192.168.1.20:2', 'wwan0'], key: KEY, plaintext: true, tunnels: '3' }, ['--plaintext']));
+    expect(s.server).toEqual({ host: '198.51.100.7', port: 9990 });
+    expect(s.servers).toEqual([
+      { host: '198.51.100.7', port: 9990 },
+      { host: '2001:db8::7', port: 443 },
+    ]);
+    expect(s.paths).toEqual([{ via: '192.168.1.20', tunnels: 2 }, { via: 'wwan0' }]);
+    expect(clientSettings(args({ server: 'h', key: KEY, plaintext: true }, ['--plaintext'])).paths).toBeUndefined();
+    expect(() => clientSettings(args({ server: 'h', via: ['wlan0', 'wlan0:2'], key: KEY, plaintext: true }, ['--plaintext', '--via']))).toThrow(/^--via: path wlan0 is given twice/);
+  });
+
   it('client TLS: --tls-fingerprint implies TLS; --tls alone uses the system CAs', () => {
     const fp = 'AB:'.repeat(31) + 'AB';
     expect(clientSettings(args({ server: 'h:1', key: KEY, 'tls-fingerprint': fp })).tls).toEqual({ fingerprint: 'AB'.repeat(32) });
@@ -198,6 +210,23 @@ describe('status line', () => {
     const base = { tunnelsUp: 1, tunnels: 1, rtt: [1], down: 0, up: 0, streams: 0 };
     expect(formatClientStatus({ ...base, datagrams: { sent: 0, received: 0, dropped: 0 } })).not.toContain('udp');
     expect(formatClientStatus({ ...base, datagrams: { sent: 12, received: 10, dropped: 2 } })).toMatch(/ · udp ↑ 12 ↓ 10 · 2 dropped$/);
+  });
+
+  it('with paths: tunnels, median RTT and rates per path instead of per-tunnel RTTs', () => {
+    expect(
+      formatClientStatus({
+        tunnelsUp: 4,
+        tunnels: 8,
+        rtt: [],
+        down: 7_100_000,
+        up: 40_000,
+        streams: 2,
+        paths: [
+          { name: 'wlan0', tunnelsUp: 4, tunnels: 4, rtt: 21.4, down: 5_100_000, up: 40_000 },
+          { name: 'wwan0', tunnelsUp: 0, tunnels: 4, rtt: null, down: 0, up: 0 },
+        ],
+      }),
+    ).toBe('wlan0 4/4 21 ms ↓ 5.1 MB/s ↑ 40.0 kB/s · wwan0 0/4 - ms ↓ 0 B/s ↑ 0 B/s · ↓ 7.1 MB/s ↑ 40.0 kB/s · 2 streams');
   });
 
   it('formats tunnels, per-tunnel RTT, throughput and streams', () => {

@@ -18,6 +18,7 @@ export const ErrorCode = {
   CLOSED: 'GKD_ERR_CLOSED',
   ASSOCIATION_CLOSED: 'GKD_ERR_ASSOCIATION_CLOSED',
   ABORTED: 'GKD_ERR_ABORTED',
+  PATH_DOWN: 'GKD_ERR_PATH_DOWN',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -121,6 +122,21 @@ export class NoTunnelError extends GkdError {
 export class LimitError extends GkdError {
   constructor(message: string) {
     super(ErrorCode.LIMIT, message, Reason.LIMIT_EXCEEDED);
+  }
+}
+
+/**
+ * A tunnel could not start on its network path: the path's interface is gone or has no address the
+ * server can be reached from. Like a refused connect, the tunnel slot backs off and tries again, so the
+ * path rejoins when the interface is back.
+ */
+export class PathDownError extends GkdError {
+  constructor(
+    /** The path's name (its interface or local address). */
+    readonly path: string,
+    message: string,
+  ) {
+    super(ErrorCode.PATH_DOWN, message, Reason.NETWORK_UNREACHABLE);
   }
 }
 

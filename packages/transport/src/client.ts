@@ -25,6 +25,7 @@ import type { Connection } from './stream.js';
 import { Tunnel, tunnelOptions } from './tunnel.js';
 import { TunnelCountController, type AdaptiveConfig, type CountDecision } from './adaptive.js';
 import { parseHostPort, type HostPort } from './address.js';
+import { DEFAULT_PATH_TUNNELS, PathPlan, type PathInfo, type PathOptions } from './multipath.js';
 
 /** TLS settings of a client: verify the server with a CA, or pin its certificate's SHA-256 fingerprint. */
 export interface ClientTlsOptions {
@@ -44,7 +45,9 @@ export interface ClientOptions {
   user?: string;
   /**
    * Number of tunnels (1–256), or `'auto'`: the client picks it from what more tunnels buy (adaptive.ts;
-   * between `minTunnels` and `maxTunnels`, never above the server's WELCOME cap). Default 4.
+   * between `minTunnels` and `maxTunnels`, never above the server's WELCOME cap). Default 4. With
+   * `paths`: the tunnels of each path that names no count of its own; adaptive counts do not apply per
+   * path yet, so there `'auto'` means `DEFAULT_PATH_TUNNELS` on each such path.
    */
   tunnels?: number | 'auto';
   /** With `tunnels: 'auto'`: fewest tunnels. Default 2. */
@@ -53,6 +56,11 @@ export interface ClientOptions {
   maxTunnels?: number;
   /** With `tunnels: 'auto'`: the controller's finer settings (tests, tuning). */
   adaptive?: Partial<Omit<AdaptiveConfig, 'min' | 'max'>>;
+  /**
+   * Network paths (multipath.ts): each path's tunnels start from its own local address or interface, and
+   * all of them join the one session. Default: one path over the system's route.
+   */
+  paths?: PathOptions[];
   /** Session (flow control, keepalive, grace) settings. */
   session?: Partial<SessionConfig>;
   /** TLS for the tunnels; plain TCP when absent. */
@@ -89,6 +97,7 @@ interface ResolvedClientOptions {
   minTunnels: number;
   maxTunnels: number;
   adaptive: Partial<Omit<AdaptiveConfig, 'min' | 'max'>>;
+  paths: PathOptions[] | undefined;
   session: SessionConfig;
   tls: ClientTlsOptions | undefined;
   connect: ((index: number) => Promise<Duplex>) | undefined;
@@ -111,6 +120,7 @@ function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     minTunnels: o.minTunnels ?? 2,
     maxTunnels: o.maxTunnels ?? 32,
     adaptive: o.adaptive ?? {},
+    paths: o.paths,
     session: resolveSessionConfig(o.session),
     tls: o.tls,
     connect: o.connect,
@@ -160,11 +170,18 @@ const clientTransitions: Record<ClientState, readonly ClientState[]> = {
  * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
  * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error),
  * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake',
- * 'tunnels' (CountDecision: the target tunnel count changed, with the reason), 'tunnel-retired' (index).
+ * 'tunnels' (CountDecision: the target tunnel count changed, with the reason), 'tunnel-retired' (index),
+ * 'path-up' (PathInfo: its first tunnel came up), 'path-down' (PathInfo, error: its last tunnel went down).
  */
 export class Client extends EventEmitter {
+  /** The (first) server address. */
   readonly server: HostPort;
+  /** Every server address (several: one server reachable at its IPv4 and IPv6 addresses, say). */
+  readonly servers: readonly HostPort[];
   private readonly opts: ResolvedClientOptions;
+  private readonly plan: PathPlan;
+  /** The open tunnels of each path (by path name), for 'path-up'/'path-down' and `pathTunnelsUp`. */
+  private readonly pathTunnels = new Map<string, Set<Tunnel>>();
   private session!: Session;
   private sessionId!: Buffer;
   private secret: Buffer | null = null;
@@ -197,19 +214,33 @@ export class Client extends EventEmitter {
   readonly tunnelChanges = { up: 0, down: 0 };
   private ceilingTimer: NodeJS.Timeout | undefined;
 
-  private constructor(server: HostPort, options: ClientOptions) {
+  private constructor(servers: HostPort[], options: ClientOptions) {
     super();
-    this.server = server;
     this.opts = resolveClientOptions(options);
     const o = this.opts;
+    if (o.paths && o.paths.length > 0) {
+      // One controller over every slot would retire the last path's tunnels first (slots are numbered
+      // path by path): until counts adapt per path, each path keeps a fixed count.
+      this.plan = new PathPlan(servers, o.paths, o.tunnels === 'auto' ? DEFAULT_PATH_TUNNELS : o.tunnels);
+      o.tunnels = this.plan.total;
+    } else {
+      // One path: it must hold every slot the controller may start.
+      this.plan = new PathPlan(servers, undefined, o.tunnels === 'auto' ? o.maxTunnels : o.tunnels);
+    }
+    this.servers = servers;
+    this.server = servers[0]!;
     this.controller = o.tunnels === 'auto' ? new TunnelCountController({ ...o.adaptive, min: o.minTunnels, max: o.maxTunnels }) : null;
     this.target = this.controller ? this.controller.target : (o.tunnels as number);
     this.newSession();
   }
 
-  /** Start a client that connects its tunnels in the background and keeps them up. */
-  static create(server: string | HostPort, options: ClientOptions): Client {
-    const c = new Client(typeof server === 'string' ? parseHostPort(server) : server, options);
+  /**
+   * Start a client that connects its tunnels in the background and keeps them up. `server` may list
+   * several addresses of the same server: each path spreads its tunnels over those it can reach.
+   */
+  static create(server: string | HostPort | readonly (string | HostPort)[], options: ClientOptions): Client {
+    const list = (Array.isArray(server) ? server : [server]) as (string | HostPort)[];
+    const c = new Client(list.map((s) => (typeof s === 'string' ? parseHostPort(s) : s)), options);
     c.startSlots();
     if (c.controller) {
       c.driver = setInterval(() => c.drive(), 100);
@@ -219,7 +250,7 @@ export class Client extends EventEmitter {
   }
 
   /** Start a client and wait until its first tunnel is up; rejects on a refused handshake or after the connect timeout. */
-  static async connect(server: string | HostPort, options: ClientOptions): Promise<Client> {
+  static async connect(server: string | HostPort | readonly (string | HostPort)[], options: ClientOptions): Promise<Client> {
     const c = Client.create(server, options);
     try {
       await c.waitForTunnel(c.opts.connectTimeout + c.opts.handshakeTimeout, true);
@@ -315,7 +346,7 @@ export class Client extends EventEmitter {
     return this.session.liveTunnels;
   }
 
-  /** Tunnels the client keeps up now: the fixed count (within the server's cap), or the adaptive target. */
+  /** Tunnels the client keeps up now (over all paths): the fixed count (within the server's cap), or the adaptive target. */
   get tunnelCount(): number {
     return this.target;
   }
@@ -400,6 +431,33 @@ export class Client extends EventEmitter {
     }
   }
 
+  /** The network paths, in tunnel-index order (one, `default`, unless `paths` was given). */
+  get paths(): readonly PathInfo[] {
+    return this.plan.paths;
+  }
+
+  /** Tunnels of path `name` up right now. */
+  pathTunnelsUp(name: string): number {
+    return this.pathTunnels.get(name)?.size ?? 0;
+  }
+
+  private notePath(t: Tunnel, up: boolean, err?: Error): void {
+    if (t.index < 0 || t.index >= this.plan.total) return;
+    const path = this.plan.pathOf(t.index);
+    let set = this.pathTunnels.get(path.name);
+    if (!set) this.pathTunnels.set(path.name, (set = new Set()));
+    const before = set.size;
+    if (up) set.add(t);
+    else set.delete(t);
+    if (before === 0 && set.size === 1) this.emit('path-up', path);
+    else if (before === 1 && set.size === 0) this.emit('path-down', path, err);
+  }
+
+  /** The path tunnel `index` belongs to. */
+  pathOf(index: number): PathInfo {
+    return this.plan.pathOf(index);
+  }
+
   stats(): SessionStats {
     return this.session.stats();
   }
@@ -438,10 +496,14 @@ export class Client extends EventEmitter {
     this.founding = null;
     if (!this.closed) this.transition('founding');
     const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
-    s.on('tunnel-up', (t: Tunnel) => this.emit('tunnel-up', t.index));
+    s.on('tunnel-up', (t: Tunnel) => {
+      this.notePath(t, true);
+      this.emit('tunnel-up', t.index);
+    });
     s.on('tunnel-down', (t: Tunnel, err?: Error) => {
       if (this.retired.has(t)) this.emit('tunnel-retired', t.index);
       else this.emit('tunnel-down', t.index, err);
+      this.notePath(t, false, err);
     });
     s.on('lost', (err: Error & { reason?: number }) => {
       if (this.session !== s || this.closed) return;
@@ -615,9 +677,17 @@ export class Client extends EventEmitter {
 
   private dial(index: number): Promise<Duplex> {
     if (this.opts.connect) return this.opts.connect(index);
-    const { host, port } = this.server;
+    let target: ReturnType<PathPlan['target']>;
+    try {
+      target = this.plan.target(index);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const { host, port, localAddress, family } = target;
+    const bind = localAddress === undefined ? {} : { localAddress, family };
+    const from = localAddress === undefined ? '' : ` from ${localAddress} (path ${target.path.name})`;
     const timeout = this.opts.connectTimeout;
-    return new Promise((resolve, reject) => {
+    const dialing = new Promise<Duplex>((resolve, reject) => {
       let socket: net.Socket;
       const tlsOpts = this.opts.tls;
       if (tlsOpts) {
@@ -625,7 +695,9 @@ export class Client extends EventEmitter {
         socket = tls.connect({
           host,
           port,
-          servername: tlsOpts.servername ?? (net.isIP(host) ? undefined : host),
+          ...bind,
+          // With several server addresses, an address verifies as the server's name (any of them that is one).
+          servername: tlsOpts.servername ?? (net.isIP(host) ? this.servers.find((s) => !net.isIP(s.host))?.host : host),
           ca: tlsOpts.ca,
           rejectUnauthorized: !fp,
         });
@@ -644,7 +716,7 @@ export class Client extends EventEmitter {
           resolve(socket);
         });
       } else {
-        socket = net.connect({ host, port });
+        socket = net.connect({ host, port, ...bind });
         socket.once('connect', () => {
           clearTimeout(timer);
           socket.removeListener('error', reject);
@@ -653,7 +725,7 @@ export class Client extends EventEmitter {
       }
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new NoTunnelError(`connect to ${host}:${port} timed out after ${timeout} ms`));
+        reject(new NoTunnelError(`connect to ${host}:${port}${from} timed out after ${timeout} ms`));
       }, timeout);
       socket.once('error', (err) => {
         clearTimeout(timer);
@@ -666,9 +738,12 @@ export class Client extends EventEmitter {
           // A plaintext server answers a ClientHello with frame bytes: final too, and the fix is on the
           // operator's side, so say it instead of retrying a connection that can never be encrypted.
           reject(new AuthError(`${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`));
-        } else reject(err);
+        } else reject(from ? Object.assign(err, { message: `${err.message}${from}` }) : err);
       });
     });
+    // The next attempt of this slot tries the path's next server address (the same one when it has one).
+    dialing.catch(() => this.plan.failed(index));
+    return dialing;
   }
 }
 

@@ -179,10 +179,15 @@ export class Gkd {
     return (await this.metrics(this.o.nsClient, this.clientMetrics)).get('gkd_tunnels_configured') ?? NaN;
   }
 
-  /** Start a client with `n` tunnels (0: `--tunnels auto`); resolves once the ready line reports them up (or after 10 s with fewer). */
-  async startClient(n: number): Promise<number> {
+  /**
+   * Start a client with `n` tunnels (0: `--tunnels auto`); resolves once the ready line reports them up
+   * (or after 10 s with fewer). `extra`: more client flags ('cli' mode), e.g. `--via` paths, with
+   * `expected` tunnels in all.
+   */
+  async startClient(n: number, extra: string[] = [], expected = n): Promise<number> {
     await this.stopClient();
-    this.n = n;
+    if (extra.length > 0 && this.o.mode !== 'cli') throw new Error('client flags need --gkd cli');
+    this.n = expected;
     const [cmd, args] =
       this.o.mode === 'cli'
         ? this.node([
@@ -191,6 +196,7 @@ export class Gkd {
             '--tunnels', n === 0 ? 'auto' : String(n), '--socks', this.o.socks, '--quiet', '--metrics', this.clientMetrics, '--drain-timeout', '0',
             // auto: info, for the count's changes ("tunnels 4 → 8: …"), which diagnose() reads back
             '--log-level', n === 0 ? 'info' : 'warn', '--log-format', 'json',
+            ...extra,
           ])
         : this.node(['client', this.o.listen, n === 0 ? 'auto' : String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
     this.clientLog = `${this.o.logDir}/gkd-client${this.o.tls ? '-tls' : ''}${this.o.logSuffix ?? ''}.log`;
@@ -198,7 +204,7 @@ export class Gkd {
     const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
     let up = Number(m[1]);
     // The CLI's ready line may come 2 s after the first tunnel with some still connecting: wait for all.
-    for (let i = 0; i < 50 && up < n && this.o.mode === 'cli'; i++) {
+    for (let i = 0; i < 50 && up < expected && this.o.mode === 'cli'; i++) {
       await sleep(200);
       up = (await this.metrics(this.o.nsClient, this.clientMetrics)).get('gkd_tunnels_up{side="client"}') ?? up;
     }
@@ -226,6 +232,11 @@ export class Gkd {
       m.set(line.slice(0, i), Number(line.slice(i + 1)));
     }
     return m;
+  }
+
+  /** The client's Prometheus series now ('cli' mode), by series text (`gkd_path_tunnels_up{path="gkdtunA"}`). */
+  async clientSeries(): Promise<Metrics> {
+    return this.metrics(this.o.nsClient, this.clientMetrics);
   }
 
   /** A mark taken before a download: the counters in 'cli' mode, the time in 'lib' mode. */

@@ -1,7 +1,7 @@
 import { HandshakeTimeoutError } from '@gkd/protocol';
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
 import { AuthError, Reason } from '@gkd/protocol';
-import { Client, type ClientTlsOptions, type CountDecision, type HostPort } from '@gkd/transport';
+import { Client, type ClientTlsOptions, type CountDecision, type HostPort, type PathInfo, type PathOptions } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
 import { LogDigest } from '../log-digest.js';
@@ -19,6 +19,10 @@ import { runService, startMetrics } from './service.js';
 /** What the client part of a process needs. */
 export interface ClientSideOptions extends ProxySettings {
   server: HostPort;
+  /** Every address of the server (default: `server` alone). */
+  servers?: HostPort[];
+  /** --via paths; undefined: one path over the system's route. */
+  paths?: PathOptions[] | undefined;
   key: Buffer;
   user: string | undefined;
   tls: ClientTlsOptions | undefined;
@@ -46,11 +50,12 @@ const READY_SETTLE_MS = 2000;
 /** Start the transport client and the SOCKS5 (and HTTP) proxies, logging their events. Throws StartError when a proxy cannot listen. */
 export async function startClientSide(opts: ClientSideOptions, logger: Logger, resources: Resources, exit?: (code: number) => void): Promise<ClientSide> {
   const server = formatHostPort(opts.server);
-  const client = Client.create(opts.server, {
+  const client = Client.create(opts.servers ?? [opts.server], {
     key: opts.key,
     user: opts.user,
     tunnels: opts.tunnels,
     ...(opts.tunnels === 'auto' ? { minTunnels: opts.minTunnels, maxTunnels: opts.maxTunnels } : {}),
+    paths: opts.paths,
     tls: opts.tls,
     ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
   });
@@ -113,11 +118,19 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
   let lastAuthError = '';
   let hinted = false;
   let everUp = false;
+  // With more than one path (or a bound one), every tunnel line names its path.
+  const named = client.paths.length > 1 || client.paths[0]!.binding.kind !== 'route';
+  const onPath = (index: number): { text: string; fields: { path?: string } } => {
+    if (!named) return { text: '', fields: {} };
+    const path = client.pathOf(index).name;
+    return { text: ` on path ${path}`, fields: { path } };
+  };
   client.on('tunnel-up', (index: number) => {
     retries.up(index);
     lastAuthError = '';
     everUp = true;
-    logger.info(`tunnel ${index} up (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-up', tunnel: index, up: client.tunnelsUp });
+    const p = onPath(index);
+    logger.info(`tunnel ${index}${p.text} up (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-up', tunnel: index, up: client.tunnelsUp, ...p.fields });
   });
   client.on('tunnels', (d: CountDecision) => {
     if (stopping()) return;
@@ -128,8 +141,25 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
   });
   client.on('tunnel-down', (index: number, err?: Error) => {
     const level = stopping() ? 'debug' : 'info';
-    logger.log(level, `tunnel ${index} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp });
+    const p = onPath(index);
+    logger.log(level, `tunnel ${index}${p.text} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp, ...p.fields });
   });
+  if (named) {
+    const downSince = new Map<string, number>();
+    client.on('path-down', (path: PathInfo, err?: Error) => {
+      if (stopping()) return;
+      downSince.set(path.name, Date.now());
+      const others = client.paths.filter((p) => p !== path && client.pathTunnelsUp(p.name) > 0).map((p) => p.name);
+      const carry = others.length > 0 ? `connections carry on over ${others.join(', ')}` : 'no path is up: connections wait for one (up to the grace period)';
+      logger.warn(`path ${path.name} down: none of its ${path.tunnels} tunnels is up${err ? ` (${errorText(err)})` : ''}; ${carry}; it rejoins when it answers again`, { event: 'path-down', path: path.name });
+    });
+    client.on('path-up', (path: PathInfo) => {
+      const since = downSince.get(path.name);
+      downSince.delete(path.name);
+      if (since === undefined) logger.debug(`path ${path.name} up`, { event: 'path-up', path: path.name });
+      else logger.info(`path ${path.name} back after ${((Date.now() - since) / 1000).toFixed(1)} s`, { event: 'path-up', path: path.name, downMs: Date.now() - since });
+    });
+  }
   client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
     if (stopping()) return;
     if (plaintext && !hinted && err instanceof HandshakeTimeoutError) {
@@ -264,8 +294,15 @@ export async function clientCommand(args: Args): Promise<number> {
   return runService(logger, settings.drainMs, async (resources, exit) => {
     const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources, exit);
     const server = formatHostPort(settings.server);
-    const count = settings.tunnels === 'auto' ? `${side.client.tunnelCount} tunnels (auto: ${settings.minTunnels}–${settings.maxTunnels})` : `${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'}`;
-    logger.info(`connecting ${count} to ${server}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
+    const total = side.client.tunnelCount;
+    const count = settings.paths
+      ? `${total} tunnel${total === 1 ? '' : 's'}`
+      : settings.tunnels === 'auto'
+        ? `${total} tunnels (auto: ${settings.minTunnels}–${settings.maxTunnels})`
+        : `${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'}`;
+    const also = settings.servers.length > 1 ? ` (also at ${settings.servers.slice(1).map(formatHostPort).join(', ')})` : '';
+    const paths = settings.paths ? ` on paths ${side.client.paths.map((p) => `${p.name} (${p.tunnels})`).join(', ')}` : '';
+    logger.info(`connecting ${count} to ${server}${also}${paths}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
     for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     await startMetrics(settings.metrics, { client: clientMetricsSource(side) }, resources, logger);
     showProgress(side, server, settings.quiet, sink, resources);
