@@ -3,8 +3,7 @@
 // the metrics and a download through SOCKS5 show each path.
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PathRelay, canBind } from '../../transport/test/support/path-relay.js';
-import { curl, ensureBuilt, gkd, killAll, runGkd, sha256, startOrigin, type Origin } from './helpers.js';
+import { PathRelay, canBind, curl, ensureBuilt, gkd, killAll, runGkd, startOrigin, type Origin } from '@gkd/test-support';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -48,7 +47,7 @@ describe.skipIf(!aliases)('gkd client --via', () => {
     expect(relay.accepted.get(B)).toBe(3);
 
     const r = await curl(['--socks5-hostname', `127.0.0.1:${ready.socksPort}`, `http://127.0.0.1:${origin.port}/blob`]);
-    expect(sha256(r.body)).toBe(origin.blobSha);
+    expect(r.sha256).toBe(origin.blobSha);
 
     const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const value = (text: string, series: string): number => {
@@ -77,7 +76,7 @@ describe.skipIf(!aliases)('gkd client --via', () => {
     expect(value(text, `gkd_path_tunnels_up{path="${B}"}`)).toBe(0);
     expect(value(text, `gkd_path_tunnels_up{path="${A}"}`)).toBe(2);
     const during = await curl(['--socks5-hostname', `127.0.0.1:${ready.socksPort}`, `http://127.0.0.1:${origin.port}/blob`]);
-    expect(sha256(during.body)).toBe(origin.blobSha);
+    expect(during.sha256).toBe(origin.blobSha);
 
     relay.set(B, 'open');
     await client.waitFor('stderr', /info {2}path 127\.0\.0\.3 back after \d+\.\d s/);

@@ -11,3 +11,4 @@ export * from './cli.js';
 export { runHostile, type HostileOptions, type HostileReport } from './reliability/hostile.js';
 export { DEFAULT_CAPS, summary, violations, type RssCaps } from './reliability/hostile-check.js';
 export { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from './reliability/scenarios.js';
+export * from './path-relay.js';

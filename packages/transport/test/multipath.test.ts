@@ -5,9 +5,7 @@ import * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, DEFAULT_PATH_TUNNELS, Server, type Connection, type PathInfo } from '../src/index.js';
-import { expectedHash, hashOf, source } from './support/data.js';
-import { until } from './support/links.js';
-import { PathRelay, canBind, type PathState } from './support/path-relay.js';
+import { PathRelay, canBind, expectedHash, hashOf, source, until, type PathState } from '@gkd/test-support';
 
 const key = randomBytes(32);
 const A = '127.0.0.2';
