@@ -12,11 +12,13 @@ import {
   Reason,
   SESSION_ID_LENGTH,
   SessionLostError,
+  newRoutingToken,
   toAddress,
   type Address,
 } from '@gkd/protocol';
 import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { clientHandshake } from './handshake.js';
+import { writePreface } from './preface.js';
 import type { Association } from './datagram.js';
 import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
@@ -128,6 +130,8 @@ export class Client extends EventEmitter {
   private readonly opts: ResolvedClientOptions;
   private session!: Session;
   private sessionId!: Buffer;
+  /** The routing token of the current session: sent in the preface of each of its tunnels, new per session. */
+  private routingToken!: Buffer;
   private secret: Buffer | null = null;
   private founding: Promise<void> | null = null;
   private closed = false;
@@ -265,6 +269,7 @@ export class Client extends EventEmitter {
 
   private newSession(): void {
     this.sessionId = randomBytes(SESSION_ID_LENGTH);
+    this.routingToken = newRoutingToken();
     this.secret = null;
     this.founding = null;
     const s = new Session('client', this.sessionId.toString('hex'), this.opts.session);
@@ -360,7 +365,7 @@ export class Client extends EventEmitter {
     const founder: { settle?: () => void } = {};
     if (mode === AuthMode.NEW) this.founding = new Promise<void>((r) => (founder.settle = r));
     try {
-      const socket = await this.dial(index);
+      const socket = await this.dial(index, this.routingToken);
       if (this.closed) {
         socket.destroy();
         throw new GkdError('GKD_ERR_CLOSED', 'client closed');
@@ -421,22 +426,38 @@ export class Client extends EventEmitter {
     }
   }
 
-  private dial(index: number): Promise<Duplex> {
-    if (this.opts.connect) return this.opts.connect(index);
+  /** Connect tunnel `index` and send the routing preface (PROTOCOL.md §4.1) first, before TLS. */
+  private async dial(index: number, token: Buffer): Promise<Duplex> {
+    if (this.opts.connect) {
+      const d = await this.opts.connect(index);
+      writePreface(d, token);
+      return d;
+    }
     const { host, port } = this.server;
     const timeout = this.opts.connectTimeout;
     return new Promise((resolve, reject) => {
-      let socket: net.Socket;
+      const raw = net.connect({ host, port });
+      let socket: net.Socket = raw;
       const tlsOpts = this.opts.tls;
-      if (tlsOpts) {
-        const fp = tlsOpts.fingerprint?.replace(/:/g, '').toUpperCase();
+      const fp = tlsOpts?.fingerprint?.replace(/:/g, '').toUpperCase();
+      raw.once('connect', () => {
+        writePreface(raw, token);
+        if (!tlsOpts) {
+          clearTimeout(timer);
+          raw.removeListener('error', onError);
+          resolve(raw);
+          return;
+        }
+        raw.removeListener('error', onError);
+        raw.on('error', () => undefined); // the TLS socket on top reports it
         socket = tls.connect({
-          host,
-          port,
+          socket: raw,
+          host, // checkServerIdentity checks this name (or IP), as when tls.connect dials itself
           servername: tlsOpts.servername ?? (net.isIP(host) ? undefined : host),
           ca: tlsOpts.ca,
           rejectUnauthorized: !fp,
         });
+        socket.once('error', onError);
         socket.once('secureConnect', () => {
           clearTimeout(timer);
           if (fp) {
@@ -448,34 +469,30 @@ export class Client extends EventEmitter {
               return;
             }
           }
-          socket.removeListener('error', reject);
+          socket.removeListener('error', onError);
           resolve(socket);
         });
-      } else {
-        socket = net.connect({ host, port });
-        socket.once('connect', () => {
-          clearTimeout(timer);
-          socket.removeListener('error', reject);
-          resolve(socket);
-        });
-      }
+      });
       const timer = setTimeout(() => {
         socket.destroy();
+        raw.destroy();
         reject(new NoTunnelError(`connect to ${host}:${port} timed out after ${timeout} ms`));
       }, timeout);
-      socket.once('error', (err) => {
+      const onError = (err: Error) => {
         clearTimeout(timer);
+        raw.destroy();
         // A certificate that does not verify (unknown CA, wrong name, expired) is as final as a wrong
         // fingerprint: report it as an AuthError, so Client.connect fails now instead of retrying
         // until its timeout. Node sets authorizationError just before it destroys the socket for it.
-        const verifyError = tlsOpts ? (socket as tls.TLSSocket).authorizationError : null;
+        const verifyError = tlsOpts && socket !== raw ? (socket as tls.TLSSocket).authorizationError : null;
         if (verifyError) reject(new AuthError(`server certificate rejected: ${err.message}`));
-        else if (tlsOpts && notTls(err)) {
+        else if (tlsOpts && socket !== raw && notTls(err)) {
           // A plaintext server answers a ClientHello with frame bytes: final too, and the fix is on the
           // operator's side, so say it instead of retrying a connection that can never be encrypted.
           reject(new AuthError(`${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`));
         } else reject(err);
-      });
+      };
+      raw.once('error', onError);
     });
   }
 }

@@ -6,6 +6,7 @@ import * as tls from 'node:tls';
 import {
   AuthError,
   AuthMode,
+  BadPrefaceError,
   CHALLENGE_FLAG_USERS,
   ConfigError,
   FrameType,
@@ -26,6 +27,7 @@ import {
 import { parseHostPort, type HostPort } from './address.js';
 import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { newNonce } from './handshake.js';
+import { readPreface } from './preface.js';
 import { ByteBudget } from './budget.js';
 import { Session, type OpenRequest, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
@@ -186,6 +188,7 @@ export class Server extends EventEmitter {
   private readonly queue: Connection[] = [];
   private readonly waiters: { resolve: (c: Connection) => void; reject: (e: Error) => void }[] = [];
   private closed = false;
+  private secureContext: tls.SecureContext | undefined;
 
   constructor(options: ServerOptions) {
     super();
@@ -218,13 +221,8 @@ export class Server extends EventEmitter {
 
   /** Listen on a TCP (or TLS) port. */
   listen(hp: HostPort): Promise<void> {
-    const l = this.opts.tls
-      ? tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, (s) => this.handleConnection(s))
-      : net.createServer((s) => this.handleConnection(s));
-    if (this.opts.tls) l.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
-      this.emit('refused', s.remoteAddress, err);
-      s.destroy();
-    });
+    // Always a plain listener: the routing preface comes before TLS, so TLS starts in handleConnection.
+    const l = net.createServer((s) => this.handleConnection(s));
     this.listener = l;
     return new Promise((resolve, reject) => {
       l.once('error', reject);
@@ -243,8 +241,12 @@ export class Server extends EventEmitter {
     return a;
   }
 
-  /** Serve one already-connected tunnel (any Duplex: TCP, TLS, in-memory). */
-  handleConnection(socket: Duplex): void {
+  /**
+   * Serve one tunnel from its first byte (any Duplex: TCP, in-memory): the routing preface (PROTOCOL.md
+   * §4.1), then TLS when the server has a certificate, then the handshake. `routed.token`: the preface
+   * was already read by whoever handed this socket over (the `gkd server --workers` master).
+   */
+  handleConnection(socket: Duplex, routed?: { token: Buffer }): void {
     if (this.closed) {
       socket.destroy();
       return;
@@ -266,10 +268,10 @@ export class Server extends EventEmitter {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
-    const c = this.opts.session;
-    const t = new Tunnel(socket, tunnelOptions(c, -1));
-    t.transition('handshaking');
-    const nonce = newNonce();
+    /** Set once the preface (and TLS) are through and frames flow: refusals then go out as REJECT on it. */
+    let tunnel: Tunnel | null = null;
+    let stopPreface: (() => void) | null = null;
+    let prefaced = routed !== undefined;
     let done = false;
     const finish = () => {
       if (done) return false;
@@ -284,13 +286,64 @@ export class Server extends EventEmitter {
     const refuse = (err: Error) => {
       if (!finish()) return;
       this.emit('refused', remoteAddress, err);
-      t.fail(err);
+      if (tunnel) tunnel.fail(err);
+      else this.refuseRaw(socket, err, stopPreface);
     };
     this.handshakes.set(socket, refuse);
     let mine = this.handshakesByAddress.get(address);
     if (!mine) this.handshakesByAddress.set(address, (mine = new Set()));
     mine.add(socket);
-    const timer = setTimeout(() => refuse(new HandshakeTimeoutError(this.opts.handshakeTimeout)), this.opts.handshakeTimeout);
+    const timer = setTimeout(
+      () =>
+        refuse(
+          prefaced
+            ? new HandshakeTimeoutError(this.opts.handshakeTimeout)
+            : new BadPrefaceError(`no routing preface within ${this.opts.handshakeTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`),
+        ),
+      this.opts.handshakeTimeout,
+    );
+    const start = () => {
+      prefaced = true;
+      if (done) return;
+      const tlsOpts = this.opts.tls;
+      if (!tlsOpts) {
+        tunnel = this.startHandshake(socket, remoteAddress, finish, refuse);
+        socket.resume();
+        return;
+      }
+      this.secureContext ??= tls.createSecureContext({ cert: tlsOpts.cert, key: tlsOpts.key });
+      // Unshifted bytes (the start of the ClientHello) are fed to TLS by TLSSocket itself.
+      const secure = new tls.TLSSocket(socket as net.Socket, { isServer: true, secureContext: this.secureContext });
+      this.sockets.add(secure);
+      secure.once('close', () => this.sockets.delete(secure));
+      secure.on('error', (err) => refuse(err));
+      secure.once('secure', () => {
+        if (!done) tunnel = this.startHandshake(secure, remoteAddress, finish, refuse);
+      });
+    };
+    if (routed) start();
+    else stopPreface = readPreface(socket, start, refuse);
+  }
+
+  /** Refuse a tunnel before frames flow: on plain TCP a REJECT (a version-1 client reads it), on TLS just close. */
+  private refuseRaw(socket: Duplex, err: Error & { reason?: number | undefined }, stopPreface: (() => void) | null): void {
+    stopPreface?.();
+    if (this.opts.tls || socket.destroyed || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const reason = err.reason ?? Reason.GENERAL_FAILURE;
+    socket.end(encode({ type: FrameType.REJECT, reason, message: err.message }));
+    // A peer that never reads must not keep the socket: it is ours to close.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /** The frame handshake on a tunnel whose preface (and TLS) are done: CHALLENGE, AUTH, WELCOME. */
+  private startHandshake(socket: Duplex, remoteAddress: string | undefined, finish: () => boolean, refuse: (err: Error) => void): Tunnel {
+    const c = this.opts.session;
+    const t = new Tunnel(socket, tunnelOptions(c, -1));
+    t.transition('handshaking');
+    const nonce = newNonce();
     t.handlers.close = (_t, _u, err) => {
       if (finish()) this.emit('refused', remoteAddress, err ?? new AuthError('closed during the handshake', Reason.GENERAL_FAILURE));
     };
@@ -311,6 +364,7 @@ export class Server extends EventEmitter {
       result.entry.session.addTunnel(t);
     };
     t.write(encode({ type: FrameType.CHALLENGE, nonce, flags: this.opts.usersMode ? CHALLENGE_FLAG_USERS : 0 }));
+    return t;
   }
 
   /** Check an AUTH; returns the session to join and the WELCOME proof, or throws AuthError with the REJECT reason. */

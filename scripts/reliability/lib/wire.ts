@@ -14,6 +14,8 @@ import {
   NONCE_LENGTH,
   authProof,
   encode,
+  encodePreface,
+  newRoutingToken,
   sessionSecret,
   type AuthFrame,
   type AuthModeValue,
@@ -92,13 +94,17 @@ export class WirePeer {
   /**
    * Connect; resolves once connected (not waiting for the CHALLENGE). `from` is the local address:
    * attackers that stand for other hosts use their own (Linux routes all of 127/8 to loopback), as the
-   * server bounds handshakes per remote address.
+   * server bounds handshakes per remote address. `preface`: what to send first (a valid preface by default).
    */
-  static connect(port: number, from = '127.0.0.1'): Promise<WirePeer> {
+  static connect(port: number, from = '127.0.0.1', preface: Buffer | null = encodePreface(newRoutingToken())): Promise<WirePeer> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host: '127.0.0.1', port, localAddress: from });
       const peer = new WirePeer(socket);
-      socket.once('connect', () => resolve(peer));
+      socket.once('connect', () => {
+        // The routing preface (PROTOCOL.md §4.1) opens every tunnel; null: the caller sends its own bytes first.
+        if (preface) socket.write(preface);
+        resolve(peer);
+      });
       socket.once('error', reject);
     });
   }

@@ -9,6 +9,8 @@ import {
   SESSION_ID_LENGTH,
   authProof,
   encode,
+  encodePreface,
+  newRoutingToken,
   sessionSecret,
   type AuthFrame,
   type AuthModeValue,
@@ -54,11 +56,12 @@ export class RawPeer {
     );
   }
 
-  /** Connect to a gkd server and wait for its CHALLENGE. */
+  /** Connect to a gkd server, send the routing preface and wait for its CHALLENGE. */
   static async connect(port: number, host = '127.0.0.1'): Promise<RawPeer> {
     const socket = net.connect({ host, port });
     const peer = new RawPeer(socket);
     await once(socket, 'connect');
+    socket.write(encodePreface(newRoutingToken())); // PROTOCOL.md §4.1: the first bytes of every tunnel
     await peer.waitFor(() => peer.challengeFrame !== null, 'CHALLENGE');
     return peer;
   }
