@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -62,7 +63,10 @@ export interface ServerIdentitySettings {
 }
 
 /** `gkd server`. */
-export interface ServerSettings extends CommonSettings, PolicySettings, ServerIdentitySettings {}
+export interface ServerSettings extends CommonSettings, PolicySettings, ServerIdentitySettings {
+  /** Worker processes (1: this process serves the tunnels itself). */
+  workers: number;
+}
 
 /** `gkd link`. */
 export interface LinkSettings extends ServerIdentitySettings {
@@ -104,7 +108,15 @@ const NO_KEY_HINT =
 
 /** Validate the flags of `gkd server`. Throws UsageError naming the flag. */
 export function serverSettings(args: Args): ServerSettings {
-  return { ...common(args), ...policy(args), ...serverIdentity(args) };
+  return { ...common(args), ...policy(args), ...serverIdentity(args), workers: workers(args, args.string('workers') ?? '1') };
+}
+
+/** --workers: a count 1–256, or `auto` (one per core Node reports as available). */
+function workers(args: Args, text: string): number {
+  if (text === 'auto') return Math.max(1, Math.min(256, availableParallelism()));
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > 256) throw new UsageError(`${args.label('workers')} must be a number 1–256 or auto, got "${text}"`);
+  return n;
 }
 
 /** Validate the flags of `gkd link`. Throws UsageError naming the flag. */

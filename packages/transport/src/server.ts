@@ -41,6 +41,8 @@ export interface PeerInfo {
   sessionId: string;
   /** Remote address of the tunnel that founded the session. */
   remoteAddress: string | undefined;
+  /** Hex routing token of the founding tunnel's preface (PROTOCOL.md §4.1): what a balancer or worker master routes on. */
+  routingToken: string;
 }
 
 /** Server settings. Times in ms. */
@@ -302,12 +304,12 @@ export class Server extends EventEmitter {
         ),
       this.opts.handshakeTimeout,
     );
-    const start = () => {
+    const start = (token: Buffer) => {
       prefaced = true;
       if (done) return;
       const tlsOpts = this.opts.tls;
       if (!tlsOpts) {
-        tunnel = this.startHandshake(socket, remoteAddress, finish, refuse);
+        tunnel = this.startHandshake(socket, remoteAddress, token, finish, refuse);
         socket.resume();
         return;
       }
@@ -318,10 +320,10 @@ export class Server extends EventEmitter {
       secure.once('close', () => this.sockets.delete(secure));
       secure.on('error', (err) => refuse(err));
       secure.once('secure', () => {
-        if (!done) tunnel = this.startHandshake(secure, remoteAddress, finish, refuse);
+        if (!done) tunnel = this.startHandshake(secure, remoteAddress, token, finish, refuse);
       });
     };
-    if (routed) start();
+    if (routed) start(routed.token);
     else stopPreface = readPreface(socket, start, refuse);
   }
 
@@ -339,7 +341,7 @@ export class Server extends EventEmitter {
   }
 
   /** The frame handshake on a tunnel whose preface (and TLS) are done: CHALLENGE, AUTH, WELCOME. */
-  private startHandshake(socket: Duplex, remoteAddress: string | undefined, finish: () => boolean, refuse: (err: Error) => void): Tunnel {
+  private startHandshake(socket: Duplex, remoteAddress: string | undefined, token: Buffer, finish: () => boolean, refuse: (err: Error) => void): Tunnel {
     const c = this.opts.session;
     const t = new Tunnel(socket, tunnelOptions(c, -1));
     t.transition('handshaking');
@@ -351,7 +353,7 @@ export class Server extends EventEmitter {
       if (f.type !== FrameType.AUTH) return refuse(new ProtocolError('expected AUTH'));
       let result: { entry: SessionEntry; proof: Buffer; index: number };
       try {
-        result = this.authenticate(f, nonce, remoteAddress);
+        result = this.authenticate(f, nonce, remoteAddress, token);
       } catch (err) {
         return refuse(err as Error);
       }
@@ -368,7 +370,7 @@ export class Server extends EventEmitter {
   }
 
   /** Check an AUTH; returns the session to join and the WELCOME proof, or throws AuthError with the REJECT reason. */
-  private authenticate(f: AuthFrame, nonce: Buffer, remoteAddress: string | undefined): { entry: SessionEntry; proof: Buffer; index: number } {
+  private authenticate(f: AuthFrame, nonce: Buffer, remoteAddress: string | undefined, token: Buffer): { entry: SessionEntry; proof: Buffer; index: number } {
     const user = this.opts.usersMode ? f.user : '';
     if (!this.opts.usersMode && f.user !== '') throw new AuthError('this server has no users; send no user name');
     const input: ProofInput = { mode: f.mode, serverNonce: nonce, clientNonce: f.clientNonce, sessionId: f.sessionId, tunnelIndex: f.tunnelIndex, user };
@@ -384,7 +386,7 @@ export class Server extends EventEmitter {
       if (this.sessions.size >= this.opts.maxSessions) throw new AuthError('too many sessions on this server', Reason.LIMIT_EXCEEDED);
       if (!this.perUser.has(user) && this.perUser.size >= this.opts.maxPeers) throw new AuthError('too many peers on this server', Reason.LIMIT_EXCEEDED);
       if ((this.perUser.get(user) ?? 0) >= this.opts.maxSessionsPerUser) throw new AuthError(`too many sessions for user "${user}"`, Reason.LIMIT_EXCEEDED);
-      const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress);
+      const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress, token.toString('hex'));
       return { entry, proof: welcomeProof(key, input), index: f.tunnelIndex };
     }
     // A session that does not exist and a proof that does not match one that does get the same answer,
@@ -396,7 +398,7 @@ export class Server extends EventEmitter {
     return { entry, proof: welcomeProof(entry.secret, input), index: f.tunnelIndex };
   }
 
-  private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined): SessionEntry {
+  private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined, routingToken: string): SessionEntry {
     let budgets = this.budgets.get(user);
     if (!budgets && this.opts.maxBufferedBytesPerUser !== undefined) {
       const half = Math.floor(this.opts.maxBufferedBytesPerUser / 2);
@@ -405,7 +407,7 @@ export class Server extends EventEmitter {
     }
     const session = new Session('server', sid, this.opts.session, budgets);
     session.maxStreams = this.opts.maxStreamsPerSession;
-    const peer: PeerInfo = { user, sessionId: sid, remoteAddress };
+    const peer: PeerInfo = { user, sessionId: sid, remoteAddress, routingToken };
     const entry: SessionEntry = { session, secret, peer };
     this.sessions.set(mapKey, entry);
     this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
