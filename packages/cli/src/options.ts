@@ -66,6 +66,8 @@ export interface ServerIdentitySettings {
 export interface ServerSettings extends CommonSettings, PolicySettings, ServerIdentitySettings {
   /** Worker processes (1: this process serves the tunnels itself). */
   workers: number;
+  /** Peers with a live session at once, per worker; undefined: the server's default (32). */
+  maxPeers: number | undefined;
 }
 
 /** `gkd link`. */
@@ -108,7 +110,15 @@ const NO_KEY_HINT =
 
 /** Validate the flags of `gkd server`. Throws UsageError naming the flag. */
 export function serverSettings(args: Args): ServerSettings {
-  return { ...common(args), ...policy(args), ...serverIdentity(args), workers: workers(args, args.string('workers') ?? '1') };
+  return { ...common(args), ...policy(args), ...serverIdentity(args), workers: workers(args, args.string('workers') ?? '1'), maxPeers: maxPeers(args, args.string('max-peers')) };
+}
+
+/** --max-peers: 1–1 000 000 (the transport's own bound). */
+function maxPeers(args: Args, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > 1_000_000) throw new UsageError(`${args.label('max-peers')} must be a number 1–1000000, got "${text}"`);
+  return n;
 }
 
 /** --workers: a count 1–256, or `auto` (one per core Node reports as available). */

@@ -26,6 +26,8 @@ export interface ServerSideOptions extends PolicySettings {
   embedded: boolean;
   /** TCP congestion control for the tunnel sockets (governs downloads), or undefined for the system's. */
   congestion?: string | undefined;
+  /** --max-peers, or undefined for the server's default. */
+  maxPeers?: number | undefined;
 }
 
 /** A running server part. */
@@ -47,6 +49,7 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       ...('key' in opts.auth ? { key: opts.auth.key } : { users: opts.auth.users }),
       tls: opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : undefined,
       allow: opts.allow,
+      ...(opts.maxPeers !== undefined ? { limits: { maxPeers: opts.maxPeers } } : {}),
       deny: opts.deny,
       ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
     });
