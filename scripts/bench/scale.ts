@@ -21,6 +21,8 @@ import { parseArgs } from 'node:util';
 import { cpuSecondsOf, load1 } from './lib/proc.js';
 
 const { values } = parseArgs({
+  // `pnpm bench:scale -- --peers 8` passes the `--` through.
+  args: process.argv.slice(2).filter((a) => a !== '--'),
   options: {
     peers: { type: 'string', default: '64' },
     tunnels: { type: 'string', default: '8' },

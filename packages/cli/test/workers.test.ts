@@ -84,6 +84,30 @@ class Pump {
 }
 
 describe('gkd server --workers 2', () => {
+  it('over TLS (the default): the bytes after the preface reach the worker, which completes TLS; the fingerprint pins', async () => {
+    const key = randomBytes(32).toString('base64url');
+    const server = gkd(['server', '--workers', '2', '--listen', '127.0.0.1:0', '--allow', '127.0.0.1'], { env: { GKD_KEY: key } });
+    const port = Number((await server.waitFor('stdout', /listening on 127\.0\.0\.1:(\d+)/, { timeoutMs: 60_000 }))[1]);
+    const fingerprint = (await server.waitFor('stderr', /fingerprint ([0-9A-F:]+)/))[1]!;
+    const clients = Array.from({ length: 4 }, () => Client.create(`127.0.0.1:${port}`, { key, tunnels: 4, tls: { fingerprint } }));
+    try {
+      await until(() => clients.every((c) => c.tunnelsUp === 4), 30_000, 'every TLS client with 4 tunnels');
+      for (const c of clients) {
+        const p = new Pump(await c.open({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port }));
+        await until(() => p.received >= 2 * PERIOD || p.error !== null, 10_000, 'an echo over TLS');
+        p.stop();
+        expect(p.error).toBeNull();
+        expect(p.mismatch).toBe(false);
+      }
+      // Both workers served TLS sessions, and none was refused.
+      expect(server.stderr).toMatch(/worker 1: new session/);
+      expect(server.stderr).toMatch(/worker 2: new session/);
+      expect(server.stderr).not.toMatch(/refused/);
+    } finally {
+      for (const c of clients) c.close();
+    }
+  }, 120_000);
+
   it('keeps each session on one worker, restarts a killed worker (only its sessions are lost), sums metrics, drains on SIGTERM', async () => {
     const key = randomBytes(32).toString('base64url');
     const server = gkd(['server', '--workers', '2', '--plaintext', '--listen', '127.0.0.1:0', '--allow', '127.0.0.1', '--metrics', '127.0.0.1:0', '--drain-timeout', '2'], { env: { GKD_KEY: key } });

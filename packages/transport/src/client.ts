@@ -148,6 +148,9 @@ export class Client extends EventEmitter {
     super();
     this.server = server;
     this.opts = resolveClientOptions(options);
+    // Every open() that finds no tunnel up waits with its own 'tunnel-up' and 'auth-failed' listener
+    // (removed when it is done): a proxy opening many connections at once legitimately has more than 10.
+    this.setMaxListeners(0);
     this.newSession();
   }
 

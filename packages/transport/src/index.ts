@@ -10,3 +10,4 @@ export { arrivalMs, type PathMode, type PathView } from './path.js';
 export { parseHostPort, type HostPort } from './address.js';
 export { duplexPair } from './memory.js';
 export { Association, DatagramChannel, type DatagramStats } from './datagram.js';
+export { ClosedBeforeChallengeError } from './handshake.js';

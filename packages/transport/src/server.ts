@@ -324,7 +324,21 @@ export class Server extends EventEmitter {
       });
     };
     if (routed) start(routed.token);
-    else stopPreface = readPreface(socket, start, refuse);
+    else {
+      let sentAnything = false;
+      socket.once('data', () => (sentAnything = true));
+      stopPreface = readPreface(socket, start, refuse);
+      // A connection that closes before its preface frees its handshake slot now. One that sent
+      // nothing at all (a balancer's health check, a port scan) is not worth a refusal in the logs.
+      socket.once('close', () => {
+        if (prefaced) return;
+        if (!sentAnything) {
+          finish();
+          return;
+        }
+        refuse(new BadPrefaceError('closed during the routing preface'));
+      });
+    }
   }
 
   /** Refuse a tunnel before frames flow: on plain TCP a REJECT (a version-1 client reads it), on TLS just close. */

@@ -114,6 +114,20 @@ describe('routing preface', () => {
     expect(server.stats().handshaking).toBe(0);
   });
 
+  it('a connection that closes without a byte (a health check) frees its handshake slot at once and is not a refusal; one cut mid-preface is', async () => {
+    const { server, refused } = await startServer(60_000);
+    const checks = await Promise.all(Array.from({ length: 5 }, () => rawSocket(server.address().port)));
+    await until(() => server.stats().handshaking === 5, 5_000, 'five handshakes in progress');
+    for (const c of checks) c.socket.end();
+    await until(() => server.stats().handshaking === 0, 5_000, 'the slots freed, long before the 60 s timeout');
+    expect(refused).toEqual([]);
+    const cut = await rawSocket(server.address().port);
+    cut.socket.end(encodePreface(newRoutingToken()).subarray(0, 7));
+    await until(() => refused.length === 1, 5_000, 'a refusal');
+    expect(refused[0]).toBeInstanceOf(BadPrefaceError);
+    expect(server.stats().handshaking).toBe(0);
+  });
+
   it('bytes that cannot start a preface (a version-1 frame) are refused at once with REJECT BAD_VERSION', async () => {
     const { server, refused } = await startServer(60_000);
     const peer = await rawSocket(server.address().port);

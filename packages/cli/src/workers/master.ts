@@ -215,6 +215,13 @@ export class WorkerMaster extends EventEmitter {
       (socket as unknown as { _handle?: { readStop?: () => void } })._handle?.readStop?.();
       this.handOff(socket, r.token.toString('hex'), Buffer.concat(extra));
     };
+    // Closed before its preface: free the slot now; one that sent nothing (a balancer's health check)
+    // is not worth a refusal in the logs.
+    socket.once('close', () => {
+      if (!this.pending.has(socket)) return;
+      drop();
+      if (decoder.bufferedBytes > 0) this.emit('refused', socket.remoteAddress, new BadPrefaceError('closed during the routing preface'));
+    });
     socket.on('data', onData);
     socket.resume(); // pauseOnConnect left it paused (flowing false): a 'data' listener alone does not start it
   }
