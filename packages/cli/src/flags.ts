@@ -36,6 +36,8 @@ const SERVING: readonly CommandName[] = ['server', 'link'];
 export const FLAGS: readonly FlagSpec[] = [
   // server
   { name: 'listen', kind: 'string', placeholder: 'HOST:PORT', describe: 'Where the server accepts tunnels (gkd link: its port goes in the link)', default: '0.0.0.0:9990', commands: SERVING },
+  { name: 'max-peers', kind: 'string', placeholder: 'N', describe: 'Most peers (users, or the one key) with a live session at once, per worker process', default: '32', commands: ['server'] },
+  { name: 'workers', kind: 'string', placeholder: 'N|auto', describe: 'Worker processes behind the one --listen port (auto: one per available core); every tunnel of a session goes to the worker that holds it, by its routing token', default: '1', commands: ['server'] },
   { name: 'users', kind: 'string', placeholder: 'FILE', describe: 'JSON file of users and their keys, { "alice": "<key>" } (instead of --key)', commands: SERVING },
   { name: 'tls-cert', kind: 'string', placeholder: 'FILE', describe: 'PEM certificate to serve instead of the self-signed one (with --tls-key)', commands: SERVING },
   { name: 'tls-key', kind: 'string', placeholder: 'FILE', describe: 'PEM private key of --tls-cert', commands: SERVING },

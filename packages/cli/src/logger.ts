@@ -30,6 +30,8 @@ export interface LoggerOptions {
   sink?: LogSink;
   /** Colour the level in pretty output. Default: when the sink is a terminal and NO_COLOR is unset. */
   colors?: boolean;
+  /** A worker of `gkd server --workers`: its id tags every line (`worker 2: …`; json: `"worker":2`). */
+  worker?: number;
 }
 
 const COLORS: Record<string, string> = { error: '\x1b[31m', warn: '\x1b[33m', info: '\x1b[36m', debug: '\x1b[90m' };
@@ -53,7 +55,7 @@ export function createLogger(options: LoggerOptions): Logger {
           printf((info) => {
             const level = info.level.padEnd(5);
             const shown = colors ? `${COLORS[info.level] ?? ''}${level}\x1b[0m` : level;
-            return `${String(info.timestamp)} ${shown} ${String(info.message)}`;
+            return `${String(info.timestamp)} ${shown} ${options.worker === undefined ? '' : `worker ${options.worker}: `}${String(info.message)}`;
           }),
         );
   const stream = new Writable({
@@ -66,6 +68,7 @@ export function createLogger(options: LoggerOptions): Logger {
     level: options.level,
     levels: { error: 0, warn: 1, info: 2, debug: 3 },
     format,
+    ...(options.worker === undefined ? {} : { defaultMeta: { worker: options.worker } }),
     transports: [new winston.transports.Stream({ stream })],
   });
 }

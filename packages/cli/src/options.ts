@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -62,7 +63,12 @@ export interface ServerIdentitySettings {
 }
 
 /** `gkd server`. */
-export interface ServerSettings extends CommonSettings, PolicySettings, ServerIdentitySettings {}
+export interface ServerSettings extends CommonSettings, PolicySettings, ServerIdentitySettings {
+  /** Worker processes (1: this process serves the tunnels itself). */
+  workers: number;
+  /** Peers with a live session at once, per worker; undefined: the server's default (32). */
+  maxPeers: number | undefined;
+}
 
 /** `gkd link`. */
 export interface LinkSettings extends ServerIdentitySettings {
@@ -112,7 +118,23 @@ const NO_KEY_HINT =
 
 /** Validate the flags of `gkd server`. Throws UsageError naming the flag. */
 export function serverSettings(args: Args): ServerSettings {
-  return { ...common(args), ...policy(args), ...serverIdentity(args) };
+  return { ...common(args), ...policy(args), ...serverIdentity(args), workers: workers(args, args.string('workers') ?? '1'), maxPeers: maxPeers(args, args.string('max-peers')) };
+}
+
+/** --max-peers: 1–1 000 000 (the transport's own bound). */
+function maxPeers(args: Args, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > 1_000_000) throw new UsageError(`${args.label('max-peers')} must be a number 1–1000000, got "${text}"`);
+  return n;
+}
+
+/** --workers: a count 1–256, or `auto` (one per core Node reports as available). */
+function workers(args: Args, text: string): number {
+  if (text === 'auto') return Math.max(1, Math.min(256, availableParallelism()));
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > 256) throw new UsageError(`${args.label('workers')} must be a number 1–256 or auto, got "${text}"`);
+  return n;
 }
 
 /** Validate the flags of `gkd link`. Throws UsageError naming the flag. */

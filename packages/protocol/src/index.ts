@@ -6,3 +6,4 @@ export * from './reorder.js';
 export * from './reason.js';
 export * from './errors.js';
 export * from './handshake.js';
+export * from './preface.js';

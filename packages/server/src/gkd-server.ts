@@ -9,8 +9,11 @@ import { relayAssociation, type UdpCounters } from './udp-relay.js';
 
 /** Everything a gkd server needs: transport (keys, TLS, session tuning) and server (policy, limits) settings. */
 export interface GkdServerOptions extends ServerConfigInput {
-  /** Where to listen for tunnels, `host:port`. */
-  listen: string | HostPort;
+  /**
+   * Where to listen for tunnels, `host:port`. null: no listener; tunnels arrive through
+   * `transport.handleConnection` (a worker of `gkd server --workers`, whose master accepts them).
+   */
+  listen: string | HostPort | null;
   /** The one pre-shared key (≥ 128 bits). */
   key?: KeyInput;
   /** Several users: user name → key. */
@@ -116,6 +119,7 @@ export class GkdServer extends EventEmitter {
   /** Validate the options, listen, and serve. */
   static async start(options: GkdServerOptions): Promise<GkdServer> {
     const s = new GkdServer(options);
+    if (options.listen === null) return s;
     const hp = typeof options.listen === 'string' ? undefined : options.listen;
     if (hp) await s.transport.listen(hp);
     else {

@@ -4,6 +4,7 @@ import {
   AuthError,
   AuthMode,
   Decoder,
+  decodePreface,
   ErrorCode,
   FrameType,
   Reason,
@@ -167,8 +168,11 @@ describe('GkdServer: many isolated peers', () => {
     expect(await transfer(bob, dest, payload)).toBe(sha256(payload));
     expect(await dest.settle()).toBe(1);
 
-    // What the wiretap saw: one AUTH first on each tunnel (one NEW, one JOIN), then the OPEN and the data.
-    const captured = relay.fromClient.map((chunks) => Buffer.concat(chunks));
+    // What the wiretap saw: the routing preface (the same token on both tunnels), then one AUTH first
+    // on each tunnel (one NEW, one JOIN), then the OPEN and the data.
+    const prefaces = relay.fromClient.map((chunks) => decodePreface(Buffer.concat(chunks)));
+    expect(prefaces[1]!.token).toEqual(prefaces[0]!.token);
+    const captured = prefaces.map((p) => p.rest);
     const frames = captured.map((bytes) => new Decoder().push(bytes));
     const auths = frames.map((f) => f[0]);
     expect(auths.map((a) => (a?.type === FrameType.AUTH ? a.mode : -1)).sort()).toEqual([AuthMode.NEW, AuthMode.JOIN]);

@@ -1,5 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AuthError, ErrorCode } from '@gkd/protocol';
+import { connect as tlsConnect } from 'node:tls';
+import { AuthError, ErrorCode, type GkdError } from '@gkd/protocol';
 import { Client, type ClientTlsOptions, type PeerInfo } from '@gkd/transport';
 import type { GkdServer } from '../src/index.js';
 import { recordingDestination, type RecordingDestination } from './support/destination.js';
@@ -7,6 +8,14 @@ import { defer, newKey, rejection, roundTripOk, runCleanups, startServer } from 
 import { makeTestPki, pkiUnsupported, type TestPki } from './support/tls.js';
 
 afterEach(runCleanups);
+
+async function eventually(cond: () => boolean, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 const skip = pkiUnsupported();
 if (skip) console.log(`skipping the TLS tests: ${skip}`);
@@ -82,6 +91,21 @@ describe.skipIf(skip !== null)('GkdServer over TLS', () => {
     expect(Date.now() - started).toBeLessThan(4_000); // not after the connect timeout
     expect(sessions).toEqual([]);
     expect(await dest.settle()).toBe(0);
+  });
+
+  it('a TLS client that sends no routing preface (version 1) is closed at once and refused as BAD_PREFACE; the preface then TLS works', async () => {
+    const { server, dest, sessions, refused } = await rig();
+    const socket = tlsConnect({ host: '127.0.0.1', port: server.address().port, rejectUnauthorized: false });
+    const err = await new Promise<Error>((resolve) => {
+      socket.once('error', resolve);
+      socket.once('secureConnect', () => resolve(new Error('TLS came up without a preface')));
+    });
+    expect(err.message).not.toMatch(/without a preface/);
+    await eventually(() => refused.length === 1);
+    expect((refused[0] as GkdError).code).toBe(ErrorCode.BAD_PREFACE);
+    expect(refused[0]!.message).toMatch(/TLS ClientHello/);
+    expect(sessions).toEqual([]);
+    expect(await roundTripOk(await connect(server, { fingerprint: pki.fingerprint }), dest)).toBe(true);
   });
 
   it('a TLS client against a plaintext server: Client.connect rejects at once with an AuthError that says --plaintext; no session', async () => {

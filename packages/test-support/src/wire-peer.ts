@@ -15,6 +15,8 @@ import {
   SESSION_ID_LENGTH,
   authFrame,
   encode,
+  encodePreface,
+  newRoutingToken,
   sessionSecret,
   type AuthFrame,
   type AuthModeValue,
@@ -62,6 +64,8 @@ export interface WirePeerOptions {
   record?: boolean;
   /** Resolve only once the server's CHALLENGE came (so it has registered the connection); default false. */
   challenge?: boolean;
+  /** What to send first: a valid routing preface with a fresh token by default (PROTOCOL.md §4.1); null sends none. */
+  preface?: Buffer | null;
 }
 
 /** One connection to a gkd server's tunnel port. */
@@ -114,7 +118,11 @@ export class WirePeer {
     const peer = await new Promise<WirePeer>((resolve, reject) => {
       const socket = net.connect({ host: o.host ?? '127.0.0.1', port, ...(o.from ? { localAddress: o.from } : {}) });
       const p = new WirePeer(socket, o.record ?? true);
-      socket.once('connect', () => resolve(p));
+      socket.once('connect', () => {
+        const preface = o.preface === undefined ? encodePreface(newRoutingToken()) : o.preface;
+        if (preface) socket.write(preface);
+        resolve(p);
+      });
       socket.once('error', reject);
     });
     if (o.challenge && !(await peer.waitChallenge())) throw new Error('the server closed the connection before its CHALLENGE');

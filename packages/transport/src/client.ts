@@ -13,12 +13,14 @@ import {
   Reason,
   SESSION_ID_LENGTH,
   SessionLostError,
+  newRoutingToken,
   toAddress,
   type Address,
 } from '@gkd/protocol';
 import { abortable } from './abort.js';
 import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { clientHandshake } from './handshake.js';
+import { writePreface } from './preface.js';
 import type { Association } from './datagram.js';
 import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
@@ -184,6 +186,8 @@ export class Client extends EventEmitter {
   private readonly pathTunnels = new Map<string, Set<Tunnel>>();
   private session!: Session;
   private sessionId!: Buffer;
+  /** The routing token of the current session: sent in the preface of each of its tunnels, new per session. */
+  private routingToken!: Buffer;
   private secret: Buffer | null = null;
   /** Where the client is in its life (see ClientState). */
   private clientState: ClientState = 'founding';
@@ -231,6 +235,9 @@ export class Client extends EventEmitter {
     this.server = servers[0]!;
     this.controller = o.tunnels === 'auto' ? new TunnelCountController({ ...o.adaptive, min: o.minTunnels, max: o.maxTunnels }) : null;
     this.target = this.controller ? this.controller.target : (o.tunnels as number);
+    // Every open() that finds no tunnel up waits with its own 'tunnel-up' and 'auth-failed' listener
+    // (removed when it is done): a proxy opening many connections at once legitimately has more than 10.
+    this.setMaxListeners(0);
     this.newSession();
   }
 
@@ -492,6 +499,7 @@ export class Client extends EventEmitter {
 
   private newSession(): void {
     this.sessionId = randomBytes(SESSION_ID_LENGTH);
+    this.routingToken = newRoutingToken();
     this.secret = null;
     this.founding = null;
     if (!this.closed) this.transition('founding');
@@ -603,7 +611,7 @@ export class Client extends EventEmitter {
     const founder: { settle?: () => void } = {};
     if (mode === AuthMode.NEW) this.founding = new Promise<void>((r) => (founder.settle = r));
     try {
-      const socket = await this.dial(index);
+      const socket = await this.dial(index, this.routingToken);
       if (this.closed) {
         socket.destroy();
         throw new ClosedError('client closed');
@@ -675,32 +683,42 @@ export class Client extends EventEmitter {
     }
   }
 
-  private dial(index: number): Promise<Duplex> {
-    if (this.opts.connect) return this.opts.connect(index);
-    let target: ReturnType<PathPlan['target']>;
-    try {
-      target = this.plan.target(index);
-    } catch (err) {
-      return Promise.reject(err as Error);
+  /** Connect tunnel `index` on its path and send the routing preface (PROTOCOL.md §4.1) first, before TLS. */
+  private async dial(index: number, token: Buffer): Promise<Duplex> {
+    if (this.opts.connect) {
+      const d = await this.opts.connect(index);
+      writePreface(d, token);
+      return d;
     }
+    const target = this.plan.target(index);
     const { host, port, localAddress, family } = target;
     const bind = localAddress === undefined ? {} : { localAddress, family };
     const from = localAddress === undefined ? '' : ` from ${localAddress} (path ${target.path.name})`;
     const timeout = this.opts.connectTimeout;
     const dialing = new Promise<Duplex>((resolve, reject) => {
-      let socket: net.Socket;
+      const raw = net.connect({ host, port, ...bind });
+      let socket: net.Socket = raw;
       const tlsOpts = this.opts.tls;
-      if (tlsOpts) {
-        const fp = tlsOpts.fingerprint?.replace(/:/g, '').toUpperCase();
+      const fp = tlsOpts?.fingerprint?.replace(/:/g, '').toUpperCase();
+      raw.once('connect', () => {
+        writePreface(raw, token);
+        if (!tlsOpts) {
+          clearTimeout(timer);
+          raw.removeListener('error', onError);
+          resolve(raw);
+          return;
+        }
+        raw.removeListener('error', onError);
+        raw.on('error', () => undefined); // the TLS socket on top reports it
         socket = tls.connect({
-          host,
-          port,
-          ...bind,
+          socket: raw,
+          host, // checkServerIdentity checks this name (or IP), as when tls.connect dials itself
           // With several server addresses, an address verifies as the server's name (any of them that is one).
-          servername: tlsOpts.servername ?? (net.isIP(host) ? this.servers.find((s) => !net.isIP(s.host))?.host : host),
+          servername: tlsOpts.servername ?? (net.isIP(host) ? this.servers.find((x) => !net.isIP(x.host))?.host : host),
           ca: tlsOpts.ca,
           rejectUnauthorized: !fp,
         });
+        socket.once('error', onError);
         socket.once('secureConnect', () => {
           clearTimeout(timer);
           if (fp) {
@@ -712,34 +730,30 @@ export class Client extends EventEmitter {
               return;
             }
           }
-          socket.removeListener('error', reject);
+          socket.removeListener('error', onError);
           resolve(socket);
         });
-      } else {
-        socket = net.connect({ host, port, ...bind });
-        socket.once('connect', () => {
-          clearTimeout(timer);
-          socket.removeListener('error', reject);
-          resolve(socket);
-        });
-      }
+      });
       const timer = setTimeout(() => {
         socket.destroy();
+        raw.destroy();
         reject(new NoTunnelError(`connect to ${host}:${port}${from} timed out after ${timeout} ms`));
       }, timeout);
-      socket.once('error', (err) => {
+      const onError = (err: Error) => {
         clearTimeout(timer);
+        raw.destroy();
         // A certificate that does not verify (unknown CA, wrong name, expired) is as final as a wrong
         // fingerprint: report it as an AuthError, so Client.connect fails now instead of retrying
         // until its timeout. Node sets authorizationError just before it destroys the socket for it.
-        const verifyError = tlsOpts ? (socket as tls.TLSSocket).authorizationError : null;
+        const verifyError = tlsOpts && socket !== raw ? (socket as tls.TLSSocket).authorizationError : null;
         if (verifyError) reject(new AuthError(`server certificate rejected: ${err.message}`));
-        else if (tlsOpts && notTls(err)) {
+        else if (tlsOpts && socket !== raw && notTls(err)) {
           // A plaintext server answers a ClientHello with frame bytes: final too, and the fix is on the
           // operator's side, so say it instead of retrying a connection that can never be encrypted.
           reject(new AuthError(`${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`));
         } else reject(from ? Object.assign(err, { message: `${err.message}${from}` }) : err);
-      });
+      };
+      raw.once('error', onError);
     });
     // The next attempt of this slot tries the path's next server address (the same one when it has one).
     dialing.catch(() => this.plan.failed(index));

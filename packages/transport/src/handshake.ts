@@ -3,6 +3,7 @@ import {
   AuthError,
   AuthMode,
   CHALLENGE_FLAG_USERS,
+  ClosedError,
   FrameType,
   HandshakeTimeoutError,
   NONCE_LENGTH,
@@ -22,6 +23,17 @@ import type { Tunnel } from './tunnel.js';
 
 /** Handshake states of one tunnel, client side: awaiting CHALLENGE, then WELCOME; server side: awaiting AUTH. */
 export type HandshakeState = 'await-challenge' | 'await-welcome' | 'await-auth' | 'done' | 'failed';
+
+/**
+ * The server closed a tunnel before it sent its CHALLENGE: it never started the handshake (a TLS server
+ * waiting for a ClientHello from a plaintext client closes it after its handshake timeout; a server
+ * that refused the routing preface; a process that died). `GKD_ERR_CLOSED`.
+ */
+export class ClosedBeforeChallengeError extends ClosedError {
+  constructor(cause?: Error) {
+    super(`the server closed the tunnel before its CHALLENGE${cause ? ` (${cause.message})` : ''}`, Reason.GENERAL_FAILURE);
+  }
+}
 
 /** What a client proves on one tunnel. */
 export interface ClientHandshakeParams {
@@ -49,7 +61,8 @@ export function clientHandshake(t: Tunnel, p: ClientHandshakeParams): Promise<{ 
     };
     const prevClose = t.handlers.close;
     t.handlers.close = (tt, u, err) => {
-      fail(err ?? new AuthError('tunnel closed during the handshake', Reason.GENERAL_FAILURE));
+      if (state === 'await-challenge') fail(new ClosedBeforeChallengeError(err));
+      else fail(err ?? new AuthError('tunnel closed during the handshake', Reason.GENERAL_FAILURE));
       prevClose?.(tt, u, err);
     };
     t.handlers.handshake = (f: Frame) => {

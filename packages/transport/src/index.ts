@@ -12,3 +12,4 @@ export { parseHostPort, type HostPort } from './address.js';
 export { duplexPair } from './memory.js';
 export { Association, DatagramChannel, type DatagramStats } from './datagram.js';
 export { PathPlan, parseVia, MAX_TOTAL_TUNNELS, DEFAULT_PATH_TUNNELS, type DialTarget, type PathBinding, type PathInfo, type PathOptions } from './multipath.js';
+export { ClosedBeforeChallengeError } from './handshake.js';

@@ -6,6 +6,7 @@ import * as tls from 'node:tls';
 import {
   AuthError,
   AuthMode,
+  BadPrefaceError,
   CHALLENGE_FLAG_USERS,
   ClosedError,
   ConfigError,
@@ -26,6 +27,7 @@ import {
 import { parseHostPort, type HostPort } from './address.js';
 import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { newNonce } from './handshake.js';
+import { readPreface } from './preface.js';
 import { ByteBudget } from './budget.js';
 import { Session, type OpenRequest, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
@@ -39,6 +41,8 @@ export interface PeerInfo {
   sessionId: string;
   /** Remote address of the tunnel that founded the session. */
   remoteAddress: string | undefined;
+  /** Hex routing token of the founding tunnel's preface (PROTOCOL.md §4.1): what a balancer or worker master routes on. */
+  routingToken: string;
 }
 
 /** Server settings. Times in ms. */
@@ -196,6 +200,7 @@ export class Server extends EventEmitter {
   private readonly queue: Connection[] = [];
   private readonly waiters: { resolve: (c: Connection) => void; reject: (e: Error) => void }[] = [];
   private closed = false;
+  private secureContext: tls.SecureContext | undefined;
 
   constructor(options: ServerOptions) {
     super();
@@ -228,13 +233,8 @@ export class Server extends EventEmitter {
 
   /** Listen on a TCP (or TLS) port. */
   listen(hp: HostPort): Promise<void> {
-    const l = this.opts.tls
-      ? tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, (s) => this.handleConnection(s))
-      : net.createServer((s) => this.handleConnection(s));
-    if (this.opts.tls) l.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
-      this.emit('refused', s.remoteAddress, err);
-      s.destroy();
-    });
+    // Always a plain listener: the routing preface comes before TLS, so TLS starts in handleConnection.
+    const l = net.createServer((s) => this.handleConnection(s));
     this.listener = l;
     return new Promise((resolve, reject) => {
       l.once('error', reject);
@@ -253,8 +253,12 @@ export class Server extends EventEmitter {
     return a;
   }
 
-  /** Serve one already-connected tunnel (any Duplex: TCP, TLS, in-memory). */
-  handleConnection(socket: Duplex): void {
+  /**
+   * Serve one tunnel from its first byte (any Duplex: TCP, in-memory): the routing preface (PROTOCOL.md
+   * §4.1), then TLS when the server has a certificate, then the handshake. `routed.token`: the preface
+   * was already read by whoever handed this socket over (the `gkd server --workers` master).
+   */
+  handleConnection(socket: Duplex, routed?: { token: Buffer }): void {
     if (this.closed) {
       socket.destroy();
       return;
@@ -276,10 +280,10 @@ export class Server extends EventEmitter {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
-    const c = this.opts.session;
-    const t = new Tunnel(socket, tunnelOptions(c, -1));
-    t.transition('handshaking');
-    const nonce = newNonce();
+    /** Set once the preface (and TLS) are through and frames flow: refusals then go out as REJECT on it. */
+    let tunnel: Tunnel | null = null;
+    let stopPreface: (() => void) | null = null;
+    let prefaced = routed !== undefined;
     let done = false;
     const finish = () => {
       if (done) return false;
@@ -294,7 +298,8 @@ export class Server extends EventEmitter {
     const refuse = (err: Error) => {
       if (!finish()) return;
       this.emit('refused', remoteAddress, err);
-      t.fail(err);
+      if (tunnel) tunnel.fail(err);
+      else this.refuseRaw(socket, err, stopPreface);
     };
     this.handshakes.set(socket, refuse);
     let mine = this.handshakesByAddress.get(address);
@@ -303,7 +308,71 @@ export class Server extends EventEmitter {
       this.handshakesByAddress.set(address, mine);
     }
     mine.add(socket);
-    const timer = setTimeout(() => refuse(new HandshakeTimeoutError(this.opts.handshakeTimeout)), this.opts.handshakeTimeout);
+    const timer = setTimeout(
+      () =>
+        refuse(
+          prefaced
+            ? new HandshakeTimeoutError(this.opts.handshakeTimeout)
+            : new BadPrefaceError(`no routing preface within ${this.opts.handshakeTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`),
+        ),
+      this.opts.handshakeTimeout,
+    );
+    const start = (token: Buffer) => {
+      prefaced = true;
+      if (done) return;
+      const tlsOpts = this.opts.tls;
+      if (!tlsOpts) {
+        tunnel = this.startHandshake(socket, remoteAddress, token, finish, refuse);
+        socket.resume();
+        return;
+      }
+      this.secureContext ??= tls.createSecureContext({ cert: tlsOpts.cert, key: tlsOpts.key });
+      // Unshifted bytes (the start of the ClientHello) are fed to TLS by TLSSocket itself.
+      const secure = new tls.TLSSocket(socket as net.Socket, { isServer: true, secureContext: this.secureContext });
+      this.sockets.add(secure);
+      secure.once('close', () => this.sockets.delete(secure));
+      secure.on('error', (err) => refuse(err));
+      secure.once('secure', () => {
+        if (!done) tunnel = this.startHandshake(secure, remoteAddress, token, finish, refuse);
+      });
+    };
+    if (routed) start(routed.token);
+    else {
+      let sentAnything = false;
+      socket.once('data', () => (sentAnything = true));
+      stopPreface = readPreface(socket, start, refuse);
+      // A connection that closes before its preface frees its handshake slot now. One that sent
+      // nothing at all (a balancer's health check, a port scan) is not worth a refusal in the logs.
+      socket.once('close', () => {
+        if (prefaced) return;
+        if (!sentAnything) {
+          finish();
+          return;
+        }
+        refuse(new BadPrefaceError('closed during the routing preface'));
+      });
+    }
+  }
+
+  /** Refuse a tunnel before frames flow: on plain TCP a REJECT (a version-1 client reads it), on TLS just close. */
+  private refuseRaw(socket: Duplex, err: Error & { reason?: number | undefined }, stopPreface: (() => void) | null): void {
+    stopPreface?.();
+    if (this.opts.tls || socket.destroyed || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const reason = err.reason ?? Reason.GENERAL_FAILURE;
+    socket.end(encode({ type: FrameType.REJECT, reason, message: err.message }));
+    // A peer that never reads must not keep the socket: it is ours to close.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /** The frame handshake on a tunnel whose preface (and TLS) are done: CHALLENGE, AUTH, WELCOME. */
+  private startHandshake(socket: Duplex, remoteAddress: string | undefined, token: Buffer, finish: () => boolean, refuse: (err: Error) => void): Tunnel {
+    const c = this.opts.session;
+    const t = new Tunnel(socket, tunnelOptions(c, -1));
+    t.transition('handshaking');
+    const nonce = newNonce();
     t.handlers.close = (_t, _u, err) => {
       if (finish()) this.emit('refused', remoteAddress, err ?? new AuthError('closed during the handshake', Reason.GENERAL_FAILURE));
     };
@@ -311,7 +380,7 @@ export class Server extends EventEmitter {
       if (f.type !== FrameType.AUTH) return refuse(new ProtocolError('expected AUTH'));
       let result: { entry: SessionEntry; proof: Buffer; index: number };
       try {
-        result = this.authenticate(f, nonce, remoteAddress);
+        result = this.authenticate(f, nonce, remoteAddress, token);
       } catch (err) {
         return refuse(err as Error);
       }
@@ -324,10 +393,11 @@ export class Server extends EventEmitter {
       result.entry.session.addTunnel(t);
     };
     t.write(encode({ type: FrameType.CHALLENGE, nonce, flags: this.opts.usersMode ? CHALLENGE_FLAG_USERS : 0 }));
+    return t;
   }
 
   /** Check an AUTH; returns the session to join and the WELCOME proof, or throws AuthError with the REJECT reason. */
-  private authenticate(f: AuthFrame, nonce: Buffer, remoteAddress: string | undefined): { entry: SessionEntry; proof: Buffer; index: number } {
+  private authenticate(f: AuthFrame, nonce: Buffer, remoteAddress: string | undefined, token: Buffer): { entry: SessionEntry; proof: Buffer; index: number } {
     const user = this.opts.usersMode ? f.user : '';
     if (!this.opts.usersMode && f.user !== '') throw new AuthError('this server has no users; send no user name');
     const input: ProofInput = { mode: f.mode, serverNonce: nonce, clientNonce: f.clientNonce, sessionId: f.sessionId, tunnelIndex: f.tunnelIndex, user };
@@ -344,7 +414,7 @@ export class Server extends EventEmitter {
       if (!this.perUser.has(user) && this.perUser.size >= this.opts.maxPeers) throw new AuthError('too many peers on this server', Reason.LIMIT_EXCEEDED);
       if ((this.perUser.get(user) ?? 0) >= this.opts.maxSessionsPerUser) throw new AuthError(`too many sessions for user "${user}"`, Reason.LIMIT_EXCEEDED);
       this.checkTunnelCaps(user);
-      const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress);
+      const entry = this.createSession(mapKey, user, sid, sessionSecret(key, input), remoteAddress, token.toString('hex'));
       return { entry, proof: welcomeProof(key, input), index: f.tunnelIndex };
     }
     // A session that does not exist and a proof that does not match one that does get the same answer,
@@ -374,7 +444,7 @@ export class Server extends EventEmitter {
     if (mine >= this.opts.maxTunnelsPerUser) throw new AuthError(`too many tunnels for user "${user}"`, Reason.LIMIT_EXCEEDED);
   }
 
-  private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined): SessionEntry {
+  private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined, routingToken: string): SessionEntry {
     let budgets = this.budgets.get(user);
     if (!budgets && this.opts.maxBufferedBytesPerUser !== undefined) {
       const half = Math.floor(this.opts.maxBufferedBytesPerUser / 2);
@@ -383,7 +453,7 @@ export class Server extends EventEmitter {
     }
     const session = new Session('server', sid, this.opts.session, budgets);
     session.maxStreams = this.opts.maxStreamsPerSession;
-    const peer: PeerInfo = { user, sessionId: sid, remoteAddress };
+    const peer: PeerInfo = { user, sessionId: sid, remoteAddress, routingToken };
     const entry: SessionEntry = { session, secret, peer };
     this.sessions.set(mapKey, entry);
     this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);

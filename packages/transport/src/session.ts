@@ -201,6 +201,9 @@ export class Session extends EventEmitter implements StreamHost {
     return this.streams.size === 0 ? this.lastStreamChange : null;
   }
 
+  /** True once this end called goAway(): tunnels that join later get a GOAWAY too. */
+  private wentAway = false;
+
   /** True after the peer sent GOAWAY (or goAway() was called): no new streams. */
   get draining(): boolean {
     return this.drained;
@@ -254,6 +257,8 @@ export class Session extends EventEmitter implements StreamHost {
     for (const f of held) this.sendControl(f);
     this.emit('tunnel-up', t);
     t.flushEarly();
+    // A tunnel whose handshake finished after goAway() must hear it too, or the peer would open streams on it.
+    if (this.wentAway) t.goAway(Reason.SHUTDOWN, 'going away');
     this.pump();
   }
 
@@ -354,6 +359,7 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** Stop accepting new streams; existing ones finish. */
   goAway(): void {
+    this.wentAway = true;
     if (this.sessionState === 'open') this.transition('draining');
     for (const t of this.tunnels) t.goAway(Reason.SHUTDOWN, 'going away');
   }

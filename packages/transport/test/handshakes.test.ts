@@ -21,7 +21,7 @@ afterEach(async () => {
   server = undefined;
 });
 
-/** A socket from `localAddress` that reads the CHALLENGE and then says nothing. */
+/** A socket from `localAddress` that connects and then says nothing (not even the routing preface). */
 async function idle(port: number, localAddress: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
   const socket = net.connect({ host: '127.0.0.1', port, localAddress });
   sockets.push(socket);

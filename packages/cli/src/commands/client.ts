@@ -1,7 +1,7 @@
 import { HandshakeTimeoutError } from '@gkd/protocol';
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
 import { AuthError, Reason } from '@gkd/protocol';
-import { Client, type ClientTlsOptions, type CountDecision, type HostPort, type PathInfo, type PathOptions } from '@gkd/transport';
+import { ClosedBeforeChallengeError, Client, type ClientTlsOptions, type CountDecision, type HostPort, type PathInfo, type PathOptions } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
 import { LogDigest } from '../log-digest.js';
@@ -162,9 +162,10 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
   }
   client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
     if (stopping()) return;
-    if (plaintext && !hinted && err instanceof HandshakeTimeoutError) {
+    if (plaintext && !hinted && (err instanceof HandshakeTimeoutError || err instanceof ClosedBeforeChallengeError)) {
       // A TLS server waits for a ClientHello and a plaintext client for the server's challenge: both
-      // stay silent until the timeout, so nothing else would tell the user what is wrong.
+      // stay silent until a timeout (the client's, or the server's, which then closes the tunnel), so
+      // nothing else would tell the user what is wrong.
       hinted = true;
       logger.error(`no handshake from ${server} over plain TCP: a server that runs TLS (the default) says nothing to a --plaintext client. Unless the server runs --plaintext too, drop --plaintext and use its link (gkd link on the server)`, { event: 'plaintext-mismatch' });
       return;

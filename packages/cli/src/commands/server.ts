@@ -4,17 +4,21 @@ import type { Args } from '../args.js';
 import { formatHostPort, listenFailure } from '../listen.js';
 import { LogDigest } from '../log-digest.js';
 import { createLogger, errorText, type Logger } from '../logger.js';
-import { serverSettings, type PolicySettings } from '../options.js';
+import { serverSettings, type PolicySettings, type ServerSettings } from '../options.js';
 import { loadServerIdentity, type ServerIdentity } from '../server-identity.js';
 import { guessPublicHost, serverLinks } from './link.js';
 import { TransportSampler } from '../sampler.js';
 import type { DrainPlan } from '../shutdown.js';
 import { socketTuningLines } from '../tuning.js';
 import { runService, startMetrics } from './service.js';
+import { WorkerMaster } from '../workers/master.js';
+import { WORKER_ENV } from '../workers/messages.js';
+import { runWorker } from '../workers/worker.js';
 
 /** What the server part of a process needs. */
 export interface ServerSideOptions extends PolicySettings {
-  listen: HostPort;
+  /** null: no port (a worker: the master sends it the tunnels). */
+  listen: HostPort | null;
   auth: ServerIdentity['auth'];
   /** Undefined: plain TCP. */
   tls: ServerIdentity['tls'];
@@ -22,6 +26,8 @@ export interface ServerSideOptions extends PolicySettings {
   embedded: boolean;
   /** TCP congestion control for the tunnel sockets (governs downloads), or undefined for the system's. */
   congestion?: string | undefined;
+  /** --max-peers, or undefined for the server's default. */
+  maxPeers?: number | undefined;
 }
 
 /** A running server part. */
@@ -43,10 +49,12 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       ...('key' in opts.auth ? { key: opts.auth.key } : { users: opts.auth.users }),
       tls: opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : undefined,
       allow: opts.allow,
+      ...(opts.maxPeers !== undefined ? { limits: { maxPeers: opts.maxPeers } } : {}),
       deny: opts.deny,
       ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
     });
   } catch (err) {
+    if (!opts.listen) throw err;
     throw listenFailure('--listen', opts.listen, err);
   }
   let refused = 0;
@@ -120,12 +128,15 @@ function refusalKind(err: Error): string {
 /** `gkd server`: run until SIGINT/SIGTERM. Returns the exit code. */
 export async function serverCommand(args: Args): Promise<number> {
   const settings = serverSettings(args);
+  const workerId = process.env[WORKER_ENV];
+  if (workerId !== undefined && process.send) return runWorker(settings, Number(workerId));
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat });
   if (settings.keyOnCommandLine) logger.warn('the key was given with --key, where other users of this machine can see it (ps); prefer GKD_KEY');
   const identity = await loadServerIdentity(settings, { create: true });
   for (const note of identity.notes) logger.info(note, { event: 'state' });
   for (const warning of identity.warnings) logger.warn(warning, { event: 'state' });
   if (!identity.tls) logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic (the handshake is still authenticated)', { event: 'plaintext' });
+  if (settings.workers > 1) return runMaster(settings, identity, logger);
   return runService(logger, settings.drainMs, async (resources) => {
     const side = await startServerSide({ ...settings, ...identity, embedded: false }, logger);
     resources.add('server', () => side.server.close());
@@ -141,6 +152,56 @@ export async function serverCommand(args: Args): Promise<number> {
     printLinks(identity, { host: settings.listen.host, port: address.port });
     for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     return side.plan;
+  });
+}
+
+/** `gkd server --workers N` (N > 1): this process holds the port and N workers serve the tunnels. */
+async function runMaster(settings: ServerSettings, identity: ServerIdentity, logger: Logger): Promise<number> {
+  // The workers drain for up to --drain-timeout themselves; the master waits a little longer for them.
+  return runService(logger, settings.drainMs + 2000, async (resources) => {
+    const master = new WorkerMaster({ listen: settings.listen, workers: settings.workers, tls: identity.tls !== undefined }, logger);
+    resources.add('workers', () => master.close());
+    const digest = new LogDigest(logger);
+    master.on('worker-up', (id: number, pid: number) => logger.info(`worker ${id} up (pid ${pid})`, { event: 'worker-up', worker: id, pid }));
+    master.on('refused', (remote: string | undefined, err: Error) =>
+      digest.note('warn', `refused\0${refusalKind(err)}`, `refused tunnels (${refusalKind(err)})`, remote, `refused a tunnel from ${remote ?? 'an unknown address'}: ${errorText(err)}`, {
+        event: 'refused',
+        remote,
+        error: errorText(err),
+      }),
+    );
+    try {
+      await master.start();
+    } catch (err) {
+      throw listenFailure('--listen', settings.listen, err);
+    }
+    if (settings.metrics) {
+      let endpoint: Awaited<ReturnType<WorkerMaster['serveMetrics']>>;
+      try {
+        endpoint = await master.serveMetrics(settings.metrics);
+      } catch (err) {
+        throw listenFailure('--metrics', settings.metrics, err);
+      }
+      resources.add('metrics', () => endpoint.close());
+      logger.info(`metrics on http://${formatHostPort(endpoint.address)}/metrics (the sum over the workers)`);
+    }
+    if (identity.tls) logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, { event: 'fingerprint', fingerprint: identity.tls.fingerprint });
+    const address = master.address();
+    const at = formatHostPort(address);
+    const auth = 'key' in identity.auth ? 'one key' : `${Object.keys(identity.auth.users).length} users from ${identity.auth.file}`;
+    const transport = identity.tls ? 'TLS' : 'plain TCP';
+    logger.info(`listening on ${at} (${transport}, ${auth}) with ${settings.workers} worker processes`);
+    process.stdout.write(`gkd: server listening on ${at} (${transport}, ${auth}, ${settings.workers} workers)\n`);
+    printLinks(identity, { host: settings.listen.host, port: address.port });
+    return {
+      stopAccepting: () => master.stopAccepting(),
+      // Each worker drains its own streams on SIGTERM: the master waits for the workers to exit.
+      active: () => master.runningWorkers,
+      close: async () => {
+        await master.close();
+        digest.flush();
+      },
+    };
   });
 }
 

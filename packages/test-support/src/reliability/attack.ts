@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
-import { AuthMode, FrameType, encode } from '@gkd/protocol';
+import { AuthMode, FrameType, encode, encodePreface } from '@gkd/protocol';
 import { Rng } from '../prng.js';
 import { FrameFuzzer, rawFrame, type FuzzPorts } from './frames.js';
 import { socksRequest } from './socks.js';
@@ -250,7 +250,12 @@ const PRE_AUTH_CASES = [
   'mutated-wrong-key-auth',
   'wrong-auth-then-valid-auth',
   'auth-with-garbage-proof-and-trailer',
+  'no-preface-then-auth',
+  'mutated-preface-then-open',
 ] as const;
+
+/** Cases that send their own first bytes instead of a valid routing preface (PROTOCOL.md §4.1). */
+const NO_PREFACE_CASES: readonly string[] = ['no-preface-then-auth', 'mutated-preface-then-open'];
 
 /**
  * One unauthenticated attacker: fresh connections, each carrying one hostile opening (below), and
@@ -262,14 +267,14 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
   while (Date.now() < o.deadline && o.budget.left > 0) {
     o.budget.left--;
     const kase = rng.pick(PRE_AUTH_CASES);
-    const peer = await WirePeer.connect(o.port, { from: PRE_AUTH_HOST, record: false });
+    const peer = await WirePeer.connect(o.port, { from: PRE_AUTH_HOST, record: false, ...(NO_PREFACE_CASES.includes(kase) ? { preface: null } : {}) });
     o.stats.connections++;
     bump(o.stats.byCase, kase);
     const sid = randomBytes(16);
     const authFor = (nonce: Buffer, user: string, key: Buffer, mode: 0 | 1 = AuthMode.NEW, sessionId: Buffer = sid) =>
       encode(makeAuth({ mode, sessionId, user, tunnelIndex: rng.int(8), key }, nonce).frame);
     let bytes: Buffer[] = [];
-    const needNonce = !['random-bytes', 'open-before-auth', 'ping-before-auth', 'huge-length-before-auth', 'bad-version-before-auth', 'replay-victim-tunnel-bytes', 'replay-own-auth'].includes(kase);
+    const needNonce = !['random-bytes', 'open-before-auth', 'ping-before-auth', 'huge-length-before-auth', 'bad-version-before-auth', 'replay-victim-tunnel-bytes', 'replay-own-auth', ...NO_PREFACE_CASES].includes(kase);
     const nonce = needNonce ? await within(peer.waitChallenge(), 30_000, 'CHALLENGE') : null;
     if (needNonce && !nonce) {
       bump(o.stats.outcomes, 'closed-before-challenge');
@@ -308,6 +313,19 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
       case 'open-before-auth':
         bytes = [canaryOpen()];
         break;
+      case 'no-preface-then-auth':
+        // A version-1 client: an AUTH (for a nonce it never got) where the preface belongs.
+        bytes = [authFor(randomBytes(32), o.attackerUser, o.attackerKey), canaryOpen()];
+        break;
+      case 'mutated-preface-then-open': {
+        const p = encodePreface(rng.bytes(16));
+        for (let i = rng.range(1, 3); i > 0; i--) {
+          const at = rng.int(4); // the magic and version: a flipped token byte is just another token
+          p[at] = p[at]! ^ (1 << rng.int(8));
+        }
+        bytes = [p, rng.bytes(rng.int(64)), canaryOpen()];
+        break;
+      }
       case 'ping-before-auth':
         bytes = [encode({ type: FrameType.PING, id: rng.u32() }), canaryOpen()];
         break;

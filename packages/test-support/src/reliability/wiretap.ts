@@ -3,12 +3,12 @@
  * a wiretap on a legitimate peer, so attackers can replay its handshakes and learn its session id.
  * Built on the server package's recording relay.
  */
-import { Decoder, FrameType } from '@gkd/protocol';
+import { Decoder, FrameType, PREFACE_LENGTH, decodePreface } from '@gkd/protocol';
 import { recordingRelay } from '../relay.js';
 
 export interface Wiretap {
   port: number;
-  /** Per relayed connection: the first `keep` bytes the client sent. */
+  /** Per relayed connection: the first `keep` bytes the client sent after its routing preface (what a replay sends after its own). */
   captured(): Buffer[];
   /** The session id in the first captured AUTH, if any. */
   sessionId(): Buffer | null;
@@ -17,7 +17,7 @@ export interface Wiretap {
 
 export async function wiretap(targetPort: number, keep = 64 * 1024): Promise<Wiretap> {
   const relay = await recordingRelay(targetPort, keep);
-  const captured = () => relay.fromClient.map((c) => Buffer.concat(c)).filter((b) => b.length > 0);
+  const captured = () => relay.fromClient.map((c) => afterPreface(Buffer.concat(c))).filter((b) => b.length > 0);
   return {
     port: relay.port,
     captured,
@@ -34,4 +34,14 @@ export async function wiretap(targetPort: number, keep = 64 * 1024): Promise<Wir
     },
     close: () => relay.close(),
   };
+}
+
+/** The bytes after a tunnel's routing preface (PROTOCOL.md §4.1); all of them if it has none. */
+function afterPreface(bytes: Buffer): Buffer {
+  if (bytes.length < PREFACE_LENGTH) return bytes;
+  try {
+    return decodePreface(bytes).rest;
+  } catch {
+    return bytes;
+  }
 }
