@@ -8,7 +8,7 @@ const server = await GkdServer.start({
   listen: '127.0.0.1:0',
   key: process.env.GKD_TEST_KEY,
   allow: ['127.0.0.1'],
-  limits: { maxPeers: 1024, maxSessions: 1024, maxSessionsPerPeer: 1024 },
+  limits: { maxPeers: 1024, maxSessions: 1024, maxSessionsPerPeer: 1024, maxTunnelsPerPeer: 65_536, maxTunnels: 65_536 },
 });
 let refused = 0;
 server.on('refused', () => refused++);

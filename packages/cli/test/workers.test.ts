@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client, type Connection } from '@gkd/transport';
-import { ensureBuilt, gkd, killAll } from './helpers.js';
+import { ensureBuilt, gkd, killAll } from '@gkd/test-support';
 
 /**
  * `gkd server --workers 2` (packages/cli/src/workers): one port, two worker processes. Every tunnel of a

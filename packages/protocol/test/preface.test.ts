@@ -11,7 +11,7 @@ import {
   encodePreface,
   newRoutingToken,
 } from '../src/index.js';
-import { prng } from './prng.js';
+import { Rng } from '@gkd/test-support';
 
 const hex = (s: string) => Buffer.from(s.replace(/ /g, ''), 'hex');
 const TOKEN = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
@@ -96,7 +96,8 @@ describe('routing preface codec', () => {
   });
 
   it('random bytes never throw anything but BadPrefaceError, and never buffer more than 20 bytes', () => {
-    const rng = prng(19);
+    const r = new Rng(19);
+    const rng = () => r.float();
     for (let n = 0; n < 5_000; n++) {
       const len = Math.floor(rng() * 40);
       const bytes = Buffer.alloc(len);

@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BadPrefaceError, Decoder, ErrorCode, FrameType, PREFACE_LENGTH, Reason, decodePreface, encodePreface, newRoutingToken, type Frame } from '@gkd/protocol';
 import { Client, Server } from '../src/index.js';
-import { until } from './support/links.js';
+import { until } from '@gkd/test-support';
 
 /**
  * The routing preface on real sockets (PROTOCOL.md §4.1): every tunnel of a session carries the same

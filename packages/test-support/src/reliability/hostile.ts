@@ -159,6 +159,8 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
       // Streams per session: the default (1024); hostile proxy clients make alice's client open many at once.
       maxSessionsPerPeer: o.authedWorkers + 8,
       maxTunnelsPerSession: 8,
+      // mallory's sessions may all be full: the per-peer tunnel cap is not what this run tests.
+      maxTunnelsPerPeer: (o.authedWorkers + 8) * 8,
       maxBufferedBytesPerPeer: 16 * MiB,
       handshakeTimeout: 3000,
     },
