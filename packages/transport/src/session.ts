@@ -460,7 +460,7 @@ export class Session extends EventEmitter implements StreamHost {
         if (!t) return;
         this.failover.shift();
         const s = this.streams.get(e.stream);
-        if (!s || !s.needsResend(e.offset, e.payload.length)) continue;
+        if (!s?.needsResend(e.offset, e.payload.length)) continue;
         if (!corked.has(t)) {
           t.cork();
           corked.add(t);
@@ -526,7 +526,15 @@ export class Session extends EventEmitter implements StreamHost {
     const { usable, byId, corked, now } = ctx;
     if (!this.config.holResend || usable.length < 2 || !s.hasUnacked || this.holCredit < this.config.maxPayload) return;
     const moving = (id: number, sentAt: number): boolean => usable.some((t) => t.id !== id && t.confirmedSentAt > sentAt);
-    const frames = s.retention.overdue(HOL_SCAN, now, ctx.grace, (id) => byId.has(id), HOL_MAX_FRAMES, (id) => byId.get(id)?.confirmed ?? 0, moving);
+    const frames = s.retention.overdue(
+      HOL_SCAN,
+      now,
+      ctx.grace,
+      (id) => byId.has(id),
+      HOL_MAX_FRAMES,
+      (id) => byId.get(id)?.confirmed ?? 0,
+      moving,
+    );
     if (frames.length === 0) return;
     const slow = byId.get(frames[0]!.tunnel);
     if (slow) slow.penalisedUntil = now + Math.max(20, slow.pathRtt ?? this.rtt());

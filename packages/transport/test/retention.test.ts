@@ -63,7 +63,9 @@ describe('StreamRetention', () => {
     const r = new StreamRetention();
     const fs = frames(4);
     // Head and frame 2 on tunnel 7, due at 1000; frame 1 on tunnel 8; frame 3 on tunnel 7, due later.
-    fs.forEach((f, i) => Object.assign(f, { tunnel: i === 1 ? 8 : 7, sentAt: 900, due: i === 3 ? 5000 : 1000, end: 10_000 }));
+    fs.forEach((f, i) => {
+      Object.assign(f, { tunnel: i === 1 ? 8 : 7, sentAt: 900, due: i === 3 ? 5000 : 1000, end: 10_000 });
+    });
     for (const f of fs) r.keep(f);
     const args = [() => 100, () => true, 16, () => 0, () => true] as const;
     expect(r.overdue(256, 1050, ...args)).toEqual([]); // within grace
@@ -92,7 +94,7 @@ describe('TunnelRetention', () => {
     expect(r.takeUnconfirmed()).toEqual([]);
   });
 
-  it('hands over the very objects it was given: a DATA frame is the stream\'s own record', () => {
+  it("hands over the very objects it was given: a DATA frame is the stream's own record", () => {
     const r = new TunnelRetention();
     const [a] = frames(1);
     r.keep(a!, 1);
@@ -116,7 +118,9 @@ describe('TunnelRetention', () => {
     const r = new TunnelRetention();
     const fs = frames(3000);
     // Tag i / 10: ten frames per PING.
-    fs.forEach((f, i) => r.keep(f, Math.floor(i / 10)));
+    fs.forEach((f, i) => {
+      r.keep(f, Math.floor(i / 10));
+    });
     r.confirm(159); // frames 0–1599 confirmed: more than half, past the compaction point
     expect(r.length).toBe(1400);
     r.confirm(199); // frames 1600–1999: the tags must still line up with their frames
@@ -174,7 +178,14 @@ describe('FailoverQueue', () => {
   });
 
   it('queues a control frame once per (type, stream), also against frames already queued', () => {
-    const q = new FailoverQueue(fakeStreams(new Map([[1, 0], [3, 0]])));
+    const q = new FailoverQueue(
+      fakeStreams(
+        new Map([
+          [1, 0],
+          [3, 0],
+        ]),
+      ),
+    );
     const fin = (stream: number): KeptFrame => keptControl({ type: FrameType.FIN, stream, offset: 0 });
     q.add([rst(1), rst(1), fin(1), rst(3)]);
     expect(q.length).toBe(3);
@@ -209,15 +220,20 @@ describe('FailoverQueue', () => {
 
   it('keys association frames by association, session frames by type', () => {
     const q = new FailoverQueue(fakeStreams(new Map()));
-    const dclose = (association: number): KeptFrame =>
-      keptControl({ type: FrameType.DATAGRAM_CLOSE, association, reason: Reason.NORMAL, message: '' });
-    q.add([dclose(1), dclose(1), dclose(2), keptControl({ type: FrameType.GOAWAY, reason: Reason.SHUTDOWN, message: '' }), keptControl({ type: FrameType.GOAWAY, reason: Reason.SHUTDOWN, message: '' })]);
+    const dclose = (association: number): KeptFrame => keptControl({ type: FrameType.DATAGRAM_CLOSE, association, reason: Reason.NORMAL, message: '' });
+    q.add([
+      dclose(1),
+      dclose(1),
+      dclose(2),
+      keptControl({ type: FrameType.GOAWAY, reason: Reason.SHUTDOWN, message: '' }),
+      keptControl({ type: FrameType.GOAWAY, reason: Reason.SHUTDOWN, message: '' }),
+    ]);
     expect(drain(q).map((e) => (e.kind === 'control' ? e.frame.type : -1))).toEqual([FrameType.DATAGRAM_CLOSE, FrameType.DATAGRAM_CLOSE, FrameType.GOAWAY]);
   });
 });
 
 describe('Tunnel retention over an in-memory pair', () => {
-  it('a closed tunnel hands its unconfirmed frames to the close handler: DATA as the stream\'s records, ACKs by stream', async () => {
+  it("a closed tunnel hands its unconfirmed frames to the close handler: DATA as the stream's records, ACKs by stream", async () => {
     const [a, b] = duplexPair();
     const t = new Tunnel(a, tunnelOptions(resolveSessionConfig(), 0));
     t.transition('handshaking');
