@@ -1,4 +1,4 @@
-import type { SentFrame } from './stream.js';
+import type { KeptData } from './retention.js';
 
 /**
  * Head-of-line re-send: which of a stream's unacknowledged frames to send again on another tunnel.
@@ -36,19 +36,19 @@ export const MAX_COPIES = 3;
  * @param now the current time (performance.now(), ms)
  * @param grace extra wait for a frame on tunnel `id` before its ACK counts as overdue, in ms
  * @param live whether tunnel `id` is still up (frames of a closed tunnel are re-sent by failover)
- * @param confirmed tunnel `id`'s confirmed byte position (see SentFrame.end)
+ * @param confirmed tunnel `id`'s confirmed byte position (see KeptData.end)
  * @param movingSince whether a tunnel other than `id` confirmed something sent after `sentAt`
  */
 export function overdueFrames(
-  frames: Iterable<SentFrame>,
+  frames: Iterable<KeptData>,
   now: number,
   grace: (tunnel: number) => number,
   live: (tunnel: number) => boolean,
   max: number,
   confirmed: (tunnel: number) => number = () => 0,
   movingSince: (tunnel: number, sentAt: number) => boolean = () => true,
-): SentFrame[] {
-  const out: SentFrame[] = [];
+): KeptData[] {
+  const out: KeptData[] = [];
   let stuck = -1;
   for (const f of frames) {
     if (stuck === -1) {

@@ -12,6 +12,7 @@ import {
   SessionLostError,
   isAssociationFrame,
   isStreamFrame,
+  type AckFrame,
   type Address,
   type Frame,
   type OpenFrame,
@@ -19,20 +20,17 @@ import {
 import { ByteBudget } from './budget.js';
 import { DatagramChannel, type DatagramStats } from './datagram.js';
 import type { SessionConfig } from './config.js';
-import { overdueFrames } from './hol.js';
 import { arrivalMs } from './path.js';
 import { pickerFor, type TunnelPicker } from './scheduler.js';
-import { Connection, type SentFrame, type StreamHost, type StreamStats } from './stream.js';
-import type { RetainedEntry, Tunnel, TunnelStats } from './tunnel.js';
+import { FailoverQueue, type KeptData, type KeptFrame } from './retention.js';
+import { Connection, type StreamHost, type StreamStats } from './stream.js';
+import type { Tunnel, TunnelStats } from './tunnel.js';
 
 /** How many ended stream ids a session remembers (to answer late frames correctly). */
 const CLOSED_MEMORY = 4096;
 
 /** How many ids below the highest one seen a session remembers as not opened yet (see `onOpen`). */
 const UNSEEN_MEMORY = 4096;
-
-/** Most control frames about streams no longer live that a session keeps to re-send after a tunnel loss. */
-const STALE_RESEND_MEMORY = 4096;
 
 /** How often a session looks for overdue head-of-line frames while it has unacknowledged data, in ms. */
 const HOL_CHECK_MS = 10;
@@ -54,12 +52,6 @@ const HOL_BUDGET = 0.05;
 /** Credit a session starts with, and the most it can save up, for head-of-line copies, in bytes. */
 const HOL_CREDIT_START = 256 * 1024;
 const HOL_CREDIT_MAX = 4 * 1024 * 1024;
-
-/** Re-sent control frames are deduplicated by this key: one per frame type and stream. */
-function frameKey(frame: Frame): string {
-  if (isAssociationFrame(frame)) return `${frame.type}:a${frame.association}`;
-  return isStreamFrame(frame) ? `${frame.type}:${frame.stream}` : `${frame.type}`;
-}
 
 /**
  * Session states. All transitions happen in `transition`: open → draining → lost; open → lost.
@@ -126,8 +118,6 @@ interface RescueContext {
   grace: (id: number) => number;
 }
 
-type ResendEntry = { kind: 'data'; stream: Connection; offset: number; payload: Buffer } | { kind: 'frame'; frame: Frame };
-
 /**
  * The tunnel manager of one session: it owns the tunnels and the streams, schedules frames onto
  * tunnels, re-sends a lost tunnel's unconfirmed frames on the others, and keeps the streams alive for
@@ -150,7 +140,16 @@ export class Session extends EventEmitter implements StreamHost {
   private readonly ready = new Set<Connection>();
   private readonly ackQueue = new Set<Connection>();
   private ackScheduled = false;
-  private resendQueue: ResendEntry[] = [];
+  /** A lost tunnel's unconfirmed frames, waiting for the live tunnels (retention.ts). */
+  private readonly failover = new FailoverQueue({
+    live: (id) => this.streams.has(id),
+    needsResend: (id, offset, length) => this.streams.get(id)?.needsResend(offset, length) ?? false,
+    scheduleAck: (id) => this.scheduleAck(this.streams.get(id)!),
+    finalAck: (id): AckFrame | null => {
+      const end = this.ended.get(id);
+      return end?.how === 'normal' ? { type: FrameType.ACK, stream: id, ack: end.received, window: 0 } : null;
+    },
+  });
   private heldControl: Frame[] = [];
   private pumping = false;
   private readonly pick: TunnelPicker;
@@ -267,61 +266,20 @@ export class Session extends EventEmitter implements StreamHost {
     return this.tunnels.length;
   }
 
-  private onTunnelClose(t: Tunnel, unconfirmed: RetainedEntry[], err: Error | undefined): void {
+  private onTunnelClose(t: Tunnel, unconfirmed: KeptFrame[], err: Error | undefined): void {
     const i = this.tunnels.indexOf(t);
     if (i >= 0) {
       this.tunnels.splice(i, 1);
       this.wireBytesClosed += t.bytesIn + t.bytesOut;
     }
     if (this.lostError) return;
-    const acks = new Set<number>();
-    // Control frames are re-sent once per (type, stream): repeats say nothing new. Those about streams
-    // no longer live (answers to a peer's stray frames, resets) are kept up to STALE_RESEND_MEMORY: a
-    // peer that provokes answers without confirming them must not fill this session's memory.
-    const queued = new Set<string>();
-    let stale = 0;
-    for (const e of this.resendQueue) {
-      if (e.kind !== 'frame') continue;
-      queued.add(frameKey(e.frame));
-      if (this.isStale(e.frame)) stale++;
-    }
-    for (const e of unconfirmed) {
-      if (e.kind === 'data') {
-        const s = this.streams.get(e.stream);
-        if (s?.needsResend(e.offset, e.payload.length)) {
-          this.resendQueue.push({ kind: 'data', stream: s, offset: e.offset, payload: e.payload });
-        }
-      } else if (e.kind === 'ack') {
-        acks.add(e.stream);
-      } else {
-        const key = frameKey(e.frame);
-        if (queued.has(key)) continue;
-        if (this.isStale(e.frame) && ++stale > STALE_RESEND_MEMORY) continue;
-        queued.add(key);
-        this.resendQueue.push({ kind: 'frame', frame: e.frame });
-      }
-    }
-    for (const id of acks) {
-      const s = this.streams.get(id);
-      if (s) this.scheduleAck(s);
-      else {
-        const end = this.ended.get(id);
-        if (end?.how === 'normal' && ++stale <= STALE_RESEND_MEMORY) {
-          this.resendQueue.push({ kind: 'frame', frame: { type: FrameType.ACK, stream: id, ack: end.received, window: 0 } });
-        }
-      }
-    }
+    this.failover.add(unconfirmed);
     this.emit('tunnel-down', t, err);
     if (this.liveTunnels === 0 && !this.graceTimer) {
       this.graceTimer = setTimeout(() => this.expire(), this.config.gracePeriod);
       this.graceTimer.unref();
     }
     this.pump();
-  }
-
-  /** A frame about a stream that is no longer live (an OPEN counts as live: its stream may still be opening). */
-  private isStale(frame: Frame): boolean {
-    return isStreamFrame(frame) && frame.type !== FrameType.OPEN && !this.streams.has(frame.stream);
   }
 
   /** Fail every stream with SESSION_LOST and forget everything (grace period over, or closed). */
@@ -336,7 +294,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.ackQueue.clear();
     clearTimeout(this.holTimer);
     this.holTimer = undefined;
-    this.resendQueue = [];
+    this.failover.clear();
     this.heldControl = [];
     this.datagrams.closeAll(err.reason ?? Reason.SESSION_LOST, err.message);
     for (const t of [...this.tunnels]) t.close(err);
@@ -498,24 +456,25 @@ export class Session extends EventEmitter implements StreamHost {
       // Draining tunnels (GOAWAY SHUTDOWN, either way) still carry the streams already open (PROTOCOL.md §7).
       const usable = this.tunnels.filter((t) => t.usable || t.state === 'draining');
       if (usable.length === 0) return;
-      while (this.resendQueue.length > 0) {
-        const e = this.resendQueue[0]!;
-        if (e.kind === 'frame') {
-          this.resendQueue.shift();
+      for (let e = this.failover.peek(); e !== undefined; e = this.failover.peek()) {
+        if (e.kind === 'control') {
+          this.failover.shift();
           this.sendControl(e.frame);
           continue;
         }
         const t = this.pick(usable, e.payload.length);
         if (!t) return;
-        this.resendQueue.shift();
-        if (!e.stream.needsResend(e.offset, e.payload.length)) continue;
+        this.failover.shift();
+        const s = this.streams.get(e.stream);
+        if (!s?.needsResend(e.offset, e.payload.length)) continue;
         if (!corked.has(t)) {
           t.cork();
           corked.add(t);
         }
-        e.stream.resent++;
-        e.stream.resentBytes += e.payload.length;
-        t.sendData(e.stream.id, e.offset, e.payload);
+        s.resent++;
+        s.resentBytes += e.payload.length;
+        // Not `sendTracked`: the head-of-line record keeps naming the dead tunnel, so hol.ts leaves the frame to failover.
+        t.sendData(e);
       }
       while (this.ready.size > 0) {
         const s = this.ready.values().next().value as Connection;
@@ -538,7 +497,7 @@ export class Session extends EventEmitter implements StreamHost {
           t.cork();
           corked.add(t);
         }
-        this.sendTracked(t, s, f);
+        this.sendTracked(t, f);
         this.holCredit = Math.min(HOL_CREDIT_MAX, this.holCredit + HOL_BUDGET * f.payload.length);
         // Round-robin between streams: move this one to the back.
         this.ready.delete(s);
@@ -553,14 +512,14 @@ export class Session extends EventEmitter implements StreamHost {
   }
 
   /** Write a stream's DATA frame on `t` and note where and when, and when its ACK is due. */
-  private sendTracked(t: Tunnel, s: Connection, f: SentFrame): void {
+  private sendTracked(t: Tunnel, f: KeptData): void {
     const now = performance.now();
     // Due: the frame's arrival over this tunnel (its backlog, rate and half RTT), the ACK's way back
     // (half the best RTT) and the peer's ACK coalescing (one turn of its event loop, a few ms).
     f.due = now + arrivalMs(t, f.payload.length, 0, now) + this.rtt() / 2 + 5;
     f.tunnel = t.id;
     f.sentAt = now;
-    t.sendData(s.id, f.offset, f.payload);
+    t.sendData(f);
     f.end = t.written;
   }
 
@@ -573,7 +532,15 @@ export class Session extends EventEmitter implements StreamHost {
     const { usable, byId, corked, now } = ctx;
     if (!this.config.holResend || usable.length < 2 || !s.hasUnacked || this.holCredit < this.config.maxPayload) return;
     const moving = (id: number, sentAt: number): boolean => usable.some((t) => t.id !== id && t.confirmedSentAt > sentAt);
-    const frames = overdueFrames(s.unackedFrames(HOL_SCAN), now, ctx.grace, (id) => byId.has(id), HOL_MAX_FRAMES, (id) => byId.get(id)?.confirmed ?? 0, moving);
+    const frames = s.retention.overdue(
+      HOL_SCAN,
+      now,
+      ctx.grace,
+      (id) => byId.has(id),
+      HOL_MAX_FRAMES,
+      (id) => byId.get(id)?.confirmed ?? 0,
+      moving,
+    );
     if (frames.length === 0) return;
     const slow = byId.get(frames[0]!.tunnel);
     if (slow) slow.penalisedUntil = now + Math.max(20, slow.pathRtt ?? this.rtt());
@@ -591,7 +558,7 @@ export class Session extends EventEmitter implements StreamHost {
       s.resent++;
       s.resentBytes += f.payload.length;
       this.holResent++;
-      this.sendTracked(t, s, f);
+      this.sendTracked(t, f);
     }
   }
 
@@ -792,7 +759,7 @@ export class Session extends EventEmitter implements StreamHost {
       duplicateBytes,
       recvBudgetUsed: this.recvBudget.used,
       sendBudgetUsed: this.sendBudget.used,
-      heldFrames: this.resendQueue.length + this.heldControl.length,
+      heldFrames: this.failover.length + this.heldControl.length,
       datagrams: this.datagrams.stats(),
       tunnels: this.tunnels.map((t) => t.stats()),
       streams,

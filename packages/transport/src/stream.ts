@@ -15,6 +15,7 @@ import {
 } from '@gkd/protocol';
 import type { ByteBudget } from './budget.js';
 import type { SessionConfig } from './config.js';
+import { StreamRetention, keptData, type KeptData } from './retention.js';
 
 /**
  * Stream states. All transitions happen in `transition`:
@@ -82,25 +83,6 @@ export interface StreamStats {
   duplicateBytes: number;
 }
 
-/** A DATA frame sent and not yet acknowledged by the peer's cumulative ACK. */
-export interface SentFrame {
-  offset: number;
-  payload: Buffer;
-  /** Id of the tunnel that carried the latest copy (0 until sent). */
-  tunnel: number;
-  /** When the latest copy was written (performance.now(), ms). */
-  sentAt: number;
-  /** When its ACK is expected at the latest, barring loss (performance.now(), ms). */
-  due: number;
-  /** The tunnel's byte position just after the latest copy: once the tunnel's PONGs confirm it, the peer has the frame. */
-  end: number;
-  /** Copies sent: 1, more after a head-of-line re-send or a tunnel loss. */
-  copies: number;
-}
-
-/** Put in the slots of acknowledged frames, so their payloads are freed now, not at the next compaction. */
-const ACKED: SentFrame = { offset: 0, payload: Buffer.alloc(0), tunnel: 0, sentAt: 0, due: 0, end: 0, copies: 0 };
-
 /**
  * One virtual connection: a Node Duplex whose bytes travel as DATA frames over all tunnels of its
  * session. `write()` returns false when the buffer is full, then `'drain'`; `end()` sends FIN
@@ -132,8 +114,8 @@ export class Connection extends Duplex {
   /** Largest cumulative ACK from the peer: every byte below it arrived. */
   ackedOffset = 0;
   private peerLimit: number;
-  private unacked: SentFrame[] = [];
-  private unackedHead = 0;
+  /** DATA frames sent and not acknowledged yet, oldest first (retention.ts): re-sent after a tunnel loss or when overdue. */
+  readonly retention = new StreamRetention();
   // --- receive side ---
   private readonly reorder: ReorderBuffer;
   private window: number;
@@ -282,7 +264,7 @@ export class Connection extends Duplex {
       this.pendingBytes > 0 &&
       (this.streamState === 'open' || this.streamState === 'remote-fin') &&
       this.credit() > 0 &&
-      this.unacked.length - this.unackedHead < this.host.config.maxUnackedFrames
+      this.retention.count < this.host.config.maxUnackedFrames
     );
   }
 
@@ -290,7 +272,7 @@ export class Connection extends Duplex {
    * Cut the next DATA frame from the pending bytes, assign its offset (only now, so offsets are
    * gap-free) and keep it for retransmission. Returns null if nothing may be sent.
    */
-  takeFrame(): SentFrame | null {
+  takeFrame(): KeptData | null {
     if (!this.canSend) return null;
     const size = Math.min(this.host.config.maxPayload, this.credit(), this.pendingBytes);
     let payload: Buffer;
@@ -325,8 +307,8 @@ export class Connection extends Duplex {
     this.host.sendBudget.reserve(payload.length);
     const offset = this.sentOffset;
     this.sentOffset += payload.length;
-    const frame: SentFrame = { offset, payload, tunnel: 0, sentAt: 0, due: 0, end: 0, copies: 1 };
-    this.unacked.push(frame);
+    const frame = keptData(this.id, offset, payload);
+    this.retention.keep(frame);
     if (this.pendingBytes === 0 && this.pendingCb) {
       const cb = this.pendingCb;
       this.pendingCb = null;
@@ -487,18 +469,7 @@ export class Connection extends Duplex {
     if (f.ack > this.ackedOffset) {
       this.host.sendBudget.release(f.ack - this.ackedOffset);
       this.ackedOffset = f.ack;
-      let h = this.unackedHead;
-      while (h < this.unacked.length) {
-        const u = this.unacked[h]!;
-        if (u.offset + u.payload.length > f.ack) break;
-        this.unacked[h] = ACKED;
-        h++;
-      }
-      this.unackedHead = h;
-      if (h > 256 && h * 2 > this.unacked.length) {
-        this.unacked = this.unacked.slice(h);
-        this.unackedHead = 0;
-      }
+      this.retention.ackTo(f.ack);
       this.maybeFinish();
     }
     // Also when only the send budget stops us: the pump then registers the stream for the budget's
@@ -569,15 +540,6 @@ export class Connection extends Duplex {
 
   // ---------------------------------------------------------------- retransmission and lifecycle
 
-  /**
-   * The frames not yet acknowledged, oldest first, up to `max` of them (no copy of the list). The first
-   * one starts at the peer's cumulative ACK: it is the frame the receiver is waiting for.
-   */
-  *unackedFrames(max = Infinity): Generator<SentFrame> {
-    const end = Math.min(this.unacked.length, this.unackedHead + max);
-    for (let i = this.unackedHead; i < end; i++) yield this.unacked[i]!;
-  }
-
   /** Bytes written by the application and not framed yet. */
   get pendingLength(): number {
     return this.pendingBytes;
@@ -585,7 +547,7 @@ export class Connection extends Duplex {
 
   /** True while some sent byte is not acknowledged. */
   get hasUnacked(): boolean {
-    return this.unackedHead < this.unacked.length;
+    return this.retention.count > 0;
   }
 
   /** True if the stream has bytes to send but no credit (peer's window, our max window or the unacked-frame cap). */
@@ -596,8 +558,7 @@ export class Connection extends Duplex {
   private release(how: 'normal' | 'reset'): void {
     this.pending = [];
     this.pendingBytes = 0;
-    this.unacked = [];
-    this.unackedHead = 0;
+    this.retention.clear();
     if (!this.released) {
       this.released = true;
       if (!this.recvReleased) this.host.recvBudget.release(this.window);

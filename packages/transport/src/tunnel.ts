@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { SessionConfig } from './config.js';
 import { kernelSocket, type KernelSocket } from './kernel.js';
 import { PathEstimator, type PathMode, type PathView } from './path.js';
+import { TunnelRetention, keptControl, type KeptData, type KeptFrame } from './retention.js';
 import {
   ClosedError,
   Decoder,
@@ -29,12 +30,6 @@ const allowed: Record<TunnelState, TunnelState[]> = {
   closed: [],
 };
 
-/** A frame kept until a PONG proves the peer processed it (see PROTOCOL.md §6). */
-export type RetainedEntry =
-  | { kind: 'data'; stream: number; offset: number; payload: Buffer; tag: number }
-  | { kind: 'ack'; stream: number; tag: number }
-  | { kind: 'frame'; frame: Frame; tag: number };
-
 /** Callbacks a tunnel's owner installs. */
 export interface TunnelHandlers {
   /** A frame arrived while handshaking. */
@@ -44,7 +39,7 @@ export interface TunnelHandlers {
   /** The socket's send buffer drained below the high-water mark. */
   drain?(tunnel: Tunnel): void;
   /** The tunnel closed; `unconfirmed` are the frames the peer may not have processed. */
-  close?(tunnel: Tunnel, unconfirmed: RetainedEntry[], error: Error | undefined): void;
+  close?(tunnel: Tunnel, unconfirmed: KeptFrame[], error: Error | undefined): void;
 }
 
 /** Tunnel settings, in ms and bytes. */
@@ -142,9 +137,6 @@ export function isLoopback(address: string): boolean {
   return a === '::1' || /^127\./.test(a);
 }
 
-/** Put in the slots of confirmed frames (see `onPong`). */
-const CONFIRMED: RetainedEntry = { kind: 'ack', stream: 0, tag: 0 };
-
 /**
  * One real connection (TCP, TLS or in-memory) carrying frames of one session: decoding, writing,
  * keepalive, RTT, delivery-rate measurement and the retained frames that make failover lossless.
@@ -179,16 +171,14 @@ export class Tunnel implements PathView {
   private readonly kernel: KernelSocket | null;
   private readonly decoder: Decoder;
   private readonly opts: TunnelOptions;
-  private retained: RetainedEntry[] = [];
-  private retainedHead = 0;
+  /** Frames sent and not yet confirmed by a PONG, handed to the `close` handler for failover (retention.ts). */
+  private readonly retention = new TunnelRetention();
   private unconfirmedFrames = 0;
   private unconfirmedBytes = 0;
   private nextPingId = 1;
   private confirmPingOutstanding = false;
   /** More than `maxUnconfirmed` frames are kept: the tunnel closes on the next turn. */
   private overLimit = false;
-  /** Retained DATA and control frames (not ACKs, which are re-generated per stream) not yet confirmed. */
-  private retainedFrames = 0;
   /** When the oldest PING still unanswered was sent (performance.now()), or null if every PING was answered. */
   private unansweredSince: number | null = null;
   /** Outstanding PINGs: when each was sent (performance.now()) and `writtenTotal` just before it. */
@@ -325,24 +315,19 @@ export class Tunnel implements PathView {
     this.framesOut++;
     if (frame.type === FrameType.PING || frame.type === FrameType.PONG) return;
     if (this.state === 'connecting' || this.state === 'handshaking') return; // handshake frames are not retained
-    const tag = this.nextPingId;
-    if (frame.type === FrameType.ACK) this.retained.push({ kind: 'ack', stream: frame.stream, tag });
-    else {
-      this.retained.push({ kind: 'frame', frame, tag });
-      this.retainedFrames++;
-    }
+    this.retention.keep(keptControl(frame), this.nextPingId);
     this.noteUnconfirmed(buf.length);
   }
 
-  /** Send a DATA frame without copying the payload; it is kept (by reference) until confirmed. */
-  sendData(stream: number, offset: number, payload: Buffer): void {
+  /** Send a stream's DATA frame without copying the payload; the frame itself is kept (by reference) until confirmed. */
+  sendData(frame: KeptData): void {
     if (this.state === 'closed') return;
-    const head = encodeDataHeader(stream, offset, payload.length);
+    const { payload } = frame;
+    const head = encodeDataHeader(frame.stream, frame.offset, payload.length);
     this.write(head);
     this.write(payload);
     this.framesOut++;
-    this.retained.push({ kind: 'data', stream, offset, payload, tag: this.nextPingId });
-    this.retainedFrames++;
+    this.retention.keep(frame, this.nextPingId);
     this.noteUnconfirmed(head.length + payload.length);
   }
 
@@ -395,9 +380,7 @@ export class Tunnel implements PathView {
     this.state = 'closed';
     clearInterval(this.keepaliveTimer);
     clearInterval(this.rateTimer);
-    const unconfirmed = this.retained.slice(this.retainedHead);
-    this.retained = [];
-    this.retainedHead = 0;
+    const unconfirmed = this.retention.takeUnconfirmed();
     this.pingSent.clear();
     this.socket.destroy();
     this.handlers.close?.(this, unconfirmed, error);
@@ -438,7 +421,7 @@ export class Tunnel implements PathView {
       queued: this.queued,
       inflight: this.inflight,
       rate: this.rate,
-      unconfirmed: this.retained.length - this.retainedHead,
+      unconfirmed: this.retention.length,
       mode: this.path.mode,
       congestion: this.congestion,
       notSentLowat: this.notSentLowat,
@@ -467,7 +450,7 @@ export class Tunnel implements PathView {
   }
 
   private noteUnconfirmed(bytes: number): void {
-    if (this.retainedFrames > this.opts.maxUnconfirmed && !this.overLimit) {
+    if (this.retention.frameCount > this.opts.maxUnconfirmed && !this.overLimit) {
       // Closed on the next turn, not here: the caller may be in the middle of a scheduling round that
       // would hand the next frame to a tunnel closed under it. Until then the tunnel takes frames as usual.
       this.overLimit = true;
@@ -641,19 +624,7 @@ export class Tunnel implements PathView {
     this.unansweredSince = next.done ? null : next.value.at;
     const rtt = performance.now() - sent;
     this.srtt = this.srtt === null ? rtt : 0.875 * this.srtt + 0.125 * rtt;
-    // Everything tagged with a ping id ≤ id was sent before that ping: the peer has processed it.
-    let h = this.retainedHead;
-    while (h < this.retained.length && this.retained[h]!.tag <= id) {
-      if (this.retained[h]!.kind !== 'ack') this.retainedFrames--;
-      // Free the confirmed frame (and a DATA payload) now: compaction waits for 1024 of them.
-      this.retained[h] = CONFIRMED;
-      h++;
-    }
-    this.retainedHead = h;
-    if (h > 1024 && h * 2 > this.retained.length) {
-      this.retained = this.retained.slice(h);
-      this.retainedHead = 0;
-    }
+    this.retention.confirm(id);
     if (this.confirmPingOutstanding) this.confirmPingOutstanding = false;
     if (this.retireWatch && this.confirmedTotal >= this.retireWatch.goal) this.retireWatch.end();
   }

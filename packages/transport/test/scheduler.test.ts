@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { overdueFrames, MAX_COPIES } from '../src/hol.js';
 import { arrivalMs } from '../src/path.js';
 import { earliestArrival, leastQueued, roundRobin, type Pickable } from '../src/scheduler.js';
-import type { SentFrame } from '../src/stream.js';
+import type { KeptData } from '../src/retention.js';
 
 /** The pickers (scheduler.ts) and the head-of-line rule (hol.ts), on fake tunnels and a fake clock. */
 
@@ -86,7 +86,7 @@ describe('leastQueued and roundRobin', () => {
 });
 
 describe('overdueFrames (head-of-line re-send)', () => {
-  const f = (offset: number, tunnel: number, due: number, copies = 1, end = 1000): SentFrame => ({ offset, payload: Buffer.alloc(16), tunnel, sentAt: due - 100, due, end, copies });
+  const f = (offset: number, tunnel: number, due: number, copies = 1, end = 1000): KeptData => ({ kind: 'data', stream: 1, offset, payload: Buffer.alloc(16), tunnel, sentAt: due - 100, due, end, copies });
   const grace = () => 100;
   const live = () => true;
 
@@ -138,7 +138,7 @@ describe('arrivalMs and the congestion window', () => {
 });
 
 describe('overdueFrames and tunnel confirmations', () => {
-  const f = (offset: number, tunnel: number, end: number): SentFrame => ({ offset, payload: Buffer.alloc(16), tunnel, sentAt: 900, due: 1000, end, copies: 1 });
+  const f = (offset: number, tunnel: number, end: number): KeptData => ({ kind: 'data', stream: 1, offset, payload: Buffer.alloc(16), tunnel, sentAt: 900, due: 1000, end, copies: 1 });
   it('leaves a head its tunnel already confirmed (the peer has it; the ACK is late for another reason)', () => {
     expect(overdueFrames([f(0, 1, 500)], 5000, () => 100, () => true, 16, () => 500)).toEqual([]);
     expect(overdueFrames([f(0, 1, 500)], 5000, () => 100, () => true, 16, () => 499).map((x) => x.offset)).toEqual([0]);
@@ -152,7 +152,7 @@ describe('overdueFrames and tunnel confirmations', () => {
 
 describe('overdueFrames when no other tunnel is moving', () => {
   it('copies nothing while every tunnel lags alike (an overloaded peer), and the head once another tunnel confirmed newer data', () => {
-    const head: SentFrame = { offset: 0, payload: Buffer.alloc(16), tunnel: 1, sentAt: 900, due: 1000, end: 500, copies: 1 };
+    const head: KeptData = { kind: 'data', stream: 1, offset: 0, payload: Buffer.alloc(16), tunnel: 1, sentAt: 900, due: 1000, end: 500, copies: 1 };
     expect(overdueFrames([head], 5000, () => 100, () => true, 16, () => 0, () => false)).toEqual([]);
     expect(overdueFrames([head], 5000, () => 100, () => true, 16, () => 0, (id, at) => id === 1 && at === 900)).toEqual([head]);
   });
