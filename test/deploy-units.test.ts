@@ -62,7 +62,10 @@ describe.each([
     writeFileSync(copy, text.replaceAll('/usr/local/bin/gkd', stub));
     const verify = await run('systemd-analyze', ['verify', copy]).catch((err: { stdout: string; stderr: string; code: number }) => err);
     expect(`${verify.stdout}${verify.stderr}`).toBe('');
-    const security = await run('systemd-analyze', ['security', '--offline=yes', '--threshold=25', copy]).catch((err: { stdout: string; stderr: string }) => ({ ...err, failed: true }));
+    const security = await run('systemd-analyze', ['security', '--offline=yes', '--threshold=25', copy]).catch((err: { stdout: string; stderr: string }) => ({
+      ...err,
+      failed: true,
+    }));
     expect('failed' in security ? security.stdout + security.stderr : '').toBe('');
     expect(security.stdout).toMatch(/Overall exposure level for .*: [0-2]\.\d/);
   });

@@ -30,7 +30,10 @@ describe('ERRORS.md and the error classes', () => {
     expect(classes.size).toBeGreaterThanOrEqual(16);
     for (const code of Object.values(protocol.ErrorCode)) {
       const owners = [...classes.values()].filter((c) => c.instance.code === code);
-      expect(owners.map((c) => c.name), code).toHaveLength(1);
+      expect(
+        owners.map((c) => c.name),
+        code,
+      ).toHaveLength(1);
       const { name, instance } = owners[0]!;
       expect(instance.name).toBe(name);
       expect(instance).toBeInstanceOf(protocol.GkdError);

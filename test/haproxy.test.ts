@@ -35,7 +35,6 @@ if (!HAPROXY) console.log('skipping the HAProxy test: haproxy is not installed (
 const SESSIONS = Number(process.env.GKD_HAPROXY_SESSIONS ?? 100);
 const TUNNELS = 8;
 
-
 let echo: net.Server;
 const echoSockets = new Set<net.Socket>();
 beforeAll(async () => {
@@ -107,7 +106,10 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
     const key = randomBytes(32).toString('base64url');
     const servers: { proc: ChildProcess; port: number }[] = [];
     for (let i = 0; i < 3; i++) {
-      const proc = fork(fileURLToPath(new URL('./support/server-child.mjs', import.meta.url)), [], { env: { ...process.env, GKD_TEST_KEY: key }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const proc = fork(fileURLToPath(new URL('./support/server-child.mjs', import.meta.url)), [], {
+        env: { ...process.env, GKD_TEST_KEY: key },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
       children.push(proc);
       const [m] = (await once(proc, 'message')) as [{ port: number }];
       servers.push({ proc, port: m.port });
@@ -225,7 +227,11 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
       const worst = Math.max(...recovered);
       console.log(`haproxy test: ${victims.length} clients of the killed server streaming again after ${Math.min(...recovered)}–${worst} ms`);
       expect(worst).toBeLessThan(5_000);
-      await until(() => survivors.every((c, i) => pumps[clients.indexOf(c)]!.received >= before[i]! + 4 * PERIOD), 30_000, 'the other clients to keep streaming');
+      await until(
+        () => survivors.every((c, i) => pumps[clients.indexOf(c)]!.received >= before[i]! + 4 * PERIOD),
+        30_000,
+        'the other clients to keep streaming',
+      );
       for (const c of survivors) {
         const p = pumps[clients.indexOf(c)]!;
         expect(p.error).toBeNull();

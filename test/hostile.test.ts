@@ -85,7 +85,9 @@ describe('a peer that reads but never confirms (regression: it made the server r
     const peers = s.peers as { unconfirmed: number; held: number }[];
     const unconfirmed = Math.max(0, ...peers.map((p) => p.unconfirmed));
     const held = Math.max(0, ...peers.map((p) => p.held));
-    console.log(`server answers read: ${answered()}; frames retained for this peer: ${unconfirmed} on tunnels, ${held} held by its session; GOAWAY 0x${(peer.goaway ?? 0).toString(16)} ${peer.goawayMessage}`);
+    console.log(
+      `server answers read: ${answered()}; frames retained for this peer: ${unconfirmed} on tunnels, ${held} held by its session; GOAWAY 0x${(peer.goaway ?? 0).toString(16)} ${peer.goawayMessage}`,
+    );
     expect(peer.isClosed).toBe(true);
     // The GOAWAY may be lost with the unsent answers when the socket is destroyed: the server says why.
     expect(limitCloses(s) - closesBefore).toBe(1); // LIMIT_EXCEEDED
@@ -143,7 +145,9 @@ describe('a peer that reads but never confirms (regression: it made the server r
     }
     const s = await stack.server.call('stats');
     const mine = (s.peers as { id: string; tunnelsUp: number; unconfirmed: number; held: number }[]).filter((p) => p.id === session.sessionId.toString('hex'));
-    console.log(`tunnel a: ${a.counts.get(FrameType.RST) ?? 0} RSTs then GOAWAY 0x${(a.goaway ?? 0).toString(16)}; re-sent on tunnel b: ${rstOnB()} RSTs; server: ${JSON.stringify(mine)}`);
+    console.log(
+      `tunnel a: ${a.counts.get(FrameType.RST) ?? 0} RSTs then GOAWAY 0x${(a.goaway ?? 0).toString(16)}; re-sent on tunnel b: ${rstOnB()} RSTs; server: ${JSON.stringify(mine)}`,
+    );
     expect(a.isClosed).toBe(true);
     expect(limitCloses(s) - closesBefore).toBe(1); // tunnel a
     expect(b.isClosed).toBe(false);

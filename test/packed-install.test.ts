@@ -42,7 +42,9 @@ beforeAll(async () => {
   await ensureBuilt(); // the workspace's dist, fresh, is what gets packed
   const out = join(dir, 'tarballs');
   await run(process.execPath, [join(ROOT, 'scripts/release/pack.mjs'), '--no-build', '--out', out], { cwd: ROOT });
-  const tarballs = readdirSync(out).filter((f) => f.endsWith('.tgz')).map((f) => join(out, f));
+  const tarballs = readdirSync(out)
+    .filter((f) => f.endsWith('.tgz'))
+    .map((f) => join(out, f));
   expect(tarballs.map((t) => t.slice(out.length + 1)).sort()).toEqual(
     ['cli', 'protocol', 'server', 'socks-client', 'transport'].map((p) => `gkd-${p}-0.1.0.tgz`),
   );
@@ -72,7 +74,8 @@ describe('gkd installed with npm from the packed tarballs', () => {
     expect(existsSync(join(socksClient, 'vendor/socksv5/lib/server.parser.js'))).toBe(true);
     expect(existsSync(join(socksClient, 'node_modules/socksv5'))).toBe(false);
     for (const name of ['protocol', 'transport', 'server', 'socks-client', 'cli']) {
-      for (const file of ['README.md', 'LICENSE', 'package.json']) expect(existsSync(join(prefix, 'lib/node_modules/@gkd', name, file)), `${name}/${file}`).toBe(true);
+      for (const file of ['README.md', 'LICENSE', 'package.json'])
+        expect(existsSync(join(prefix, 'lib/node_modules/@gkd', name, file)), `${name}/${file}`).toBe(true);
     }
     expect(up.stderr).toMatch(/tunnel 3 up \(4\/4\)/);
   });

@@ -37,7 +37,10 @@ async function pair(
       return a;
     },
   });
-  cleanups.push(() => server.close(), () => client.close());
+  cleanups.push(
+    () => server.close(),
+    () => client.close(),
+  );
   await client.waitForTunnel(10_000);
   return { server, client };
 }
@@ -138,7 +141,8 @@ describe('regressions found by the reliability suite', () => {
     async function server() {
       stack = await startStack({ users: ['mallory'], clients: [] });
       const peer = await new OwnSession(stack.serverPort, 'mallory', stack.keys.mallory!).tunnel();
-      const open = (destination: { type: 'ipv4' | 'domain'; host: string; port: number }) => encode({ type: FrameType.OPEN, stream: 1, window: 65536, destination });
+      const open = (destination: { type: 'ipv4' | 'domain'; host: string; port: number }) =>
+        encode({ type: FrameType.OPEN, stream: 1, window: 65536, destination });
       return { stack, peer, open };
     }
 
@@ -177,7 +181,12 @@ describe('regressions found by the reliability suite', () => {
       const { stack, peer } = await server();
       const hold = { type: 'ipv4' as const, host: '127.0.0.1', port: stack.ports.hold };
       // Stream 3's OPEN arrives before stream 1's, as when 1's tunnel died and its OPEN was re-sent.
-      await peer.write(Buffer.concat([encode({ type: FrameType.OPEN, stream: 3, window: 65536, destination: hold }), encode({ type: FrameType.OPEN, stream: 1, window: 65536, destination: hold })]));
+      await peer.write(
+        Buffer.concat([
+          encode({ type: FrameType.OPEN, stream: 3, window: 65536, destination: hold }),
+          encode({ type: FrameType.OPEN, stream: 1, window: 65536, destination: hold }),
+        ]),
+      );
       const end = Date.now() + 10_000;
       while (peer.opened.size + peer.ended.size < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
       expect([...peer.opened].sort()).toEqual([1, 3]);

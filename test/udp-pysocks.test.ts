@@ -169,7 +169,8 @@ describe.skipIf(!python)('SOCKS5 UDP ASSOCIATE with PySocks: client → gkd clie
     dns = await udpServer(dnsAnswer);
     denied = await udpServer(dnsAnswer); // a DNS server the policy does not allow (loopback is denied by default)
     echo = await udpServer((msg) => msg);
-    const resolver = async (name: string) => (name === 'dns.test' ? [{ address: '127.0.0.1', family: 4 }] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' })));
+    const resolver = async (name: string) =>
+      name === 'dns.test' ? [{ address: '127.0.0.1', family: 4 }] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }));
     stack = await startStack({ tunnels: 4, allow: [`127.0.0.1:${dns.port}`, `127.0.0.1:${echo.port}`], server: { resolver } });
   });
   afterAll(async () => {
@@ -193,7 +194,14 @@ describe.skipIf(!python)('SOCKS5 UDP ASSOCIATE with PySocks: client → gkd clie
   });
 
   it('10 000 datagrams round-trip to a UDP echo server: at least 99 % come back, every one intact', async () => {
-    const r = (await runPython(ECHO_SCRIPT, [stack.socksPort, echo.port, 10_000])) as { sent: number; intact: number; corrupt: number; dup: number; timeouts: number; seconds: number };
+    const r = (await runPython(ECHO_SCRIPT, [stack.socksPort, echo.port, 10_000])) as {
+      sent: number;
+      intact: number;
+      corrupt: number;
+      dup: number;
+      timeouts: number;
+      seconds: number;
+    };
     console.log(`PySocks echo: ${JSON.stringify(r)}`);
     expect(r.corrupt).toBe(0);
     expect(r.intact).toBeGreaterThanOrEqual(9_900);

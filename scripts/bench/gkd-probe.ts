@@ -45,9 +45,19 @@ function slim(s: SessionStats): unknown {
       rate: t.rate,
       unc: t.unconfirmed,
       // The kernel's view (mode 'kernel'): cwnd (segments), RTT (ms), unsent bytes, retransmits, CA state.
-      ...(t.kernel ? { k: { cwnd: t.kernel.cwnd, rtt: t.kernel.rtt, ns: t.kernel.notSent, rtx: t.kernel.retransmits, ca: t.kernel.caState, dr: t.kernel.deliveryRate } } : {}),
+      ...(t.kernel
+        ? { k: { cwnd: t.kernel.cwnd, rtt: t.kernel.rtt, ns: t.kernel.notSent, rtx: t.kernel.retransmits, ca: t.kernel.caState, dr: t.kernel.deliveryRate } }
+        : {}),
     })),
-    streams: s.streams.map((st) => ({ id: st.id, win: st.window, unacked: st.unacked, reorder: st.reorderDepth, buf: st.buffered, in: st.bytesIn, out: st.bytesOut })),
+    streams: s.streams.map((st) => ({
+      id: st.id,
+      win: st.window,
+      unacked: st.unacked,
+      reorder: st.reorderDepth,
+      buf: st.buffered,
+      in: st.bytesIn,
+      out: st.bytesOut,
+    })),
   };
 }
 
@@ -61,7 +71,14 @@ function record(file: string, read: () => SessionStats[]): void {
 
 if (role === 'server') {
   const [listen = '0.0.0.0:9990', allow = '', file = '/dev/null'] = args;
-  const server = await GkdServer.start({ listen, key, allow: allow.split(',').filter(Boolean), deny: [], session, ...(serverLimits ? { limits: serverLimits } : {}) });
+  const server = await GkdServer.start({
+    listen,
+    key,
+    allow: allow.split(',').filter(Boolean),
+    deny: [],
+    session,
+    ...(serverLimits ? { limits: serverLimits } : {}),
+  });
   record(file, () => server.stats().peers);
   process.once('SIGTERM', () => void server.close().finally(() => process.exit(0)));
   console.log(`gkd: server on ${listen}`);
@@ -70,7 +87,9 @@ if (role === 'server') {
   const auto = tunnels === 'auto';
   const client = Client.create(server, { key, tunnels: auto ? 'auto' : Number(tunnels), session });
   const n = client.tunnelCount;
-  client.on('tunnels', (d: { from: number; target: number; reason: string }) => console.error(JSON.stringify({ time: new Date().toISOString(), event: 'tunnels', ...d })));
+  client.on('tunnels', (d: { from: number; target: number; reason: string }) =>
+    console.error(JSON.stringify({ time: new Date().toISOString(), event: 'tunnels', ...d })),
+  );
   const opener: Opener = (destination, signal) => client.open(destination, { signal });
   const at = parseHostPort(socks, '127.0.0.1', 'socks');
   const proxy = await SocksServer.listen({ host: at.host, port: at.port, opener });

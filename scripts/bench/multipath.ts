@@ -71,7 +71,11 @@ function teardown(): void {
   netem.down();
 }
 process.on('exit', teardown);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (teardown(), process.exit(130)));
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.on(sig, () => {
+    teardown();
+    process.exit(130);
+  });
 
 type Setup = { name: string; vias: number[] };
 const SETUPS: Setup[] = [
@@ -85,7 +89,15 @@ async function main(): Promise<void> {
   mkdirSync(`${OUT}/logs`, { recursive: true });
   netem.upLinks(CC, LINKS);
   await startFileServer(B, '0.0.0.0', FILE_PORT, `${OUT}/logs`);
-  const gkd = new Gkd({ mode: 'cli', nsServer: B, nsClient: A, listen: `${netem.ADDR_B}:9990`, allow: `127.0.0.1:${FILE_PORT}`, socks: '127.0.0.1:1080', logDir: `${OUT}/logs` });
+  const gkd = new Gkd({
+    mode: 'cli',
+    nsServer: B,
+    nsClient: A,
+    listen: `${netem.ADDR_B}:9990`,
+    allow: `127.0.0.1:${FILE_PORT}`,
+    socks: '127.0.0.1:1080',
+    logDir: `${OUT}/logs`,
+  });
   await gkd.startServer();
   const results: Record<string, unknown> = { links: LINKS, tunnelsPerPath: TUNNELS, cc: CC, repeat: REPEAT, sizeMiB: SIZE / 2 ** 20 };
 
@@ -99,7 +111,9 @@ async function main(): Promise<void> {
         await sleep(1000);
         const d = await curlDownload(A, `http://127.0.0.1:${FILE_PORT}/bytes/${SIZE}`, { socks: '127.0.0.1:1080', capSeconds: CAP, size: SIZE });
         mbps.get(s.name)!.push(d.mbps);
-        say(`(f) round ${round} ${s.name.padEnd(32)} ${d.mbps.toFixed(1).padStart(6)} Mbit/s${d.capped ? ' (capped)' : ''} (${up} tunnels up)${d.error ? ` ${d.error}` : ''}`);
+        say(
+          `(f) round ${round} ${s.name.padEnd(32)} ${d.mbps.toFixed(1).padStart(6)} Mbit/s${d.capped ? ' (capped)' : ''} (${up} tunnels up)${d.error ? ` ${d.error}` : ''}`,
+        );
         await gkd.stopClient();
       }
     }
@@ -110,7 +124,14 @@ async function main(): Promise<void> {
     results.f = { mbps: Object.fromEntries(mbps), medians: med, ratio };
     console.log(`\n(f) two unequal links, medians of ${REPEAT}, ${TUNNELS} tunnels per path, ${CC}`);
     console.log('| setup | Mbit/s (median) | rounds |\n| --- | ---: | --- |');
-    SETUPS.forEach((s, i) => console.log(`| ${s.name} | ${med[i]!.toFixed(1)} | ${mbps.get(s.name)!.map((x) => x.toFixed(1)).join(', ')} |`));
+    SETUPS.forEach((s, i) => {
+      console.log(
+        `| ${s.name} | ${med[i]!.toFixed(1)} | ${mbps
+          .get(s.name)!
+          .map((x) => x.toFixed(1))
+          .join(', ')} |`,
+      );
+    });
     console.log(`| both / (link 0 + link 1) | ${(ratio * 100).toFixed(0)} % | target ≥ 90 % |`);
   }
 
@@ -124,12 +145,24 @@ async function main(): Promise<void> {
     const want = (await run(B, 'sh', ['-c', `curl -s http://127.0.0.1:${FILE_PORT}/bytes/${G_SIZE} | sha256sum`], 120_000)).stdout.split(' ')[0];
     await gkd.startClient(TUNNELS, [...viaFlags([0, 1]), '--log-level', 'info'], 2 * TUNNELS);
     await sleep(1000);
-    const getting = run(A, 'node', ['--import', 'tsx', `${ROOT}scripts/bench/socks-get.ts`, '127.0.0.1:1080', `127.0.0.1:${FILE_PORT}`, `/bytes/${G_SIZE}`, '90'], 120_000);
+    const getting = run(
+      A,
+      'node',
+      ['--import', 'tsx', `${ROOT}scripts/bench/socks-get.ts`, '127.0.0.1:1080', `127.0.0.1:${FILE_PORT}`, `/bytes/${G_SIZE}`, '90'],
+      120_000,
+    );
     await sleep(CUT_AFTER_MS);
     const cutAt = Date.now();
     netem.cut(1);
     say(`(g) link 1 cut at +${CUT_AFTER_MS} ms`);
-    const r = JSON.parse((await getting).stdout.trim().split('\n').pop() || '{}') as { bytes: number; sha256: string; firstByteAt: number; bucketMs: number; buckets: number[]; error?: string };
+    const r = JSON.parse((await getting).stdout.trim().split('\n').pop() || '{}') as {
+      bytes: number;
+      sha256: string;
+      firstByteAt: number;
+      bucketMs: number;
+      buckets: number[];
+      error?: string;
+    };
     const from = Math.max(0, Math.floor((cutAt - r.firstByteAt) / r.bucketMs));
     let longest = 0;
     let run0 = 0;

@@ -25,9 +25,41 @@ import { fileURLToPath } from 'node:url';
 import { Gkd } from './lib/gkd.js';
 import { curlDownload, iperf } from './lib/measure.js';
 import * as netem from './lib/netem.js';
-import { have, PEER_BINARIES, startFileServer, startKcptun, startMicrosocks, startRelay, startShadowsocks, waitListen, type PeerTool, type Route, type Sides } from './lib/peers.js';
+import {
+  have,
+  PEER_BINARIES,
+  startFileServer,
+  startKcptun,
+  startMicrosocks,
+  startRelay,
+  startShadowsocks,
+  waitListen,
+  type PeerTool,
+  type Route,
+  type Sides,
+} from './lib/peers.js';
 import { busyOver, dpkgVersion, gitCommit, staleBuild, version } from './lib/machine.js';
-import { CAP, flag, GKD_MODE, IPERF_N, LAT_COUNT, LOOP_CAP, LOOP_ROUNDS, LOOP_SIZE, ONLY, OUT, RENDER, REPEAT, SCENARIOS, SEED, SESSION, SIZE, SYSCTLS, TOOLS, TUNNELS } from './lib/options.js';
+import {
+  CAP,
+  flag,
+  GKD_MODE,
+  IPERF_N,
+  LAT_COUNT,
+  LOOP_CAP,
+  LOOP_ROUNDS,
+  LOOP_SIZE,
+  ONLY,
+  OUT,
+  RENDER,
+  REPEAT,
+  SCENARIOS,
+  SEED,
+  SESSION,
+  SIZE,
+  SYSCTLS,
+  TOOLS,
+  TUNNELS,
+} from './lib/options.js';
 import { cpuSecondsOf, cpuTotals, killAll, load1, Proc, sleep, stopAll } from './lib/proc.js';
 import { label, markdown, median } from './lib/report.js';
 import { chart } from './lib/svg.js';
@@ -37,7 +69,12 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 if (flag('help') || flag('h')) {
   const src = readFileSync(fileURLToPath(import.meta.url), 'utf8');
-  console.log(src.slice(src.indexOf('/**') + 3, src.indexOf('*/')).replace(/^ \* ?/gm, '').trim());
+  console.log(
+    src
+      .slice(src.indexOf('/**') + 3, src.indexOf('*/'))
+      .replace(/^ \* ?/gm, '')
+      .trim(),
+  );
   process.exit(0);
 }
 
@@ -85,7 +122,8 @@ const use = (t: ToolId): boolean => TOOLS.includes(t) && available.has(t);
 for (const s of skipped) say(`skipping ${s}`);
 
 const stale = staleBuild();
-if (stale.length) say(`warning: packages/{${stale.join(',')}}/src changed after their dist was built: the bench runs the build (pnpm build to measure the change)`);
+if (stale.length)
+  say(`warning: packages/{${stale.join(',')}}/src changed after their dist was built: the bench runs the build (pnpm build to measure the change)`);
 
 // ------------------------------------------------------------------ teardown, always
 
@@ -118,7 +156,14 @@ interface Ctx {
 }
 
 /** Run one download with the emulator reset (reseeded, queues and flows empty) and its counters zeroed; record CPU and drops. */
-async function measured(ctx: Ctx, tool: ToolId, n: number, round: number, fn: () => Promise<Partial<Row> & { mbps: number; bytes: number; seconds: number; capped: boolean }>, extra?: () => Promise<Partial<Row>>): Promise<Row> {
+async function measured(
+  ctx: Ctx,
+  tool: ToolId,
+  n: number,
+  round: number,
+  fn: () => Promise<Partial<Row> & { mbps: number; bytes: number; seconds: number; capped: boolean }>,
+  extra?: () => Promise<Partial<Row>>,
+): Promise<Row> {
   await sleep(1000); // let queues drain
   if (ctx.scenario) {
     netem.set([...ctx.scenario.config, `seed=${SEED}`]);
@@ -181,7 +226,13 @@ async function measured(ctx: Ctx, tool: ToolId, n: number, round: number, fn: ()
 function download(ns: string, route: Route, size: number, cap: number): () => Promise<Row & { mbps: number }> {
   return async () => {
     const d = await curlDownload(ns, `${route.base}/bytes/${size}`, { ...(route.socks ? { socks: route.socks } : {}), capSeconds: cap, size });
-    const r: Partial<Row> & { mbps: number; bytes: number; seconds: number; capped: boolean } = { mbps: d.mbps, bytes: d.bytes, seconds: d.seconds, capped: d.capped, ttfbMs: d.ttfbMs };
+    const r: Partial<Row> & { mbps: number; bytes: number; seconds: number; capped: boolean } = {
+      mbps: d.mbps,
+      bytes: d.bytes,
+      seconds: d.seconds,
+      capped: d.capped,
+      ttfbMs: d.ttfbMs,
+    };
     if (d.error) r.error = d.error;
     return r as Row;
   };
@@ -228,12 +279,30 @@ async function deploy(s: Scenario, withGkd: boolean, peerIds: PeerTool['id'][]):
   }
   let gkd: Gkd | null = null;
   if (withGkd && use('gkd')) {
-    gkd = new Gkd({ mode: GKD_MODE, nsServer: B, nsClient: A, listen: `${netem.ADDR_B}:9990`, allow: `127.0.0.1:${FILE_PORT}`, socks: '127.0.0.1:1080', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}) });
+    gkd = new Gkd({
+      mode: GKD_MODE,
+      nsServer: B,
+      nsClient: A,
+      listen: `${netem.ADDR_B}:9990`,
+      allow: `127.0.0.1:${FILE_PORT}`,
+      socks: '127.0.0.1:1080',
+      logDir: LOGS,
+      ...(SESSION ? { session: SESSION } : {}),
+    });
     await gkd.startServer();
   }
   let gkdTls: Gkd | null = null;
   if (withGkd && use('gkd-tls')) {
-    gkdTls = new Gkd({ mode: GKD_MODE, nsServer: B, nsClient: A, listen: `${netem.ADDR_B}:9992`, allow: `127.0.0.1:${FILE_PORT}`, socks: '127.0.0.1:1082', logDir: LOGS, tls: true });
+    gkdTls = new Gkd({
+      mode: GKD_MODE,
+      nsServer: B,
+      nsClient: A,
+      listen: `${netem.ADDR_B}:9992`,
+      allow: `127.0.0.1:${FILE_PORT}`,
+      socks: '127.0.0.1:1082',
+      logDir: LOGS,
+      tls: true,
+    });
     await gkdTls.startServer();
   }
   return { gkd, gkdTls, peers, sides };
@@ -264,7 +333,10 @@ async function runScenario(s: Scenario): Promise<void> {
       });
     for (const n of ns) {
       if (use('iperf3') && ips.includes(n)) await iperfRun(n);
-      for (const [tool, gkd, route] of [['gkd', dep.gkd, GKD_ROUTE], ['gkd-tls', dep.gkdTls, GKD_TLS_ROUTE]] as const) {
+      for (const [tool, gkd, route] of [
+        ['gkd', dep.gkd, GKD_ROUTE],
+        ['gkd-tls', dep.gkdTls, GKD_TLS_ROUTE],
+      ] as const) {
         if (!gkd) continue;
         const up = await gkd.startClient(n);
         if (up < n) say(`warning: only ${up} of ${n} tunnels up`);
@@ -341,7 +413,9 @@ async function runLatency(): Promise<Results['latency']> {
   for (const p of paths) {
     for (const loaded of [false, true]) {
       const v = out.filter((r) => r.tool === p.tool && r.loaded === loaded).map((r) => r.ttfbMs);
-      say(`[latency] ${(p.tool === 'gkd' ? `gkd (${tunnels} tunnels)` : label(p.tool, 1)).padEnd(18)} ${loaded ? 'under load' : 'idle      '} TTFB median ${median(v).toFixed(0)} ms (min ${Math.min(...v).toFixed(0)}, max ${Math.max(...v).toFixed(0)})`);
+      say(
+        `[latency] ${(p.tool === 'gkd' ? `gkd (${tunnels} tunnels)` : label(p.tool, 1)).padEnd(18)} ${loaded ? 'under load' : 'idle      '} TTFB median ${median(v).toFixed(0)} ms (min ${Math.min(...v).toFixed(0)}, max ${Math.max(...v).toFixed(0)})`,
+      );
     }
   }
   await undeploy();
@@ -364,9 +438,31 @@ async function runLoopback(): Promise<Results['loopback']> {
     micro = new Proc('microsocks', A, 'microsocks', ['-i', '127.0.0.1', '-p', '1090'], { logFile: `${LOGS}/microsocks.log` });
     await waitListen(A, 'tcp', 1090);
   }
-  const gkd = use('gkd') ? new Gkd({ mode: GKD_MODE, nsServer: A, nsClient: A, listen: '127.0.0.1:9991', allow: `127.0.0.1:${fport}`, socks: '127.0.0.1:1091', logDir: LOGS, ...(SESSION ? { session: SESSION } : {}) }) : null;
+  const gkd = use('gkd')
+    ? new Gkd({
+        mode: GKD_MODE,
+        nsServer: A,
+        nsClient: A,
+        listen: '127.0.0.1:9991',
+        allow: `127.0.0.1:${fport}`,
+        socks: '127.0.0.1:1091',
+        logDir: LOGS,
+        ...(SESSION ? { session: SESSION } : {}),
+      })
+    : null;
   await gkd?.startServer();
-  const gkdTls = use('gkd-tls') ? new Gkd({ mode: GKD_MODE, nsServer: A, nsClient: A, listen: '127.0.0.1:9993', allow: `127.0.0.1:${fport}`, socks: '127.0.0.1:1093', logDir: LOGS, tls: true }) : null;
+  const gkdTls = use('gkd-tls')
+    ? new Gkd({
+        mode: GKD_MODE,
+        nsServer: A,
+        nsClient: A,
+        listen: '127.0.0.1:9993',
+        allow: `127.0.0.1:${fport}`,
+        socks: '127.0.0.1:1093',
+        logDir: LOGS,
+        tls: true,
+      })
+    : null;
   await gkdTls?.startServer();
   const before = rows.length;
   const ctx = (client: number, server: number): Ctx => ({ scenario: null, pids: { client, server } });
@@ -374,7 +470,10 @@ async function runLoopback(): Promise<Results['loopback']> {
     if (use('direct')) await measured(ctx(-1, file.pid), 'direct', 1, round, download(A, { base }, LOOP_SIZE, LOOP_CAP));
     await measured(ctx(hop1.pid, hop2.pid), 'relay', 1, round, download(A, { base: 'http://127.0.0.1:7001' }, LOOP_SIZE, LOOP_CAP));
     if (micro) await measured(ctx(-1, micro.pid), 'microsocks', 1, round, download(A, { socks: '127.0.0.1:1090', base }, LOOP_SIZE, LOOP_CAP));
-    for (const [tool, g, socks] of [['gkd', gkd, '127.0.0.1:1091'], ['gkd-tls', gkdTls, '127.0.0.1:1093']] as const) {
+    for (const [tool, g, socks] of [
+      ['gkd', gkd, '127.0.0.1:1091'],
+      ['gkd-tls', gkdTls, '127.0.0.1:1093'],
+    ] as const) {
       if (!g) continue;
       for (const n of [1, 8]) {
         await g.startClient(n);
@@ -408,7 +507,9 @@ async function runFairness(): Promise<Results['fair']> {
     const [da, db] = await Promise.all([get('127.0.0.1:1080'), get('127.0.0.1:1081')]);
     const counts: [number, number] = [await a.tunnelTarget(), await b.tunnelTarget()];
     rounds.push({ round, mbps: [da.mbps, db.mbps], counts });
-    say(`[fair] round ${round}: ${da.mbps.toFixed(1)} / ${db.mbps.toFixed(1)} Mbit/s (ratio ${(Math.min(da.mbps, db.mbps) / Math.max(da.mbps, db.mbps)).toFixed(2)}), tunnels ${counts.join(' / ')}`);
+    say(
+      `[fair] round ${round}: ${da.mbps.toFixed(1)} / ${db.mbps.toFixed(1)} Mbit/s (ratio ${(Math.min(da.mbps, db.mbps) / Math.max(da.mbps, db.mbps)).toFixed(2)}), tunnels ${counts.join(' / ')}`,
+    );
     await a.stopClient();
     await b.stopClient();
   }
@@ -422,7 +523,11 @@ async function main(): Promise<void> {
   const started = new Date();
   let busy = await busyOver(5000);
   if (busy > 25 && !flag('no-wait')) {
-    say(`the machine is busy (${busy.toFixed(0)} % CPU, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}): waiting up to 2 min for it to calm down`);
+    say(
+      `the machine is busy (${busy.toFixed(0)} % CPU, load ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}): waiting up to 2 min for it to calm down`,
+    );
     for (let i = 0; i < 24 && busy > 25; i++) busy = await busyOver(5000);
     say(`going ahead at ${busy.toFixed(0)} % CPU`);
   }
@@ -445,7 +550,17 @@ async function main(): Promise<void> {
       loadBefore,
       loadAfter: [],
       busyBefore: busy,
-      params: { sizeMiB: SIZE / 2 ** 20, capS: CAP, repeat: REPEAT, tunnels: TUNNELS, gkd: GKD_MODE, ...(SESSION ? { session: SESSION } : {}), ...(SYSCTLS.length ? { sysctls: SYSCTLS } : {}), tools: TOOLS.filter(use), seed: SEED },
+      params: {
+        sizeMiB: SIZE / 2 ** 20,
+        capS: CAP,
+        repeat: REPEAT,
+        tunnels: TUNNELS,
+        gkd: GKD_MODE,
+        ...(SESSION ? { session: SESSION } : {}),
+        ...(SYSCTLS.length ? { sysctls: SYSCTLS } : {}),
+        tools: TOOLS.filter(use),
+        seed: SEED,
+      },
       command: `sudo pnpm bench ${process.argv.slice(2).join(' ')}`.trim(),
       skipped,
       versions: {
@@ -472,7 +587,9 @@ async function main(): Promise<void> {
   writeFileSync(`${OUT}/report.md`, md);
   if (res.rows.length) writeFileSync(`${OUT}/chart.svg`, chart(res));
   console.log(md);
-  say(`done in ${Math.round(res.info.durationS / 60)} min; wrote ${OUT}/results.json, report.md${res.rows.length ? ', chart.svg' : ''} (process logs in ${LOGS})`);
+  say(
+    `done in ${Math.round(res.info.durationS / 60)} min; wrote ${OUT}/results.json, report.md${res.rows.length ? ', chart.svg' : ''} (process logs in ${LOGS})`,
+  );
 }
 
 main().then(
@@ -486,4 +603,3 @@ main().then(
     process.exit(1);
   },
 );
-

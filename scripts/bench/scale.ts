@@ -66,12 +66,36 @@ const dir = mkdtempSync(join(tmpdir(), 'gkd-bench-scale-'));
 const users: [string, string][] = Array.from({ length: peers }, (_, i) => [`peer${i}`, randomBytes(32).toString('base64url')]);
 writeFileSync(join(dir, 'users.json'), JSON.stringify(Object.fromEntries(users)));
 
-console.log(`gkd bench:scale: ${peers} peers x ${tunnels} tunnels, ${seconds} s measured after ${warmup} s, workers ${workerCounts.join(' vs ')}, ${clientProcs} client processes; ${cpus().length} cores, load ${load1().toFixed(1)}; node ${process.version}`);
+console.log(
+  `gkd bench:scale: ${peers} peers x ${tunnels} tunnels, ${seconds} s measured after ${warmup} s, workers ${workerCounts.join(' vs ')}, ${clientProcs} client processes; ${cpus().length} cores, load ${load1().toFixed(1)}; node ${process.version}`,
+);
 const rows: { workers: number; mbps: number; server: number; clients: number; rss: number[] }[] = [];
 for (const w of workerCounts) {
-  const server = spawn(process.execPath, [GKD, 'server', '--workers', String(w), '--plaintext', '--listen', '127.0.0.1:0', '--users', join(dir, 'users.json'), '--allow', '127.0.0.1', '--max-peers', String(peers), '--state-dir', join(dir, `state-${w}`), '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const server = spawn(
+    process.execPath,
+    [
+      GKD,
+      'server',
+      '--workers',
+      String(w),
+      '--plaintext',
+      '--listen',
+      '127.0.0.1:0',
+      '--users',
+      join(dir, 'users.json'),
+      '--allow',
+      '127.0.0.1',
+      '--max-peers',
+      String(peers),
+      '--state-dir',
+      join(dir, `state-${w}`),
+      '--log-level',
+      'warn',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   server.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   server.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
@@ -89,14 +113,26 @@ for (const w of workerCounts) {
   const kids: ChildProcess[] = [];
   for (let i = 0; i < clientProcs; i++) {
     const share = users.filter((_, j) => j % clientProcs === i);
-    const kid = fork(fileURLToPath(new URL('./scale-client.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const kid = fork(fileURLToPath(new URL('./scale-client.ts', import.meta.url)), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     kid.send({ port, destPort, tunnels, users: share });
     kids.push(kid);
   }
-  const next = (kid: ChildProcess) => new Promise<Record<string, number | boolean>>((r) => kid.once('message', (m) => r(m as Record<string, number | boolean>)));
+  const next = (kid: ChildProcess) =>
+    new Promise<Record<string, number | boolean>>((r) => kid.once('message', (m) => r(m as Record<string, number | boolean>)));
   await Promise.all(kids.map(next)); // ready
   await sleep(warmup * 1000);
-  const mark = async () => (await Promise.all(kids.map(async (k) => ((k.send('mark'), (await next(k)).bytes) as number)))).reduce((a, b) => a + b, 0);
+  const mark = async () =>
+    (
+      await Promise.all(
+        kids.map(async (k) => {
+          k.send('mark');
+          return (await next(k)).bytes as number;
+        }),
+      )
+    ).reduce((a, b) => a + b, 0);
   const serverPids = pids();
   const cpu0 = serverPids.map(cpuSecondsOf);
   const kidCpu0 = kids.map((k) => cpuSecondsOf(k.pid!));
@@ -110,7 +146,9 @@ for (const w of workerCounts) {
   const rss = (w === 1 ? serverPids : serverPids.slice(1)).map(peakRssMiB);
   const mbps = ((b1 - b0) * 8) / wall / 1e6;
   rows.push({ workers: w, mbps, server: serverCpu * 100, clients: clientCpu * 100, rss });
-  console.error(`bench:scale: ${w} worker(s): ${mbps.toFixed(0)} Mbit/s, server CPU ${(serverCpu * 100).toFixed(0)} %, clients ${(clientCpu * 100).toFixed(0)} %, worker peak RSS ${rss.map((r) => r.toFixed(0)).join(', ')} MiB`);
+  console.error(
+    `bench:scale: ${w} worker(s): ${mbps.toFixed(0)} Mbit/s, server CPU ${(serverCpu * 100).toFixed(0)} %, clients ${(clientCpu * 100).toFixed(0)} %, worker peak RSS ${rss.map((r) => r.toFixed(0)).join(', ')} MiB`,
+  );
   for (const k of kids) k.send('stop');
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
@@ -120,7 +158,9 @@ dest.close();
 console.log(`\n| workers | aggregate Mbit/s | vs ${rows[0]!.workers} worker | server CPU (all processes) | client CPU | peak RSS per worker |`);
 console.log('| --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
-  console.log(`| ${r.workers} | ${r.mbps.toFixed(0)} | ${(r.mbps / rows[0]!.mbps).toFixed(2)}× | ${r.server.toFixed(0)} % | ${r.clients.toFixed(0)} % | ${r.rss.map((x) => `${x.toFixed(0)} MiB`).join(', ')} |`);
+  console.log(
+    `| ${r.workers} | ${r.mbps.toFixed(0)} | ${(r.mbps / rows[0]!.mbps).toFixed(2)}× | ${r.server.toFixed(0)} % | ${r.clients.toFixed(0)} % | ${r.rss.map((x) => `${x.toFixed(0)} MiB`).join(', ')} |`,
+  );
 }
 console.log(`\n(100 % CPU = one core; ${cpus().length} cores here; load average at the end ${load1().toFixed(1)})`);
 process.exit(0);

@@ -32,7 +32,16 @@ let done = false;
 function finish(error?: string): void {
   if (done) return;
   done = true;
-  const out = { bytes: body, sha256: hash.digest('hex'), status, firstByteAt, bucketMs: BUCKET_MS, buckets, capped: expected >= 0 && body < expected, ...(error ? { error } : {}) };
+  const out = {
+    bytes: body,
+    sha256: hash.digest('hex'),
+    status,
+    firstByteAt,
+    bucketMs: BUCKET_MS,
+    buckets,
+    capped: expected >= 0 && body < expected,
+    ...(error ? { error } : {}),
+  };
   process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));
 }
 

@@ -13,10 +13,32 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Results } from './lib/types.js';
 
-interface Tunnel { i: number; st: string; rtt: number | null; out: number; q: number; fl: number; rate: number | null }
-interface Stream { id: number; win: number; unacked: number; reorder: number; buf: number; in: number; out: number }
-interface Session { tunnels: Tunnel[]; streams: Stream[] }
-interface Sample { t: number; sessions: Session[] }
+interface Tunnel {
+  i: number;
+  st: string;
+  rtt: number | null;
+  out: number;
+  q: number;
+  fl: number;
+  rate: number | null;
+}
+interface Stream {
+  id: number;
+  win: number;
+  unacked: number;
+  reorder: number;
+  buf: number;
+  in: number;
+  out: number;
+}
+interface Session {
+  tunnels: Tunnel[];
+  streams: Stream[];
+}
+interface Sample {
+  t: number;
+  sessions: Session[];
+}
 
 const [dir = '', scenario = '', tunnels = '', step = '1'] = process.argv.slice(2);
 if (!dir || !scenario || !tunnels) {
@@ -71,7 +93,10 @@ for (const s of server) {
   const mbps = last ? ((out - last.out) * 8) / ((s.t - last.t) / 1000) / 1e6 : NaN;
   last = { t: s.t, out };
   const rtts = open.map((t) => t.rtt).filter((x): x is number => x !== null);
-  const rates = open.map((t) => t.rate).filter((x): x is number => x !== null).map((x) => (x * 8) / 1e6);
+  const rates = open
+    .map((t) => t.rate)
+    .filter((x): x is number => x !== null)
+    .map((x) => (x * 8) / 1e6);
   console.log(
     `| ${((s.t - t0) / 1000).toFixed(1)} | ${Number.isFinite(mbps) ? mbps.toFixed(0) : ''} | ${kib(st?.unacked)} | ${kib(cs?.win)} | ${cs ? `${cs.reorder} / ${kib(cs.buf)}` : '–'} | ${kib(open.reduce((n, t) => n + t.q, 0))} | ${kib(open.reduce((n, t) => n + t.fl, 0))} | ${range(rtts)} | ${range(rates)} |`,
   );

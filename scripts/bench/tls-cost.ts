@@ -67,7 +67,17 @@ async function main(): Promise<void> {
   for (const k of kinds) {
     const socks = `127.0.0.1:${await freePort()}`;
     const metricsPorts: [number, number] = [await freePort(), await freePort()];
-    const g = new Gkd({ mode: 'cli', nsServer: '', nsClient: '', listen: `127.0.0.1:${await freePort()}`, allow: `127.0.0.1:${filePort}`, socks, logDir, tls: k.tls, metricsPorts });
+    const g = new Gkd({
+      mode: 'cli',
+      nsServer: '',
+      nsClient: '',
+      listen: `127.0.0.1:${await freePort()}`,
+      allow: `127.0.0.1:${filePort}`,
+      socks,
+      logDir,
+      tls: k.tls,
+      metricsPorts,
+    });
     await g.startServer();
     deployments.push({ ...k, g, socks });
   }
@@ -89,7 +99,9 @@ async function main(): Promise<void> {
         await d.g.stopClient();
         const key = `${d.name}|${n}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
-        console.error(`tls-cost: round ${round} gkd-${n} ${d.name.padEnd(9)} ${sample.mbps.toFixed(0).padStart(6)} Mbit/s  cpu client ${sample.client.toFixed(0)} %, server ${sample.server.toFixed(0)} %, ${sample.cpuPerGiB.toFixed(2)} cpu-s/GiB${r.error ? `  ${r.error}` : ''}`);
+        console.error(
+          `tls-cost: round ${round} gkd-${n} ${d.name.padEnd(9)} ${sample.mbps.toFixed(0).padStart(6)} Mbit/s  cpu client ${sample.client.toFixed(0)} %, server ${sample.server.toFixed(0)} %, ${sample.cpuPerGiB.toFixed(2)} cpu-s/GiB${r.error ? `  ${r.error}` : ''}`,
+        );
       }
     }
   }
@@ -99,7 +111,9 @@ async function main(): Promise<void> {
     for (const d of deployments) {
       const v = samples.get(`${d.name}|${n}`) ?? [];
       const m = (f: (s: Sample) => number): number => median(v.map(f));
-      console.log(`| gkd-${n} ${d.name} | ${m((s) => s.mbps).toFixed(0)} | ${m((s) => s.client).toFixed(0)} / ${m((s) => s.server).toFixed(0)} | ${m((s) => s.cpuPerGiB).toFixed(2)} | ${v.map((s) => s.mbps.toFixed(0)).join(', ')} |`);
+      console.log(
+        `| gkd-${n} ${d.name} | ${m((s) => s.mbps).toFixed(0)} | ${m((s) => s.client).toFixed(0)} / ${m((s) => s.server).toFixed(0)} | ${m((s) => s.cpuPerGiB).toFixed(2)} | ${v.map((s) => s.mbps.toFixed(0)).join(', ')} |`,
+      );
     }
   }
   console.error(`tls-cost: load at the end ${load1()}`);

@@ -26,5 +26,8 @@ const { repository } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8
 if (/\.invalid\b/.test(repository?.url ?? '.invalid')) {
   process.stderr.write(`warning: the repository URL is a placeholder (${repository?.url}); set the real one in every package.json before publishing\n`);
 }
-const tarballs = readdirSync(out).filter((f) => f.endsWith('.tgz')).sort().map((f) => join(out, f));
+const tarballs = readdirSync(out)
+  .filter((f) => f.endsWith('.tgz'))
+  .sort()
+  .map((f) => join(out, f));
 process.stdout.write(`${tarballs.join('\n')}\n\nInstall the gkd command from them with:\n  npm i -g ${tarballs.join(' ')}\n`);

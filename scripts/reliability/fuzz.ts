@@ -24,7 +24,9 @@ const frames = Number(values.frames);
 const minutes = Number(values.minutes);
 const seed = Number(values.seed);
 const t0 = Date.now();
-console.log(`gkd fuzz: ${minutes} min, at least ${frames.toLocaleString('en')} authenticated frames${values['no-soak'] ? ' (then stop)' : ''}, seed ${seed}; node ${process.version}`);
+console.log(
+  `gkd fuzz: ${minutes} min, at least ${frames.toLocaleString('en')} authenticated frames${values['no-soak'] ? ' (then stop)' : ''}, seed ${seed}; node ${process.version}`,
+);
 const report = await runHostile({
   frames: values['no-soak'] ? frames : Number.MAX_SAFE_INTEGER,
   durationMs: minutes * 60_000,

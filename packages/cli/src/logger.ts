@@ -46,10 +46,14 @@ export function createLogger(options: LoggerOptions): Logger {
   const { combine, timestamp, json, printf } = winston.format;
   const format =
     options.format === 'json'
-      ? combine(timestamp({ alias: 'time' }), winston.format((info) => {
-          delete info.timestamp; // keep `time` only
-          return info;
-        })(), json())
+      ? combine(
+          timestamp({ alias: 'time' }),
+          winston.format((info) => {
+            delete info.timestamp; // keep `time` only
+            return info;
+          })(),
+          json(),
+        )
       : combine(
           timestamp(),
           printf((info) => {

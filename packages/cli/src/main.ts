@@ -36,8 +36,12 @@ function withFlags(y: Argv, command: CommandName): Argv {
       ...(f.kind === 'boolean' ? {} : { requiresArg: true }),
     });
   }
-  const own = flagsFor(command).filter((f) => !OPERATION_FLAGS.has(f.name)).map((f) => f.name);
-  const operation = flagsFor(command).filter((f) => OPERATION_FLAGS.has(f.name)).map((f) => f.name);
+  const own = flagsFor(command)
+    .filter((f) => !OPERATION_FLAGS.has(f.name))
+    .map((f) => f.name);
+  const operation = flagsFor(command)
+    .filter((f) => OPERATION_FLAGS.has(f.name))
+    .map((f) => f.name);
   out = out.group(own, 'Options:');
   if (operation.length > 0) out = out.group([...operation, 'config'], 'Logging, metrics, shutdown:');
   return out.epilogue(PRECEDENCE);
@@ -62,11 +66,36 @@ export async function main(argv: string[]): Promise<number> {
     .usage('gkd: a multi-tunnel TCP accelerator. SOCKS5 in, N parallel TCP tunnels out.\n\nUsage: gkd <command> [flags]')
     .env('GKD')
     .config('config', 'JSON file of flag values (see below)', readConfigFile)
-    .command('up', 'Server and client in one process on loopback, with a fresh key: a local SOCKS5 proxy in one command', (y) => withFlags(y, 'up'), run('up', upCommand))
-    .command('server', 'Run a gkd server: accept tunnels from clients and dial destinations for them', (y) => withFlags(y, 'server'), run('server', serverCommand))
-    .command('client', 'Run the local SOCKS5 (and HTTP) proxy, striping each connection over N tunnels to a gkd server: gkd client LINK', (y) => withFlags(y, 'client'), run('client', clientCommand))
-    .command('link', "Print the connection link (gkd://…) clients need, from the server's state and flags", (y) => withFlags(y, 'link'), run('link', linkCommand))
-    .command('keygen', 'Print a new random key (32 bytes, base64url) for GKD_KEY or a users file', (y) => y, run('keygen', () => keygenCommand()))
+    .command(
+      'up',
+      'Server and client in one process on loopback, with a fresh key: a local SOCKS5 proxy in one command',
+      (y) => withFlags(y, 'up'),
+      run('up', upCommand),
+    )
+    .command(
+      'server',
+      'Run a gkd server: accept tunnels from clients and dial destinations for them',
+      (y) => withFlags(y, 'server'),
+      run('server', serverCommand),
+    )
+    .command(
+      'client',
+      'Run the local SOCKS5 (and HTTP) proxy, striping each connection over N tunnels to a gkd server: gkd client LINK',
+      (y) => withFlags(y, 'client'),
+      run('client', clientCommand),
+    )
+    .command(
+      'link',
+      "Print the connection link (gkd://…) clients need, from the server's state and flags",
+      (y) => withFlags(y, 'link'),
+      run('link', linkCommand),
+    )
+    .command(
+      'keygen',
+      'Print a new random key (32 bytes, base64url) for GKD_KEY or a users file',
+      (y) => y,
+      run('keygen', () => keygenCommand()),
+    )
     .example('gkd up --allow 127.0.0.1', 'SOCKS5 proxy on 127.0.0.1:1080 that may also reach this machine')
     .example('gkd server', 'a server: TLS with a self-signed certificate and a key, both made on first start')
     .example('gkd link --host vps.example.com', 'print the link for clients (on the server)')
@@ -91,7 +120,9 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`gkd${commandName ? ` ${commandName}` : ''}: ${err.message}\nRun \`gkd ${commandName ? `${commandName} ` : ''}--help\` for the flags.\n`);
+      process.stderr.write(
+        `gkd${commandName ? ` ${commandName}` : ''}: ${err.message}\nRun \`gkd ${commandName ? `${commandName} ` : ''}--help\` for the flags.\n`,
+      );
       return ExitCode.USAGE;
     }
     process.stderr.write(`gkd${commandName ? ` ${commandName}` : ''}: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -35,28 +35,79 @@ export class Metrics {
   readonly registry = new Registry();
   private timer: NodeJS.Timeout | undefined;
 
-  private readonly tunnelBytes = this.counter('gkd_tunnel_bytes_total', 'Bytes on the wire per tunnel slot (frame headers included); direction "in" is received, "out" sent', ['side', 'tunnel', 'direction']);
-  private readonly tunnelFrames = this.counter('gkd_tunnel_frames_total', 'Frames per tunnel slot; direction "in" is received, "out" sent', ['side', 'tunnel', 'direction']);
-  private readonly rtt = this.gauge('gkd_tunnel_rtt_seconds', 'Smoothed round-trip time per open tunnel slot (on a server: the largest over its sessions)', ['side', 'tunnel']);
+  private readonly tunnelBytes = this.counter(
+    'gkd_tunnel_bytes_total',
+    'Bytes on the wire per tunnel slot (frame headers included); direction "in" is received, "out" sent',
+    ['side', 'tunnel', 'direction'],
+  );
+  private readonly tunnelFrames = this.counter('gkd_tunnel_frames_total', 'Frames per tunnel slot; direction "in" is received, "out" sent', [
+    'side',
+    'tunnel',
+    'direction',
+  ]);
+  private readonly rtt = this.gauge('gkd_tunnel_rtt_seconds', 'Smoothed round-trip time per open tunnel slot (on a server: the largest over its sessions)', [
+    'side',
+    'tunnel',
+  ]);
   private readonly tunnelsUp = this.gauge('gkd_tunnels_up', 'Tunnels up now', ['side']);
-  private readonly tunnelsConfigured = this.gauge('gkd_tunnels_configured', 'Tunnels the client keeps up now: --tunnels N, or with --tunnels auto the current target', []);
-  private readonly tunnelsCeiling = this.gauge('gkd_tunnels_ceiling', 'Most tunnels the client may use now: --max-tunnels (or --tunnels N), lowered by the server cap', []);
+  private readonly tunnelsConfigured = this.gauge(
+    'gkd_tunnels_configured',
+    'Tunnels the client keeps up now: --tunnels N, or with --tunnels auto the current target',
+    [],
+  );
+  private readonly tunnelsCeiling = this.gauge(
+    'gkd_tunnels_ceiling',
+    'Most tunnels the client may use now: --max-tunnels (or --tunnels N), lowered by the server cap',
+    [],
+  );
   private readonly tunnelsServerCap = this.gauge('gkd_tunnels_server_cap', "The server's per-session tunnel cap from WELCOME (absent until known)", []);
-  private readonly tunnelChanges = this.counter('gkd_tunnel_target_changes_total', 'Changes of the adaptive tunnel target (--tunnels auto), by direction', ['direction']);
-  private readonly streamBytes = this.counter('gkd_stream_bytes_total', 'Stream payload bytes; direction "in" is received from the peer, "out" sent to it', ['side', 'direction']);
+  private readonly tunnelChanges = this.counter('gkd_tunnel_target_changes_total', 'Changes of the adaptive tunnel target (--tunnels auto), by direction', [
+    'direction',
+  ]);
+  private readonly streamBytes = this.counter('gkd_stream_bytes_total', 'Stream payload bytes; direction "in" is received from the peer, "out" sent to it', [
+    'side',
+    'direction',
+  ]);
   private readonly streamsOpen = this.gauge('gkd_streams_open', 'Streams (proxied connections) open now', ['side']);
-  private readonly resent = this.counter('gkd_resent_frames_total', 'DATA frames sent again on another tunnel (after a tunnel was lost, or as head-of-line copies)', ['side']);
-  private readonly resentBytes = this.counter('gkd_resent_bytes_total', 'DATA payload bytes sent again on another tunnel (after a tunnel was lost, or as head-of-line copies)', ['side']);
-  private readonly holResent = this.counter('gkd_hol_resent_frames_total', 'DATA frames copied onto a faster tunnel because the receiver waited for them (head-of-line re-sends)', ['side']);
-  private readonly duplicateBytes = this.counter('gkd_duplicate_bytes_total', 'DATA payload bytes received that carried nothing new (copies the peer sent again)', ['side']);
-  private readonly tunnelMode = this.gauge('gkd_tunnels_by_mode', 'Open tunnels by path-estimate mode: "kernel" (TCP_INFO, TCP_NOTSENT_LOWAT) or "user" (PING timing only)', ['side', 'mode']);
+  private readonly resent = this.counter(
+    'gkd_resent_frames_total',
+    'DATA frames sent again on another tunnel (after a tunnel was lost, or as head-of-line copies)',
+    ['side'],
+  );
+  private readonly resentBytes = this.counter(
+    'gkd_resent_bytes_total',
+    'DATA payload bytes sent again on another tunnel (after a tunnel was lost, or as head-of-line copies)',
+    ['side'],
+  );
+  private readonly holResent = this.counter(
+    'gkd_hol_resent_frames_total',
+    'DATA frames copied onto a faster tunnel because the receiver waited for them (head-of-line re-sends)',
+    ['side'],
+  );
+  private readonly duplicateBytes = this.counter(
+    'gkd_duplicate_bytes_total',
+    'DATA payload bytes received that carried nothing new (copies the peer sent again)',
+    ['side'],
+  );
+  private readonly tunnelMode = this.gauge(
+    'gkd_tunnels_by_mode',
+    'Open tunnels by path-estimate mode: "kernel" (TCP_INFO, TCP_NOTSENT_LOWAT) or "user" (PING timing only)',
+    ['side', 'mode'],
+  );
   private readonly reorder = this.gauge('gkd_reorder_depth', 'Out-of-order segments held for reassembly, over all streams', ['side']);
   private readonly opens = this.counter('gkd_opens_total', 'Connections opened through the tunnels', ['side']);
-  private readonly openFailures = this.counter('gkd_open_failures_total', 'Failed OPENs by reason (client: as the local proxy classified them)', ['side', 'reason']);
+  private readonly openFailures = this.counter('gkd_open_failures_total', 'Failed OPENs by reason (client: as the local proxy classified them)', [
+    'side',
+    'reason',
+  ]);
   private readonly proxyConnections = this.gauge('gkd_proxy_connections', 'Local proxy client connections open now', ['proxy']);
   private readonly peers = this.gauge('gkd_peers_connected', 'Peers (users, or the single key) with a live session', []);
   private readonly sessions = this.gauge('gkd_sessions', 'Sessions on the server, including those in their no-tunnel grace period', []);
-  private readonly datagrams = this.counter('gkd_datagrams_total', 'UDP datagrams carried by the tunnels; direction "in" is received from the peer, "out" sent to it', ['side', 'direction']);
+  private readonly datagrams = this.counter(
+    'gkd_datagrams_total',
+    'UDP datagrams carried by the tunnels; direction "in" is received from the peer, "out" sent to it',
+    ['side', 'direction'],
+  );
   private readonly datagramsDropped = this.counter(
     'gkd_datagrams_dropped_total',
     'UDP datagrams dropped, by where: "tunnel" (every tunnel backed up or none up, too large, unknown association), "proxy" (client: bad header, FRAG, stranger, oversized, local send error), "policy" (server: destination denied or not resolved), "relay" (server: too many waiting for DNS, a reply from a stranger, a send error)',
@@ -65,8 +116,16 @@ export class Metrics {
   private readonly associations = this.gauge('gkd_udp_associations', 'SOCKS5 UDP associations open now', ['side']);
   private readonly pathTunnelsUp = this.gauge('gkd_path_tunnels_up', 'Client tunnels up now per network path (--via; "default" without one)', ['path']);
   private readonly pathTunnels = this.gauge('gkd_path_tunnels_configured', 'Client tunnels configured per network path', ['path']);
-  private readonly pathRtt = this.gauge('gkd_path_rtt_seconds', 'Median smoothed round-trip time of a network path\'s open tunnels (absent while none is open)', ['path']);
-  private readonly pathBytes = this.counter('gkd_path_bytes_total', 'Bytes on the wire per network path (frame headers included); direction "in" is received, "out" sent', ['path', 'direction']);
+  private readonly pathRtt = this.gauge(
+    'gkd_path_rtt_seconds',
+    "Median smoothed round-trip time of a network path's open tunnels (absent while none is open)",
+    ['path'],
+  );
+  private readonly pathBytes = this.counter(
+    'gkd_path_bytes_total',
+    'Bytes on the wire per network path (frame headers included); direction "in" is received, "out" sent',
+    ['path', 'direction'],
+  );
   private readonly refused = this.counter('gkd_refused_total', 'Tunnel handshakes the server refused (bad key, limits, timeouts)', []);
 
   constructor(private readonly sources: { client?: ClientMetricsSource; server?: ServerMetricsSource }) {}
@@ -129,7 +188,10 @@ export class Metrics {
     if (server) {
       const snap = server.sampler.sample();
       this.transport('server', snap);
-      this.tunnelsUp.set({ side: 'server' }, snap.sessions.reduce((n, s) => n + s.tunnelsUp, 0));
+      this.tunnelsUp.set(
+        { side: 'server' },
+        snap.sessions.reduce((n, s) => n + s.tunnelsUp, 0),
+      );
       const c = server.server.counters;
       this.opens.inc({ side: 'server' }, c.opens);
       this.associations.set({ side: 'server' }, c.associations);

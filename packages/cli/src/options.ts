@@ -118,7 +118,13 @@ const NO_KEY_HINT =
 
 /** Validate the flags of `gkd server`. Throws UsageError naming the flag. */
 export function serverSettings(args: Args): ServerSettings {
-  return { ...common(args), ...policy(args), ...serverIdentity(args), workers: workers(args, args.string('workers') ?? '1'), maxPeers: maxPeers(args, args.string('max-peers')) };
+  return {
+    ...common(args),
+    ...policy(args),
+    ...serverIdentity(args),
+    workers: workers(args, args.string('workers') ?? '1'),
+    maxPeers: maxPeers(args, args.string('max-peers')),
+  };
 }
 
 /** --max-peers: 1–1 000 000 (the transport's own bound). */
@@ -160,7 +166,9 @@ function serverIdentity(args: Args): ServerIdentitySettings {
   const keyFile = args.string('tls-key');
   let tls: ServerSettings['tls'] = 'self-signed';
   if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw new UsageError(`${certFile === undefined ? args.label('tls-key') : args.label('tls-cert')} needs ${certFile === undefined ? '--tls-cert' : '--tls-key'} too`);
+    throw new UsageError(
+      `${certFile === undefined ? args.label('tls-key') : args.label('tls-cert')} needs ${certFile === undefined ? '--tls-cert' : '--tls-key'} too`,
+    );
   }
   const plaintext = args.bool('plaintext') ?? false;
   if (plaintext && certFile !== undefined) throw new UsageError(`give ${args.label('plaintext')} or ${args.label('tls-cert')}, not both`);
@@ -190,7 +198,8 @@ export function clientSettings(args: Args): ClientSettings {
   const servers = serverTexts.map((text) => hostPort(args, 'server', withDefaultPort(text), { minPort: 1 }));
 
   const user = args.string('user');
-  if (user !== undefined && (user.length === 0 || Buffer.byteLength(user) > 255)) throw new UsageError(`${args.label('user')} must be 1–255 bytes, got "${user}"`);
+  if (user !== undefined && (user.length === 0 || Buffer.byteLength(user) > 255))
+    throw new UsageError(`${args.label('user')} must be 1–255 bytes, got "${user}"`);
 
   return {
     ...common(args),
@@ -212,7 +221,8 @@ function clientFromLink(args: Args, text: string): ClientSettings {
   const link = parseLink(label, text);
   for (const name of IN_THE_LINK) {
     const set = name === 'tls' ? args.bool(name) !== undefined : args.string(name) !== undefined;
-    if (set) throw new UsageError(`give ${label} or ${args.label(name)}, not both (the link holds the server, the key, the user and the certificate's fingerprint)`);
+    if (set)
+      throw new UsageError(`give ${label} or ${args.label(name)}, not both (the link holds the server, the key, the user and the certificate's fingerprint)`);
   }
   const plaintext = args.bool('plaintext') ?? false;
   let tls: ClientTlsOptions | undefined;
@@ -301,9 +311,14 @@ function proxy(args: Args): ProxySettings {
   const user = args.string('socks-user');
   const pass = args.string('socks-pass');
   if ((user === undefined) !== (pass === undefined)) {
-    throw new UsageError(`${user === undefined ? args.label('socks-pass') : args.label('socks-user')} needs ${user === undefined ? '--socks-user' : '--socks-pass'} too`);
+    throw new UsageError(
+      `${user === undefined ? args.label('socks-pass') : args.label('socks-user')} needs ${user === undefined ? '--socks-user' : '--socks-pass'} too`,
+    );
   }
-  for (const [name, v] of [['socks-user', user], ['socks-pass', pass]] as const) {
+  for (const [name, v] of [
+    ['socks-user', user],
+    ['socks-pass', pass],
+  ] as const) {
     if (v !== undefined && (v.length === 0 || Buffer.byteLength(v) > 255)) throw new UsageError(`${args.label(name)} must be 1–255 bytes (RFC 1929)`);
   }
   const socks = socksText === undefined ? DEFAULT_SOCKS : hostPort(args, 'socks', socksText);
@@ -316,7 +331,9 @@ function proxy(args: Args): ProxySettings {
   const minText = args.string('min-tunnels');
   const maxText = args.string('max-tunnels');
   if (tunnels !== 'auto' && (minText !== undefined || maxText !== undefined)) {
-    throw new UsageError(`${args.label(minText !== undefined ? 'min-tunnels' : 'max-tunnels')} is for --tunnels auto; ${args.label('tunnels')} ${tunnels} fixes the count`);
+    throw new UsageError(
+      `${args.label(minText !== undefined ? 'min-tunnels' : 'max-tunnels')} is for --tunnels auto; ${args.label('tunnels')} ${tunnels} fixes the count`,
+    );
   }
   const minTunnels = integer(args, 'min-tunnels', minText ?? '2', 1, 256);
   const maxTunnels = integer(args, 'max-tunnels', maxText ?? String(Math.max(32, minTunnels)), 1, 256);
@@ -336,7 +353,10 @@ function proxy(args: Args): ProxySettings {
 function policy(args: Args): PolicySettings {
   const allow = args.list('allow') ?? [];
   const deny = args.list('deny') ?? [];
-  for (const [name, rules] of [['allow', allow], ['deny', deny]] as const) {
+  for (const [name, rules] of [
+    ['allow', allow],
+    ['deny', deny],
+  ] as const) {
     for (const rule of rules) {
       try {
         compilePolicy({ [name]: [rule] });
@@ -381,7 +401,8 @@ export function loadUsers(label: string, file: string): Record<string, Buffer> {
   const users: Record<string, Buffer> = {};
   for (const [user, value] of Object.entries(parsed)) {
     if (user.length === 0 || Buffer.byteLength(user) > 255) throw new UsageError(`${where}: user name "${user}" must be 1–255 bytes`);
-    if (typeof value !== 'string') throw new UsageError(`${where}: user "${user}": the key must be a string (from \`gkd keygen\`), got ${JSON.stringify(value)}`);
+    if (typeof value !== 'string')
+      throw new UsageError(`${where}: user "${user}": the key must be a string (from \`gkd keygen\`), got ${JSON.stringify(value)}`);
     try {
       users[user] = parseKey('the key', value);
     } catch (err) {

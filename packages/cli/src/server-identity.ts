@@ -55,7 +55,9 @@ export async function loadServerIdentity(s: ServerIdentitySettings, opts: { crea
     try {
       auth = { key: parseKey(file, text!) };
     } catch (err) {
-      throw new UsageError(`${(err as Error).message.replace(/; make one with `gkd keygen`$/, '')}: fix or delete it (a new key means new links for every client)`);
+      throw new UsageError(
+        `${(err as Error).message.replace(/; make one with `gkd keygen`$/, '')}: fix or delete it (a new key means new links for every client)`,
+      );
     }
   }
 
@@ -77,7 +79,9 @@ export async function loadServerIdentity(s: ServerIdentitySettings, opts: { crea
       key = Buffer.from(made.key);
       notes.push(`made a self-signed TLS certificate in ${certFile}`);
     } else if (cert === undefined || key === undefined) {
-      throw new UsageError(`${cert === undefined ? certFile : keyFile} is missing but ${cert === undefined ? keyFile : certFile} is there: restore it, or delete both to make a new certificate (clients then need the new link)`);
+      throw new UsageError(
+        `${cert === undefined ? certFile : keyFile} is missing but ${cert === undefined ? keyFile : certFile} is there: restore it, or delete both to make a new certificate (clients then need the new link)`,
+      );
     } else {
       checkMode(STATE_FILES.certKey);
       notes.push(`using the TLS certificate in ${certFile}`);
@@ -87,7 +91,9 @@ export async function loadServerIdentity(s: ServerIdentitySettings, opts: { crea
       fingerprint = fingerprintOf(cert);
       createSecureContext({ cert, key });
     } catch (err) {
-      throw new UsageError(`${certFile} and ${keyFile} are not a usable certificate and key (${(err as Error).message}): delete both to make new ones (clients then need the new link)`);
+      throw new UsageError(
+        `${certFile} and ${keyFile} are not a usable certificate and key (${(err as Error).message}): delete both to make new ones (clients then need the new link)`,
+      );
     }
     tls = { cert, key, fingerprint };
   }

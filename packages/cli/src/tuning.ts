@@ -34,15 +34,28 @@ export function notsentLowatTip(read: Read = readProc): string | undefined {
  * pacing on each tunnel and reads TCP_INFO for its path estimates) or 'user' (PING timing only, with
  * the reason), plus the congestion control asked for. In user mode the sysctl tip follows, if it applies.
  */
-export function socketTuningLines(congestion: string | undefined, access = kernelAccess(), read: Read = readProc, loopbackOnly = false): { level: 'info' | 'warn'; message: string }[] {
+export function socketTuningLines(
+  congestion: string | undefined,
+  access = kernelAccess(),
+  read: Read = readProc,
+  loopbackOnly = false,
+): { level: 'info' | 'warn'; message: string }[] {
   const cc = congestion ? `, congestion control ${congestion}` : '';
   if (loopbackOnly) return [{ level: 'info', message: 'tunnel sockets: user mode (loopback tunnels: the CPU, not the network, is the limit)' }];
   if (access.available) {
     const lowat = resolveSessionConfig().notSentLowat;
-    return [{ level: 'info', message: `tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT ${lowat / 1024} KiB, pacing, TCP_INFO path estimates${cc}; tunnels to loopback addresses stay in user mode)` }];
+    return [
+      {
+        level: 'info',
+        message: `tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT ${lowat / 1024} KiB, pacing, TCP_INFO path estimates${cc}; tunnels to loopback addresses stay in user mode)`,
+      },
+    ];
   }
   const lines: { level: 'info' | 'warn'; message: string }[] = [
-    { level: congestion ? 'warn' : 'info', message: `tunnel sockets: user mode, path estimates from PING timing only (${access.reason})${congestion ? `; --congestion ${congestion} cannot be applied` : ''}` },
+    {
+      level: congestion ? 'warn' : 'info',
+      message: `tunnel sockets: user mode, path estimates from PING timing only (${access.reason})${congestion ? `; --congestion ${congestion} cannot be applied` : ''}`,
+    },
   ];
   const tip = notsentLowatTip(read);
   if (tip) lines.push({ level: 'info', message: tip });
@@ -65,9 +78,13 @@ export function checkCongestion(name: string, read: Read = readProc, root = proc
     return;
   }
   if (!available.includes(name)) {
-    throw new UsageError(`--congestion: '${name}' is not available in this kernel (available: ${available.join(', ')}; a module may load it: modprobe tcp_${name})`);
+    throw new UsageError(
+      `--congestion: '${name}' is not available in this kernel (available: ${available.join(', ')}; a module may load it: modprobe tcp_${name})`,
+    );
   }
   if (!root && !allowed.includes(name)) {
-    throw new UsageError(`--congestion: '${name}' is not allowed for unprivileged processes (allowed: ${allowed.join(', ')}; see net.ipv4.tcp_allowed_congestion_control)`);
+    throw new UsageError(
+      `--congestion: '${name}' is not allowed for unprivileged processes (allowed: ${allowed.join(', ')}; see net.ipv4.tcp_allowed_congestion_control)`,
+    );
   }
 }

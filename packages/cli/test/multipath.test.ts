@@ -34,7 +34,20 @@ describe.skipIf(!aliases)('gkd client --via', () => {
     relay = await PathRelay.start({ host: '127.0.0.1', port: Number(at) });
     const metricsPort = await getPort({ host: '127.0.0.1' });
     const client = gkd(
-      ['client', '--plaintext', '--server', `127.0.0.1:${relay.port}`, '--via', `${A}:2`, '--via', `${B}:3`, '--socks', '127.0.0.1:0', '--metrics', `127.0.0.1:${metricsPort}`],
+      [
+        'client',
+        '--plaintext',
+        '--server',
+        `127.0.0.1:${relay.port}`,
+        '--via',
+        `${A}:2`,
+        '--via',
+        `${B}:3`,
+        '--socks',
+        '127.0.0.1:0',
+        '--metrics',
+        `127.0.0.1:${metricsPort}`,
+      ],
       { env: { GKD_KEY: key } },
     );
     const ready = await client.ready();
@@ -71,7 +84,10 @@ describe.skipIf(!aliases)('gkd client --via', () => {
     }
 
     relay.set(B, 'reset');
-    await client.waitFor('stderr', /warn {2}path 127\.0\.0\.3 down: none of its 3 tunnels is up.*connections carry on over 127\.0\.0\.2; it rejoins when it answers again/);
+    await client.waitFor(
+      'stderr',
+      /warn {2}path 127\.0\.0\.3 down: none of its 3 tunnels is up.*connections carry on over 127\.0\.0\.2; it rejoins when it answers again/,
+    );
     text = await metrics();
     expect(value(text, `gkd_path_tunnels_up{path="${B}"}`)).toBe(0);
     expect(value(text, `gkd_path_tunnels_up{path="${A}"}`)).toBe(2);

@@ -50,7 +50,9 @@ describe('gkd server + gkd client', () => {
     const wrong = (await runGkd(['keygen'])).stdout.trim();
     const client = gkd(['client', '--plaintext', '--server', at!, '--tunnels', '8', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: wrong } });
     expect(await client.exited).toEqual({ code: 2, signal: null });
-    expect(client.stderr.match(/error the server rejected our key \(bad proof.*\); check the key \(GKD_KEY \/ --key, or the link\)\. Exiting\./g)).toHaveLength(1);
+    expect(client.stderr.match(/error the server rejected our key \(bad proof.*\); check the key \(GKD_KEY \/ --key, or the link\)\. Exiting\./g)).toHaveLength(
+      1,
+    );
     // No reconnect warnings (the --plaintext warning at start aside).
     expect(client.stderr.replace(/^.*warn {2}--plaintext: .*\n/m, '')).not.toMatch(/warn/);
     await server.waitFor('stderr', /warn {2}refused a tunnel from 127\.0\.0\.1: .*proof/);
@@ -75,7 +77,10 @@ describe('gkd up', () => {
     const { socksPort } = await up.ready();
     const r = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, blobUrl()]);
     expect(r.code).not.toBe(0);
-    const [line] = await up.waitFor('stderr', /warn {2}OPEN 127\.0\.0\.1:\d+ failed: NOT_ALLOWED \(.*loopback.*denied by default\); to allow it, pass --allow 127\.0\.0\.1:\d+/);
+    const [line] = await up.waitFor(
+      'stderr',
+      /warn {2}OPEN 127\.0\.0\.1:\d+ failed: NOT_ALLOWED \(.*loopback.*denied by default\); to allow it, pass --allow 127\.0\.0\.1:\d+/,
+    );
     expect(line).toContain(`127.0.0.1:${origin.port}`);
     // Logged once (by the embedded server), not twice.
     expect(up.stderr.match(/NOT_ALLOWED/g)).toHaveLength(1);
@@ -94,7 +99,9 @@ describe('gkd up', () => {
   });
 
   it('--socks-user/--socks-pass require authentication on the SOCKS5 port and on the --http port', async () => {
-    const up = gkd(['up', '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0', '--tunnels', '1', '--allow', '127.0.0.1', '--socks-user', 'me'], { env: { GKD_SOCKS_PASS: 'secret' } });
+    const up = gkd(['up', '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0', '--tunnels', '1', '--allow', '127.0.0.1', '--socks-user', 'me'], {
+      env: { GKD_SOCKS_PASS: 'secret' },
+    });
     const { socksPort, httpPort } = await up.ready();
     const denied = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, blobUrl()]);
     expect(denied.code).not.toBe(0);
@@ -144,7 +151,9 @@ describe('--log-format json', () => {
     const records = lines(up.stderr).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(records.length).toBeGreaterThan(3);
     for (const r of records) {
-      expect(r).toEqual(expect.objectContaining({ level: expect.stringMatching(/^(error|warn|info|debug)$/), message: expect.any(String), time: expect.any(String) }));
+      expect(r).toEqual(
+        expect.objectContaining({ level: expect.stringMatching(/^(error|warn|info|debug)$/), message: expect.any(String), time: expect.any(String) }),
+      );
     }
     expect(records.filter((r) => r.event === 'tunnel-up' && r.level === 'info')).toHaveLength(2);
     expect(records.some((r) => r.message === 'stopped')).toBe(true);
@@ -216,7 +225,27 @@ describe('TLS', () => {
     const cert = join(dir, 'cert.pem');
     const certKey = join(dir, 'key.pem');
     if (!existsSync(cert)) {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', certKey, '-out', cert, '-days', '1', '-subj', '/CN=gkd-test'], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          certKey,
+          '-out',
+          cert,
+          '-days',
+          '1',
+          '-subj',
+          '/CN=gkd-test',
+        ],
+        { stdio: 'ignore' },
+      );
     }
     const server = gkd(['server', '--listen', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', certKey, '--allow', '127.0.0.1'], { env: { GKD_KEY: key } });
     const [, at] = await server.waitFor('stdout', /server listening on (127\.0\.0\.1:\d+) \(TLS, one key\)/);
@@ -226,7 +255,9 @@ describe('TLS', () => {
     const r = await curl(['--socks5-hostname', `127.0.0.1:${socksPort}`, blobUrl()]);
     expect(r.sha256).toBe(origin.blobSha);
 
-    const wrongPin = gkd(['client', '--server', at!, '--tunnels', '1', '--socks', '127.0.0.1:0', '--tls-fingerprint', 'AB'.repeat(32)], { env: { GKD_KEY: key } });
+    const wrongPin = gkd(['client', '--server', at!, '--tunnels', '1', '--socks', '127.0.0.1:0', '--tls-fingerprint', 'AB'.repeat(32)], {
+      env: { GKD_KEY: key },
+    });
     await wrongPin.waitFor('stderr', /fingerprint .* does not match the pinned one/);
   });
 });

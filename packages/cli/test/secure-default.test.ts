@@ -31,7 +31,9 @@ const blobUrl = (): string => `http://127.0.0.1:${origin.port}/blob`;
 
 /** Start `gkd server` on a free loopback port; resolves with its port once it listens. */
 async function server(state: string, extra: string[] = []): Promise<{ proc: GkdProcess; port: number }> {
-  const proc = gkd(['server', '--listen', '127.0.0.1:0', '--allow', `127.0.0.1:${origin.port}`, '--log-level', 'debug', ...extra], { env: { GKD_STATE_DIR: state } });
+  const proc = gkd(['server', '--listen', '127.0.0.1:0', '--allow', `127.0.0.1:${origin.port}`, '--log-level', 'debug', ...extra], {
+    env: { GKD_STATE_DIR: state },
+  });
   const [, port] = await proc.waitFor('stdout', /^gkd: server listening on 127\.0\.0\.1:(\d+)/m);
   return { proc, port: Number(port) };
 }
@@ -68,7 +70,9 @@ async function downloadThroughWiretap(plaintext: boolean): Promise<{ up: Buffer[
   relays.push(relay);
   const text = await link(state, port, plaintext ? ['--plaintext'] : []);
   const socks = await getPort({ host: '127.0.0.1' });
-  const client = gkd(['client', '--tunnels', '2', '--socks', `127.0.0.1:${socks}`, ...(plaintext ? ['--plaintext'] : [])], { env: { GKD_LINK: viaPort(text, relay.port) } });
+  const client = gkd(['client', '--tunnels', '2', '--socks', `127.0.0.1:${socks}`, ...(plaintext ? ['--plaintext'] : [])], {
+    env: { GKD_LINK: viaPort(text, relay.port) },
+  });
   await client.ready();
   const r = await curl(['--socks5-hostname', `127.0.0.1:${socks}`, blobUrl()]);
   expect(r.code).toBe(0);
@@ -113,7 +117,10 @@ describe('refusals, before any stream', () => {
     const realLink = await link(join(base, 'state-' + (dirs - 2)), real.port);
     const socks = await getPort({ host: '127.0.0.1' });
     const client = gkd(['client', '--tunnels', '2', '--socks', `127.0.0.1:${socks}`], { env: { GKD_LINK: viaPort(realLink, mitm.port) } });
-    await client.waitFor('stderr', new RegExp(`error cannot trust the server: server certificate fingerprint ${mitmFp} does not match the pinned one ${realFp}`));
+    await client.waitFor(
+      'stderr',
+      new RegExp(`error cannot trust the server: server certificate fingerprint ${mitmFp} does not match the pinned one ${realFp}`),
+    );
     // No tunnel came up, so no stream could open (a SOCKS request would get a failure after the bounded wait).
     expect(client.stderr).not.toMatch(/tunnel \d+ up/);
     expect(client.stdout).not.toMatch(/tunnels? up/);
@@ -139,7 +146,9 @@ describe('refusals, before any stream', () => {
     const s = await server(state);
     const key = readFileSync(join(state, 'key'), 'utf8').trim();
     const client = gkd(['client', '--plaintext', '--server', `127.0.0.1:${s.port}`, '--tunnels', '1', '--socks', '127.0.0.1:0'], { env: { GKD_KEY: key } });
-    await client.waitFor('stderr', /error no handshake from 127\.0\.0\.1:\d+ over plain TCP: a server that runs TLS .* drop --plaintext/, { timeoutMs: 30_000 });
+    await client.waitFor('stderr', /error no handshake from 127\.0\.0\.1:\d+ over plain TCP: a server that runs TLS .* drop --plaintext/, {
+      timeoutMs: 30_000,
+    });
     expect(s.proc.stderr).not.toMatch(/new session|tunnel \d+ up/);
   });
 });
@@ -190,17 +199,24 @@ describe('state directory', () => {
     const s = await server(state, ['--users', users]);
     const r = await runGkd(['link', '--users', users, '--host', 'vps.example.com', '--listen', `0.0.0.0:${s.port}`], { env: { GKD_STATE_DIR: state } });
     expect(r.code).toBe(0);
-    const parsed = r.stdout.trim().split('\n').map((l) => parseLink('link', l));
+    const parsed = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => parseLink('link', l));
     expect(parsed.map((l) => [l.user, l.key, l.host, l.port])).toEqual([
       ['alice', keys.alice, 'vps.example.com', s.port],
       ['bob', keys.bob, 'vps.example.com', s.port],
     ]);
-    const bob = await runGkd(['link', '--users', users, '--user', 'bob', '--host', 'vps.example.com', '--listen', `0.0.0.0:${s.port}`], { env: { GKD_STATE_DIR: state } });
+    const bob = await runGkd(['link', '--users', users, '--user', 'bob', '--host', 'vps.example.com', '--listen', `0.0.0.0:${s.port}`], {
+      env: { GKD_STATE_DIR: state },
+    });
     expect(bob.stdout.trim().split('\n')).toHaveLength(1);
     expect(parseLink('link', bob.stdout).user).toBe('bob');
     // bob's link works against the server.
     const socks = await getPort({ host: '127.0.0.1' });
-    const client = gkd(['client', '--tunnels', '1', '--socks', `127.0.0.1:${socks}`], { env: { GKD_LINK: bob.stdout.trim().replace('vps.example.com', '127.0.0.1') } });
+    const client = gkd(['client', '--tunnels', '1', '--socks', `127.0.0.1:${socks}`], {
+      env: { GKD_LINK: bob.stdout.trim().replace('vps.example.com', '127.0.0.1') },
+    });
     await client.ready();
     const got = await curl(['--socks5-hostname', `127.0.0.1:${socks}`, blobUrl()]);
     expect(got.sha256).toBe(origin.blobSha);

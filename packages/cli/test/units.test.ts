@@ -98,14 +98,30 @@ describe('options', () => {
     const s = clientSettings(args({ server: 'example.com', key: KEY, plaintext: true }, ['--plaintext']));
     expect(s.server).toEqual({ host: 'example.com', port: 9990 });
     expect(clientSettings(args({ server: '[::1]', key: KEY, plaintext: true }, ['--plaintext'])).server).toEqual({ host: '::1', port: 9990 });
-    expect(s).toMatchObject({ tunnels: 'auto', minTunnels: 2, maxTunnels: 32, socks: { host: '127.0.0.1', port: 1080 }, socksIsDefault: true, http: undefined, quiet: false, drainMs: 10_000, logLevel: 'info', logFormat: 'pretty', tls: undefined });
+    expect(s).toMatchObject({
+      tunnels: 'auto',
+      minTunnels: 2,
+      maxTunnels: 32,
+      socks: { host: '127.0.0.1', port: 1080 },
+      socksIsDefault: true,
+      http: undefined,
+      quiet: false,
+      drainMs: 10_000,
+      logLevel: 'info',
+      logFormat: 'pretty',
+      tls: undefined,
+    });
     expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
   });
 
   it('client: --tunnels auto is the default; a number fixes it; --min/--max-tunnels only with auto, and in order', () => {
     const base = { server: 'h:1', key: KEY, plaintext: true };
     expect(clientSettings(args({ ...base, tunnels: '6' }, ['--plaintext'])).tunnels).toBe(6);
-    expect(clientSettings(args({ ...base, tunnels: 'auto', 'min-tunnels': '4', 'max-tunnels': '64' }, ['--plaintext']))).toMatchObject({ tunnels: 'auto', minTunnels: 4, maxTunnels: 64 });
+    expect(clientSettings(args({ ...base, tunnels: 'auto', 'min-tunnels': '4', 'max-tunnels': '64' }, ['--plaintext']))).toMatchObject({
+      tunnels: 'auto',
+      minTunnels: 4,
+      maxTunnels: 64,
+    });
     expect(clientSettings(args({ ...base, 'min-tunnels': '40' }, ['--plaintext']))).toMatchObject({ minTunnels: 40, maxTunnels: 40 });
     expect(() => clientSettings(args({ ...base, tunnels: '6', 'max-tunnels': '9' }, ['--plaintext']))).toThrow(/--max-tunnels is for --tunnels auto/);
     expect(() => clientSettings(args({ ...base, 'min-tunnels': '8', 'max-tunnels': '4' }, ['--plaintext']))).toThrow(/must be at least --min-tunnels/);
@@ -113,7 +129,9 @@ describe('options', () => {
   });
 
   it('client: --server repeats (one server, several addresses) and --via gives the paths', () => {
-    const s = clientSettings(args({ server: ['198.51.100.7', '[2001:db8::7]:443'], via: ['192.168.1.20:2', 'wwan0'], key: KEY, plaintext: true, tunnels: '3' }, ['--plaintext']));
+    const s = clientSettings(
+      args({ server: ['198.51.100.7', '[2001:db8::7]:443'], via: ['192.168.1.20:2', 'wwan0'], key: KEY, plaintext: true, tunnels: '3' }, ['--plaintext']),
+    );
     expect(s.server).toEqual({ host: '198.51.100.7', port: 9990 });
     expect(s.servers).toEqual([
       { host: '198.51.100.7', port: 9990 },
@@ -121,7 +139,9 @@ describe('options', () => {
     ]);
     expect(s.paths).toEqual([{ via: '192.168.1.20', tunnels: 2 }, { via: 'wwan0' }]);
     expect(clientSettings(args({ server: 'h', key: KEY, plaintext: true }, ['--plaintext'])).paths).toBeUndefined();
-    expect(() => clientSettings(args({ server: 'h', via: ['wlan0', 'wlan0:2'], key: KEY, plaintext: true }, ['--plaintext', '--via']))).toThrow(/^--via: path wlan0 is given twice/);
+    expect(() => clientSettings(args({ server: 'h', via: ['wlan0', 'wlan0:2'], key: KEY, plaintext: true }, ['--plaintext', '--via']))).toThrow(
+      /^--via: path wlan0 is given twice/,
+    );
   });
 
   it('client TLS: --tls-fingerprint implies TLS; --tls alone uses the system CAs', () => {
@@ -139,14 +159,20 @@ describe('options', () => {
   it('client: a link gives the server, the key, the user and the pin', () => {
     const link = `gkd://alice@vps.example.com:4433?v=1&key=${KEY}&fp=${'AB'.repeat(32)}`;
     const s = clientSettings(args({ link }, ['--link', link]));
-    expect(s).toMatchObject({ server: { host: 'vps.example.com', port: 4433 }, user: 'alice', tls: { fingerprint: 'AB'.repeat(32) }, linkOnCommandLine: true, keyOnCommandLine: false });
+    expect(s).toMatchObject({
+      server: { host: 'vps.example.com', port: 4433 },
+      user: 'alice',
+      tls: { fingerprint: 'AB'.repeat(32) },
+      linkOnCommandLine: true,
+      keyOnCommandLine: false,
+    });
     expect(Buffer.from(s.key).toString('base64url')).toBe(KEY);
     expect(clientSettings(new Args({ link }, [], { GKD_LINK: link })).linkOnCommandLine).toBe(false);
     expect(() => clientSettings(args({ link, server: 'other:1' }, ['--link', link]))).toThrow(/give --link or --server/);
     expect(() => clientSettings(args({ link: link.replace(/key=[^&]+/, 'key=c2hvcnQ') }))).toThrow(/at least 128 bits/);
   });
 
-  it('server: a key, a users file, or (neither) the state directory\'s; listen defaults to 0.0.0.0:9990; TLS self-signed unless --plaintext or --tls-cert', () => {
+  it("server: a key, a users file, or (neither) the state directory's; listen defaults to 0.0.0.0:9990; TLS self-signed unless --plaintext or --tls-cert", () => {
     const s = serverSettings(args({ key: KEY }, ['--key', KEY]));
     expect(s.listen).toEqual({ host: '0.0.0.0', port: 9990 });
     expect(s.keyOnCommandLine).toBe(true);
@@ -165,12 +191,46 @@ describe('options', () => {
 });
 
 function tunnel(id: number, index: number, bytesIn: number, framesIn = 1): TunnelStats {
-  return { id, index, state: 'open', rtt: 2, bytesIn, bytesOut: 10, framesIn, framesOut: 1, queued: 0, inflight: 0, rate: null, unconfirmed: 0, mode: 'user', congestion: null, notSentLowat: 0, pacing: false, kernel: null };
+  return {
+    id,
+    index,
+    state: 'open',
+    rtt: 2,
+    bytesIn,
+    bytesOut: 10,
+    framesIn,
+    framesOut: 1,
+    queued: 0,
+    inflight: 0,
+    rate: null,
+    unconfirmed: 0,
+    mode: 'user',
+    congestion: null,
+    notSentLowat: 0,
+    pacing: false,
+    kernel: null,
+  };
 }
 
 function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFrames = 0, sent = 0): SessionStats {
   const datagrams = { associations: 0, sent, received: 0, dropped: 0, droppedTooLarge: 0, droppedUnknown: 0 };
-  return { id, tunnelsUp: tunnels.length, streamsOpen: 0, bytesIn, bytesOut: 0, resentFrames, resentBytes: 0, holResentFrames: 0, duplicateBytes: 0, recvBudgetUsed: 0, sendBudgetUsed: 0, heldFrames: 0, datagrams, tunnels, streams: [] };
+  return {
+    id,
+    tunnelsUp: tunnels.length,
+    streamsOpen: 0,
+    bytesIn,
+    bytesOut: 0,
+    resentFrames,
+    resentBytes: 0,
+    holResentFrames: 0,
+    duplicateBytes: 0,
+    recvBudgetUsed: 0,
+    sendBudgetUsed: 0,
+    heldFrames: 0,
+    datagrams,
+    tunnels,
+    streams: [],
+  };
 }
 
 describe('TransportSampler', () => {
@@ -289,7 +349,9 @@ describe('LogDigest', () => {
     digest.note('warn', 'timeout', 'refused tunnels (timeout)', '10.0.0.1', 'timeout 0');
     expect(records.map((r) => r.message)).toEqual(['evicted 0', 'evicted 1', 'evicted 2', 'timeout 0']);
     vi.advanceTimersByTime(10_000);
-    expect(records.slice(4)).toMatchObject([{ level: 'warn', message: '997 more refused tunnels (evicted) in the last 10 s from 16 addresses (not logged one by one)' }]);
+    expect(records.slice(4)).toMatchObject([
+      { level: 'warn', message: '997 more refused tunnels (evicted) in the last 10 s from 16 addresses (not logged one by one)' },
+    ]);
     // A new window logs in full again.
     digest.note('warn', 'evicted', 'refused tunnels (evicted)', '10.0.0.1', 'evicted again');
     expect(records[records.length - 1]!.message).toBe('evicted again');
@@ -329,7 +391,9 @@ describe('listenWithFallback', () => {
       const moved = await listenWithFallback('--socks', { host: '127.0.0.1', port }, true, listen, logger);
       const got = (moved.address() as net.AddressInfo).port;
       expect(got).not.toBe(port);
-      expect(records.find((r) => r.level === 'warn')?.message).toBe(`127.0.0.1:${port} is already in use; using 127.0.0.1:${got} instead (pass --socks HOST:PORT to choose)`);
+      expect(records.find((r) => r.level === 'warn')?.message).toBe(
+        `127.0.0.1:${port} is already in use; using 127.0.0.1:${got} instead (pass --socks HOST:PORT to choose)`,
+      );
       moved.close();
       const err = await listenWithFallback('--socks', { host: '127.0.0.1', port }, false, listen, logger).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(StartError);
@@ -386,13 +450,20 @@ describe('socket tuning lines and --congestion', () => {
   };
   it('kernel mode: one info line naming TCP_NOTSENT_LOWAT, pacing and the congestion control', () => {
     expect(socketTuningLines('bbr', { available: true })).toEqual([
-      { level: 'info', message: 'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 128 KiB, pacing, TCP_INFO path estimates, congestion control bbr; tunnels to loopback addresses stay in user mode)' },
+      {
+        level: 'info',
+        message:
+          'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 128 KiB, pacing, TCP_INFO path estimates, congestion control bbr; tunnels to loopback addresses stay in user mode)',
+      },
     ]);
   });
   it('user mode: says why, warns when --congestion cannot apply, and adds the sysctl tip where it helps', () => {
     const read = proc({ '/proc/sys/net/ipv4/tcp_notsent_lowat': '4294967295\n' });
     const lines = socketTuningLines('bbr', { available: false, reason: 'not Linux (darwin)' }, read);
-    expect(lines[0]).toEqual({ level: 'warn', message: 'tunnel sockets: user mode, path estimates from PING timing only (not Linux (darwin)); --congestion bbr cannot be applied' });
+    expect(lines[0]).toEqual({
+      level: 'warn',
+      message: 'tunnel sockets: user mode, path estimates from PING timing only (not Linux (darwin)); --congestion bbr cannot be applied',
+    });
     expect(lines[1]?.message).toMatch(/tcp_notsent_lowat=131072/);
     expect(socketTuningLines(undefined, { available: false, reason: 'x' }, proc({}))).toHaveLength(1);
   });
@@ -403,7 +474,9 @@ describe('socket tuning lines and --congestion', () => {
     });
     expect(() => checkCongestion('bbr', read, true)).not.toThrow();
     expect(() => checkCongestion('bbr', read, false)).toThrow(/not allowed for unprivileged processes \(allowed: reno, cubic/);
-    expect(() => checkCongestion('vegas', read, true)).toThrow(/not available in this kernel \(available: reno, cubic, bbr; a module may load it: modprobe tcp_vegas\)/);
+    expect(() => checkCongestion('vegas', read, true)).toThrow(
+      /not available in this kernel \(available: reno, cubic, bbr; a module may load it: modprobe tcp_vegas\)/,
+    );
     expect(() => checkCongestion('bbr;rm', read, true)).toThrow(/not a congestion control name/);
     expect(() => checkCongestion('bbr', proc({}), false)).not.toThrow(); // no /proc: the kernel decides per tunnel
   });

@@ -47,7 +47,25 @@ describe('help', () => {
   it('lists every flag of a command', async () => {
     const r = await runGkd(['client', '--help']);
     expect(r.code).toBe(0);
-    for (const f of ['--server', '--tunnels', '--socks', '--http', '--user', '--tls', '--tls-fingerprint', '--tls-ca', '--socks-user', '--socks-pass', '--key', '--metrics', '--drain-timeout', '--log-level', '--log-format', '--quiet', '--config']) {
+    for (const f of [
+      '--server',
+      '--tunnels',
+      '--socks',
+      '--http',
+      '--user',
+      '--tls',
+      '--tls-fingerprint',
+      '--tls-ca',
+      '--socks-user',
+      '--socks-pass',
+      '--key',
+      '--metrics',
+      '--drain-timeout',
+      '--log-level',
+      '--log-format',
+      '--quiet',
+      '--config',
+    ]) {
       expect(r.stdout).toContain(f);
     }
     expect(r.stdout).toMatch(/flags > environment > config file > defaults/);
@@ -61,15 +79,16 @@ describe('help', () => {
 });
 
 describe('missing key', () => {
-  it.each([
-    ['client', ['client', '--server', '127.0.0.1:9990', '--socks', '127.0.0.1:0', '--plaintext']],
-  ])('gkd %s refuses to start, says how to make one, exit 2', async (_name, args) => {
-    const r = await runGkd(args);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain('gkd keygen');
-    expect(r.stderr).toContain('GKD_KEY');
-    expect(r.stdout).toBe('');
-  });
+  it.each([['client', ['client', '--server', '127.0.0.1:9990', '--socks', '127.0.0.1:0', '--plaintext']]])(
+    'gkd %s refuses to start, says how to make one, exit 2',
+    async (_name, args) => {
+      const r = await runGkd(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('gkd keygen');
+      expect(r.stderr).toContain('GKD_KEY');
+      expect(r.stdout).toBe('');
+    },
+  );
 });
 
 describe('bad flag values name the flag (exit 2)', () => {
@@ -96,11 +115,23 @@ describe('bad flag values name the flag (exit 2)', () => {
     ['missing value', ['up', '--socks'], /socks/],
     ['stray argument', ['up', 'now'], /gkd up: unexpected argument "now"/],
     ['unknown command', ['upp'], /unknown command "upp"; the commands are up, server, client, link and keygen/],
-    ['client without a way to check the server', ['client', '--server', 'h'], /no way to check the server's certificate: .*link.*--tls-fingerprint.*--plaintext/],
+    [
+      'client without a way to check the server',
+      ['client', '--server', 'h'],
+      /no way to check the server's certificate: .*link.*--tls-fingerprint.*--plaintext/,
+    ],
     ['plaintext and a pin', ['client', '--server', 'h', '--plaintext', '--tls-fingerprint', 'AB'.repeat(32)], /give --plaintext or TLS flags/],
-    ['server plaintext and a certificate', ['server', '--plaintext', '--tls-cert', '/x.pem', '--tls-key', '/y.pem'], /give --plaintext or --tls-cert, not both/],
+    [
+      'server plaintext and a certificate',
+      ['server', '--plaintext', '--tls-cert', '/x.pem', '--tls-key', '/y.pem'],
+      /give --plaintext or --tls-cert, not both/,
+    ],
     ['link and a key', ['client', 'gkd://h:1?v=1&key=' + 'A'.repeat(43) + '&fp=' + 'AB'.repeat(32), '--key', 'B'.repeat(43)], /give --link or --key, not both/],
-    ['a plaintext link without --plaintext', ['client', 'gkd://h:1?v=1&key=' + 'A'.repeat(43) + '&plaintext=1'], /is for a server run with --plaintext.*Add --plaintext/],
+    [
+      'a plaintext link without --plaintext',
+      ['client', 'gkd://h:1?v=1&key=' + 'A'.repeat(43) + '&plaintext=1'],
+      /is for a server run with --plaintext.*Add --plaintext/,
+    ],
     ['a link of a newer format', ['client', 'gkd://h:1?v=2&key=' + 'A'.repeat(43) + '&fp=' + 'AB'.repeat(32)], /link version 2 is not supported/],
     ['two links', ['client', 'gkd://a', 'gkd://b'], /unexpected argument "gkd:\/\/b"/],
   ];
@@ -203,7 +234,10 @@ describe('a port in use', () => {
     ['--listen', ['server', '--listen', 'PORT']],
     ['--metrics', ['up', '--socks', '127.0.0.1:0', '--metrics', 'PORT']],
   ])('%s: says which address is in use, exit 1', async (flag, args) => {
-    const r = await runGkd(args.map((a) => (a === 'PORT' ? `127.0.0.1:${port}` : a)), { env: { GKD_KEY: key } });
+    const r = await runGkd(
+      args.map((a) => (a === 'PORT' ? `127.0.0.1:${port}` : a)),
+      { env: { GKD_KEY: key } },
+    );
     expect(r.stderr).toContain(`${flag} 127.0.0.1:${port}: address already in use`);
     expect(r.code).toBe(1);
     expect(r.stdout).not.toContain('gkd: SOCKS5 proxy on');

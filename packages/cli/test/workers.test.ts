@@ -110,7 +110,10 @@ describe('gkd server --workers 2', () => {
 
   it('keeps each session on one worker, restarts a killed worker (only its sessions are lost), sums metrics, drains on SIGTERM', async () => {
     const key = randomBytes(32).toString('base64url');
-    const server = gkd(['server', '--workers', '2', '--plaintext', '--listen', '127.0.0.1:0', '--allow', '127.0.0.1', '--metrics', '127.0.0.1:0', '--drain-timeout', '2'], { env: { GKD_KEY: key } });
+    const server = gkd(
+      ['server', '--workers', '2', '--plaintext', '--listen', '127.0.0.1:0', '--allow', '127.0.0.1', '--metrics', '127.0.0.1:0', '--drain-timeout', '2'],
+      { env: { GKD_KEY: key } },
+    );
     const port = Number((await server.waitFor('stdout', /listening on 127\.0\.0\.1:(\d+)/, { timeoutMs: 60_000 }))[1]);
     const metricsUrl = `${(await server.waitFor('stderr', /metrics on (http:\/\/\S+)/))[1]}`;
     const pids = new Map<number, number>();

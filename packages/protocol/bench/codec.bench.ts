@@ -72,7 +72,12 @@ const reorder = new ReorderBuffer({ window: 64 * 16 * KiB });
 
 const cases: Case[] = [
   { name: 'encode DATA 16 KiB (encode(), copies payload)', frames: 1, bytes: data16kWire.length, run: () => encode(data16k).length },
-  { name: 'encode DATA 16 KiB (encodeDataHeader, zero-copy)', frames: 1, bytes: data16kWire.length, run: () => encodeDataHeader(1, 123_456_789, payload16k.length).length },
+  {
+    name: 'encode DATA 16 KiB (encodeDataHeader, zero-copy)',
+    frames: 1,
+    bytes: data16kWire.length,
+    run: () => encodeDataHeader(1, 123_456_789, payload16k.length).length,
+  },
   {
     name: 'decode DATA 16 KiB, one frame per push',
     frames: 1,

@@ -113,9 +113,7 @@ export function decodeBody(h: FrameHeader, body: Buffer): Frame {
     case FrameType.PING:
     case FrameType.PONG:
       expectLength('PING/PONG', body, 4);
-      return h.type === FrameType.PING
-        ? { type: FrameType.PING, id: body.readUInt32BE(0) }
-        : { type: FrameType.PONG, id: body.readUInt32BE(0) };
+      return h.type === FrameType.PING ? { type: FrameType.PING, id: body.readUInt32BE(0) } : { type: FrameType.PONG, id: body.readUInt32BE(0) };
     case FrameType.CHALLENGE:
       expectLength('CHALLENGE', body, NONCE_LENGTH + 1);
       return { type: FrameType.CHALLENGE, nonce: Buffer.from(body.subarray(0, NONCE_LENGTH)), flags: body[NONCE_LENGTH]! };

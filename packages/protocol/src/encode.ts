@@ -190,7 +190,8 @@ export function encode(frame: Frame): Buffer {
     case FrameType.WELCOME: {
       checkLength('proof', frame.proof, PROOF_LENGTH);
       const maxTunnels = frame.maxTunnels ?? 0xffff;
-      if (!Number.isInteger(maxTunnels) || maxTunnels < 1 || maxTunnels > 0xffff) throw new RangeError(`maxTunnels must be an integer in 1…65535, got ${maxTunnels}`);
+      if (!Number.isInteger(maxTunnels) || maxTunnels < 1 || maxTunnels > 0xffff)
+        throw new RangeError(`maxTunnels must be an integer in 1…65535, got ${maxTunnels}`);
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + PROOF_LENGTH + 10);
       writeHeader(buf, frame.type, 0, PROOF_LENGTH + 10);
       frame.proof.copy(buf, HEADER_LENGTH);

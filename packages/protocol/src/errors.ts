@@ -61,7 +61,10 @@ export class UnknownTypeError extends GkdError {
 
 /** A frame declared a body longer than the receiver's limit; nothing of it was buffered. */
 export class FrameTooLargeError extends GkdError {
-  constructor(readonly length: number, readonly limit: number) {
+  constructor(
+    readonly length: number,
+    readonly limit: number,
+  ) {
     super(ErrorCode.FRAME_TOO_LARGE, `frame body of ${length} bytes exceeds the limit of ${limit} bytes`, Reason.FRAME_TOO_LARGE);
   }
 }

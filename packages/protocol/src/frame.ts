@@ -189,15 +189,7 @@ export type AssociationFrame = DatagramFrame | DatagramCloseFrame;
 /** Frames that belong to a stream (stream id ≠ 0). */
 export type StreamFrame = DataFrame | AckFrame | OpenFrame | OpenOkFrame | OpenFailFrame | FinFrame | RstFrame;
 
-const streamTypes = new Set<number>([
-  FrameType.DATA,
-  FrameType.ACK,
-  FrameType.OPEN,
-  FrameType.OPEN_OK,
-  FrameType.OPEN_FAIL,
-  FrameType.FIN,
-  FrameType.RST,
-]);
+const streamTypes = new Set<number>([FrameType.DATA, FrameType.ACK, FrameType.OPEN, FrameType.OPEN_OK, FrameType.OPEN_FAIL, FrameType.FIN, FrameType.RST]);
 const associationTypes = new Set<number>([FrameType.DATAGRAM, FrameType.DATAGRAM_CLOSE]);
 const knownTypes = new Set<number>(Object.values(FrameType));
 

@@ -79,7 +79,9 @@ export class PrefaceDecoder {
       const byte = chunk[i]!;
       const at = this.have;
       if (at < 3 && byte !== PREFACE_MAGIC[at]) {
-        this.error = new BadPrefaceError(`expected the routing preface "GKD" (protocol version 2), got byte 0x${byte.toString(16).padStart(2, '0')} at offset ${at}${describe(at, byte)}`);
+        this.error = new BadPrefaceError(
+          `expected the routing preface "GKD" (protocol version 2), got byte 0x${byte.toString(16).padStart(2, '0')} at offset ${at}${describe(at, byte)}`,
+        );
         throw this.error;
       }
       if (at === 3 && byte !== PREFACE_VERSION) {

@@ -152,8 +152,7 @@ describe('round trip of every frame type at edge values', () => {
 
   it('ACK: ack 0 … 2^53-1, windows 0 and 2^32-1', () => {
     for (const stream of STREAMS)
-      for (const ack of OFFSETS)
-        for (const window of WINDOWS) expect(roundTrip({ type: FrameType.ACK, stream, ack, window }).length).toBe(24);
+      for (const ack of OFFSETS) for (const window of WINDOWS) expect(roundTrip({ type: FrameType.ACK, stream, ack, window }).length).toBe(24);
   });
 
   it('OPEN: every address type, windows 0 and 2^32-1', () => {
@@ -166,8 +165,7 @@ describe('round trip of every frame type at edge values', () => {
   });
 
   it('OPEN_OK: windows 0 and 2^32-1', () => {
-    for (const stream of STREAMS)
-      for (const window of WINDOWS) expect(roundTrip({ type: FrameType.OPEN_OK, stream, window }).length).toBe(16);
+    for (const stream of STREAMS) for (const window of WINDOWS) expect(roundTrip({ type: FrameType.OPEN_OK, stream, window }).length).toBe(16);
   });
 
   it('DATAGRAM: associations 1 and 2^32-1, every address type, payload 0, 1 and MAX_DATAGRAM_PAYLOAD bytes', () => {
@@ -183,8 +181,7 @@ describe('round trip of every frame type at edge values', () => {
 
   it('DATAGRAM_CLOSE: any reason octet, empty and 255-byte messages', () => {
     for (const association of STREAMS)
-      for (const reason of [0, 0x15, 255])
-        for (const message of ['', ascii(255)]) roundTrip({ type: FrameType.DATAGRAM_CLOSE, association, reason, message });
+      for (const reason of [0, 0x15, 255]) for (const message of ['', ascii(255)]) roundTrip({ type: FrameType.DATAGRAM_CLOSE, association, reason, message });
   });
 
   it('DATAGRAM refusals: no address, library-mode address, payload over the limit, association 0', () => {
@@ -210,8 +207,7 @@ describe('round trip of every frame type at edge values', () => {
   });
 
   it('FIN: final offsets 0 … 2^53-1', () => {
-    for (const stream of STREAMS)
-      for (const offset of OFFSETS) expect(roundTrip({ type: FrameType.FIN, stream, offset }).length).toBe(20);
+    for (const stream of STREAMS) for (const offset of OFFSETS) expect(roundTrip({ type: FrameType.FIN, stream, offset }).length).toBe(20);
   });
 
   it('PING and PONG: ids 0, 1 and 2^32-1', () => {
@@ -224,9 +220,11 @@ describe('round trip of every frame type at edge values', () => {
   it('u64 fields are written as two big-endian halves', () => {
     const wire = encode({ type: FrameType.FIN, stream: 1, offset: MAX_OFFSET });
     expect(wire.subarray(12).toString('hex')).toBe('001fffffffffffff');
-    expect(encode({ type: FrameType.ACK, stream: 1, ack: 2 ** 32 - 1, window: 0 }).subarray(12, 20).toString('hex')).toBe(
-      '00000000ffffffff',
-    );
+    expect(
+      encode({ type: FrameType.ACK, stream: 1, ack: 2 ** 32 - 1, window: 0 })
+        .subarray(12, 20)
+        .toString('hex'),
+    ).toBe('00000000ffffffff');
   });
 });
 

@@ -42,7 +42,15 @@ function caught(fn: () => unknown): unknown {
 }
 
 const sixFrames: Frame[] = [
-  { type: FrameType.AUTH, mode: AuthMode.JOIN, sessionId: Buffer.alloc(16, 1), tunnelIndex: 3, clientNonce: Buffer.alloc(32, 2), user: 'ålice', proof: Buffer.alloc(32, 3) },
+  {
+    type: FrameType.AUTH,
+    mode: AuthMode.JOIN,
+    sessionId: Buffer.alloc(16, 1),
+    tunnelIndex: 3,
+    clientNonce: Buffer.alloc(32, 2),
+    user: 'ålice',
+    proof: Buffer.alloc(32, 3),
+  },
   { type: FrameType.OPEN, stream: 1, window: 262144, destination: { type: 'domain', host: 'example.com', port: 443 } },
   { type: FrameType.DATA, stream: 1, offset: 2 ** 32, payload: Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff)) },
   { type: FrameType.ACK, stream: 3, ack: 12345, window: 65536 },
@@ -182,7 +190,12 @@ describe('Decoder: header rejects carry the right code and reason', () => {
     expect(decodeAll(withStream(frame, 1))).toHaveLength(1);
     const err = caught(() => new Decoder().push(withStream(frame, 0)));
     expect(err).toBeInstanceOf(ProtocolError);
-    expect(err).toMatchObject({ name: 'ProtocolError', code: ErrorCode.PROTOCOL, reason: Reason.PROTOCOL_ERROR, message: expect.stringMatching(/stream id 0/) });
+    expect(err).toMatchObject({
+      name: 'ProtocolError',
+      code: ErrorCode.PROTOCOL,
+      reason: Reason.PROTOCOL_ERROR,
+      message: expect.stringMatching(/stream id 0/),
+    });
   });
   it.each(validConnFrames.map((f) => [f.type, f] as const))('connection frame type 0x%s with a stream id', (_type, frame) => {
     expect(decodeAll(withStream(frame, 0))).toHaveLength(1);
@@ -355,7 +368,17 @@ describe('Decoder: text fields', () => {
 
   it('user and domain names are decoded exactly, a byte-order mark included', () => {
     const user = '\ufeffbob';
-    const [f] = decodeAll(encode({ type: FrameType.AUTH, mode: AuthMode.NEW, sessionId: Buffer.alloc(16), tunnelIndex: 0, clientNonce: Buffer.alloc(32), user, proof: Buffer.alloc(32) }));
+    const [f] = decodeAll(
+      encode({
+        type: FrameType.AUTH,
+        mode: AuthMode.NEW,
+        sessionId: Buffer.alloc(16),
+        tunnelIndex: 0,
+        clientNonce: Buffer.alloc(32),
+        user,
+        proof: Buffer.alloc(32),
+      }),
+    );
     expect(f).toMatchObject({ user });
     const [o] = decodeAll(encode({ type: FrameType.OPEN, stream: 1, window: 1, destination: { type: 'domain', host: '\ufeffbücher.de', port: 1 } }));
     expect(o).toMatchObject({ destination: { host: '\ufeffbücher.de' } });

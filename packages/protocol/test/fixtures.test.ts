@@ -42,21 +42,13 @@ const fixtures: Array<[name: string, hex: string, frame: Frame]> = [
     '01 20 00 00 00 00 00 07 00 00 00 05 00 01 00 00 00',
     { type: FrameType.OPEN, stream: 7, window: 65536, destination: null },
   ],
-  [
-    'OPEN_OK stream 1, window 262144',
-    '01 21 00 00 00 00 00 01 00 00 00 04 00 04 00 00',
-    { type: FrameType.OPEN_OK, stream: 1, window: 262144 },
-  ],
+  ['OPEN_OK stream 1, window 262144', '01 21 00 00 00 00 00 01 00 00 00 04 00 04 00 00', { type: FrameType.OPEN_OK, stream: 1, window: 262144 }],
   [
     'OPEN_FAIL stream 1, CONNECTION_REFUSED',
     '01 22 00 00 00 00 00 01 00 00 00 01 05',
     { type: FrameType.OPEN_FAIL, stream: 1, reason: Reason.CONNECTION_REFUSED, message: '' },
   ],
-  [
-    'FIN stream 1, offset 1000',
-    '01 23 00 00 00 00 00 01 00 00 00 08 00 00 00 00 00 00 03 e8',
-    { type: FrameType.FIN, stream: 1, offset: 1000 },
-  ],
+  ['FIN stream 1, offset 1000', '01 23 00 00 00 00 00 01 00 00 00 08 00 00 00 00 00 00 03 e8', { type: FrameType.FIN, stream: 1, offset: 1000 }],
   [
     'RST stream 1, CANCELLED, "bye"',
     '01 24 00 00 00 00 00 01 00 00 00 04 20 62 79 65',
@@ -64,21 +56,13 @@ const fixtures: Array<[name: string, hex: string, frame: Frame]> = [
   ],
   ['PING 7', '01 30 00 00 00 00 00 00 00 00 00 04 00 00 00 07', { type: FrameType.PING, id: 7 }],
   ['PONG 7', '01 31 00 00 00 00 00 00 00 00 00 04 00 00 00 07', { type: FrameType.PONG, id: 7 }],
-  [
-    'GOAWAY SHUTDOWN',
-    '01 32 00 00 00 00 00 00 00 00 00 01 22',
-    { type: FrameType.GOAWAY, reason: Reason.SHUTDOWN, message: '' },
-  ],
+  ['GOAWAY SHUTDOWN', '01 32 00 00 00 00 00 00 00 00 00 01 22', { type: FrameType.GOAWAY, reason: Reason.SHUTDOWN, message: '' }],
   [
     'WELCOME proof 0…0, max body 65536, 1024 streams, 32 tunnels',
     '01 03 00 00 00 00 00 00 00 00 00 2a 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 04 00 00 20',
     { type: FrameType.WELCOME, proof: Buffer.alloc(32), maxBody: 65_536, maxStreams: 1024, maxTunnels: 32 },
   ],
-  [
-    'REJECT BAD_PROOF',
-    '01 04 00 00 00 00 00 00 00 00 00 01 12',
-    { type: FrameType.REJECT, reason: Reason.BAD_PROOF, message: '' },
-  ],
+  ['REJECT BAD_PROOF', '01 04 00 00 00 00 00 00 00 00 00 01 12', { type: FrameType.REJECT, reason: Reason.BAD_PROOF, message: '' }],
   [
     'DATAGRAM association 1, 127.0.0.1:53, "hi"',
     '01 40 00 00 00 00 00 01 00 00 00 09 01 7f 00 00 01 00 35 68 69',

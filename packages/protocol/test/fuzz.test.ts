@@ -153,7 +153,8 @@ function mutate(rand: Rand, input: Buffer, frameStarts: number[]): Buffer {
         wire[at] = between(rand, 0, 255);
         break;
       case 2: // a huge or random declared length
-        if (frameAt + HEADER_LENGTH <= wire.length) wire.writeUInt32BE(pick(rand, [0xffffffff, 0x80000000, 65545, 65544, 0, u32(rand), between(rand, 0, 300)]), frameAt + 8);
+        if (frameAt + HEADER_LENGTH <= wire.length)
+          wire.writeUInt32BE(pick(rand, [0xffffffff, 0x80000000, 65545, 65544, 0, u32(rand), between(rand, 0, 300)]), frameAt + 8);
         break;
       case 3: // another type
         if (frameAt + 1 < wire.length) wire[frameAt + 1] = rand() < 0.5 ? pick(rand, Object.values(FrameType)) : between(rand, 0, 255);
@@ -301,7 +302,8 @@ describe('decoder fuzz', () => {
     );
     expect(stats.cases).toBeGreaterThanOrEqual(100_000);
     // Every kind of rejection was reached.
-    for (const name of ['ProtocolError', 'BadVersionError', 'UnknownTypeError', 'FrameTooLargeError']) expect(stats.errors.get(name) ?? 0, name).toBeGreaterThan(500);
+    for (const name of ['ProtocolError', 'BadVersionError', 'UnknownTypeError', 'FrameTooLargeError'])
+      expect(stats.errors.get(name) ?? 0, name).toBeGreaterThan(500);
   });
 
   it('fast-check: arbitrary bytes in arbitrary pieces never throw anything but a GkdError', () => {
@@ -336,22 +338,18 @@ describe('decoder fuzz', () => {
 
   it('fast-check: the reorder buffer throws only GkdErrors on arbitrary (valid-typed) input', () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 500 }),
-        fc.array(fc.tuple(fc.nat(600), fc.integer({ min: 0, max: 80 })), { maxLength: 60 }),
-        (window, segments) => {
-          const rb = new ReorderBuffer({ window, maxSegments: 8 });
-          for (const [off, len] of segments) {
-            try {
-              rb.insert(off, Buffer.alloc(len));
-            } catch (err) {
-              if (!(err instanceof GkdError)) return false;
-            }
-            if (rb.size > rb.limit - rb.next || rb.depth > 8) return false;
+      fc.property(fc.integer({ min: 1, max: 500 }), fc.array(fc.tuple(fc.nat(600), fc.integer({ min: 0, max: 80 })), { maxLength: 60 }), (window, segments) => {
+        const rb = new ReorderBuffer({ window, maxSegments: 8 });
+        for (const [off, len] of segments) {
+          try {
+            rb.insert(off, Buffer.alloc(len));
+          } catch (err) {
+            if (!(err instanceof GkdError)) return false;
           }
-          return true;
-        },
-      ),
+          if (rb.size > rb.limit - rb.next || rb.depth > 8) return false;
+        }
+        return true;
+      }),
       { numRuns: 3000, seed: SEED },
     );
   });

@@ -67,8 +67,16 @@ describe('handshake proofs', () => {
     ['key', Buffer.alloc(32, 0x4c), base],
     ['short key', Buffer.from('k'), base],
     // Length binding: moving bytes between adjacent inputs changes the proof.
-    ['bytes moved from client nonce to session id', key, { ...base, clientNonce: Buffer.alloc(31, 0x02), sessionId: Buffer.concat([Buffer.from([0x02]), Buffer.alloc(16, 0x03)]) }],
-    ['bytes moved from server to client nonce', key, { ...base, serverNonce: Buffer.alloc(31, 0x01), clientNonce: Buffer.concat([Buffer.from([0x01]), Buffer.alloc(32, 0x02)]) }],
+    [
+      'bytes moved from client nonce to session id',
+      key,
+      { ...base, clientNonce: Buffer.alloc(31, 0x02), sessionId: Buffer.concat([Buffer.from([0x02]), Buffer.alloc(16, 0x03)]) },
+    ],
+    [
+      'bytes moved from server to client nonce',
+      key,
+      { ...base, serverNonce: Buffer.alloc(31, 0x01), clientNonce: Buffer.concat([Buffer.from([0x01]), Buffer.alloc(32, 0x02)]) },
+    ],
   ];
 
   it.each([

@@ -61,7 +61,10 @@ describe('routing preface codec', () => {
   });
 
   it('refuses a version-1 AUTH and a bare TLS ClientHello at their first byte, with a hint', () => {
-    for (const [first, hint] of [[0x01, 'version-1 client'], [0x16, 'TLS ClientHello']] as const) {
+    for (const [first, hint] of [
+      [0x01, 'version-1 client'],
+      [0x16, 'TLS ClientHello'],
+    ] as const) {
       const d = new PrefaceDecoder();
       let err: unknown;
       try {

@@ -126,10 +126,7 @@ const LIMIT_RULES: Record<keyof ServerLimits, IntRule> = {
 };
 
 function checkInt(option: string, value: unknown, rule: IntRule): number {
-  const ok =
-    typeof value === 'number' &&
-    Number.isInteger(value) &&
-    ((value >= rule.min && value <= rule.max) || (rule.zeroDisables === true && value === 0));
+  const ok = typeof value === 'number' && Number.isInteger(value) && ((value >= rule.min && value <= rule.max) || (rule.zeroDisables === true && value === 0));
   if (!ok) {
     const range = `${rule.zeroDisables ? '0 (disabled) or ' : ''}an integer ${rule.min}–${rule.max} ${rule.unit}`;
     throw new ConfigError(`invalid server option ${option}: must be ${range}, got ${describe(value)}`);

@@ -26,8 +26,7 @@ export interface ResolvedAddress {
 export type Resolver = (hostname: string, signal: AbortSignal) => Promise<readonly ResolvedAddress[]>;
 
 /** The system resolver (`getaddrinfo` through `dns.lookup`), both families, in the system's order (RFC 6724). */
-export const systemResolver: Resolver = (hostname) =>
-  dns.promises.lookup(hostname, { all: true, family: 0, order: 'verbatim' });
+export const systemResolver: Resolver = (hostname) => dns.promises.lookup(hostname, { all: true, family: 0, order: 'verbatim' });
 
 /** Options of `dialDestination`. */
 export interface DialOptions {
@@ -89,13 +88,7 @@ export function reasonForDialError(err: unknown): ReasonCode {
  * a refusal (the host answered) before "host unreachable" (a router near it answered) before a timeout
  * before "network unreachable" (we have no route; typically IPv6 on an IPv4-only server).
  */
-const REASON_RANK: readonly number[] = [
-  Reason.CONNECTION_REFUSED,
-  Reason.HOST_UNREACHABLE,
-  Reason.TIMEOUT,
-  Reason.NETWORK_UNREACHABLE,
-  Reason.GENERAL_FAILURE,
-];
+const REASON_RANK: readonly number[] = [Reason.CONNECTION_REFUSED, Reason.HOST_UNREACHABLE, Reason.TIMEOUT, Reason.NETWORK_UNREACHABLE, Reason.GENERAL_FAILURE];
 
 interface Target {
   address: string;
@@ -249,13 +242,7 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
  * more than 250 ms away fails on every address but the last — and it only works when Node itself
  * resolves the name, while the policy needs to see the addresses first.
  */
-function connectFirst(
-  targets: readonly Target[],
-  port: number,
-  attemptDelay: number,
-  keepAliveDelay: number,
-  signal: AbortSignal,
-): Promise<net.Socket> {
+function connectFirst(targets: readonly Target[], port: number, attemptDelay: number, keepAliveDelay: number, signal: AbortSignal): Promise<net.Socket> {
   return new Promise<net.Socket>((resolve, reject) => {
     const attempts = new Set<net.Socket>();
     const failures: Error[] = [];
@@ -278,7 +265,8 @@ function connectFirst(
     const fail = (err: Error) => {
       failures.push(err);
       if (settled) return;
-      if (next < targets.length) startNext(); // an attempt failed: do not wait for the delay
+      if (next < targets.length)
+        startNext(); // an attempt failed: do not wait for the delay
       else if (attempts.size === 0) {
         settle();
         reject(allFailed(failures, targets.length));

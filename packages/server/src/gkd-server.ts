@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
-import { GkdError, OpenFailedError, Reason, formatAddress, reasonName, type Address } from '@gkd/protocol';
+import { type GkdError, OpenFailedError, Reason, formatAddress, reasonName, type Address } from '@gkd/protocol';
 import { Server, type Association, type Connection, type KeyInput, type OpenRequest, type PeerInfo, type SessionConfig, type HostPort } from '@gkd/transport';
 import { resolveServerConfig, type ResolvedServerConfig, type ServerConfigInput } from './config.js';
 import { dialDestination, type Resolver } from './dial.js';

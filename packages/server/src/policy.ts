@@ -130,9 +130,10 @@ const EMBEDDINGS: readonly { readonly network: Network; readonly via: string; re
   { network: cidr('2001::/32'), via: 'Teredo', extract: (b) => Buffer.from(b.subarray(12, 16).map((x) => x ^ 0xff)) },
 ];
 
-const DEFAULTS: readonly { readonly range: DefaultRange; readonly network: Network }[] = DEFAULT_DENIED_RANGES.map(
-  (range) => ({ range, network: cidr(range.cidr) }),
-);
+const DEFAULTS: readonly { readonly range: DefaultRange; readonly network: Network }[] = DEFAULT_DENIED_RANGES.map((range) => ({
+  range,
+  network: cidr(range.cidr),
+}));
 
 /** Parse a CIDR we wrote ourselves (tables above); throws on a typo. */
 function cidr(text: string): Network {

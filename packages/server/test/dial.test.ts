@@ -4,14 +4,7 @@ import getPort from 'get-port';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { OpenFailedError, Reason, reasonName, toAddress, type Address } from '@gkd/protocol';
 import { compilePolicy, dialDestination, reasonForDialError, systemResolver, type DialOptions, type Resolver } from '../src/index.js';
-import {
-  connectionsBeforeSentinel,
-  listen,
-  saturatedListener,
-  saturationUnsupported,
-  type SaturatedListener,
-  type TestServer,
-} from './support/net.js';
+import { connectionsBeforeSentinel, listen, saturatedListener, saturationUnsupported, type SaturatedListener, type TestServer } from './support/net.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -211,7 +204,10 @@ describe('dialDestination: failures', () => {
     // fe80::1 with no scope id fails locally with EINVAL (no packet leaves); 127.0.0.1 refuses.
     const port = await getPort({ host: '127.0.0.1' });
     const policy = compilePolicy({ allow: ['fe80::/10', '127.0.0.1'] });
-    for (const order of [['fe80::1', '127.0.0.1'], ['127.0.0.1', 'fe80::1']]) {
+    for (const order of [
+      ['fe80::1', '127.0.0.1'],
+      ['127.0.0.1', 'fe80::1'],
+    ]) {
       const resolver = fakeResolver({ 'mixed.test': order });
       const connects = spyConnects();
       const err = await expectOpenFail(dialDestination(toAddress('mixed.test', port), { policy, resolver }), Reason.CONNECTION_REFUSED);
@@ -348,9 +344,7 @@ describe('dialDestination: abort', () => {
     const controller = new AbortController();
     // Abort once the attempt has started (it can only hang: the listener's queue is full).
     const connects = spyConnects(() => queueMicrotask(() => controller.abort(new Error('peer reset'))));
-    const err = await dialDestination(toAddress('127.0.0.1', s.port), { policy: allowLoopback, signal: controller.signal }).catch(
-      (e: unknown) => e,
-    );
+    const err = await dialDestination(toAddress('127.0.0.1', s.port), { policy: allowLoopback, signal: controller.signal }).catch((e: unknown) => e);
     expect((err as Error).message).toBe('peer reset');
     expect(connects).toHaveLength(1);
     expect(connects[0]!.socket.destroyed).toBe(true);

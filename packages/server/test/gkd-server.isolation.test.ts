@@ -238,12 +238,15 @@ describe('GkdServer: many isolated peers', () => {
 
     // A raw peer with the wrong key sends its OPEN right behind the AUTH, in the same write: still no dial.
     const p = await WirePeer.connect(server.address().port, { challenge: true });
-    const { frame } = makeAuth({
-      mode: AuthMode.NEW,
-      sessionId: randomBytes(16),
-      user: 'alice',
-      key: newKey(),
-    }, p.challenge!);
+    const { frame } = makeAuth(
+      {
+        mode: AuthMode.NEW,
+        sessionId: randomBytes(16),
+        user: 'alice',
+        key: newKey(),
+      },
+      p.challenge!,
+    );
     p.send(Buffer.concat([encode(frame), encode({ type: FrameType.OPEN, stream: 1, window: 1 << 16, destination: toAddress('127.0.0.1', dest.port) })]));
     expect(await p.next()).toMatchObject({ type: FrameType.REJECT, reason: Reason.BAD_PROOF });
     await p.waitClosed();

@@ -155,7 +155,10 @@ describe('GkdServer: destination reset', () => {
   it('a destination reset mid-stream fails the client stream with GKD_ERR_STREAM_RESET, reason CONNECTION_REFUSED (0x05)', async () => {
     // The destination takes 64 KiB of the upload, then resets while the client is still sending.
     const dest = await destination((socket, log) => {
-      void receivedAtLeast(log, 64 * 1024).then(() => socket.resetAndDestroy(), () => undefined);
+      void receivedAtLeast(log, 64 * 1024).then(
+        () => socket.resetAndDestroy(),
+        () => undefined,
+      );
     });
     const server = await startServer({ users: keys, allow: [`127.0.0.1:${dest.port}`] });
     const client = await connectClient(server, { key: keys.alice, user: 'alice', tunnels: 2 });

@@ -69,9 +69,25 @@ const dests = (): Record<Target, RecordingDestination> => ({ A, B, V6 });
 // Ports are known only once the destinations listen, so the table is built lazily; `$A` / `$B` stand for the ports.
 const rows: Row[] = [
   { rule: 'address', allow: ['127.0.0.1'], host: '127.0.0.1', to: 'A', expect: 'dialed' },
-  { rule: 'address (deny beats a broader allow)', allow: ['127.0.0.0/8'], deny: ['127.0.0.1'], host: '127.0.0.1', to: 'A', expect: Reason.NOT_ALLOWED, message: /deny rule "127\.0\.0\.1"/ },
+  {
+    rule: 'address (deny beats a broader allow)',
+    allow: ['127.0.0.0/8'],
+    deny: ['127.0.0.1'],
+    host: '127.0.0.1',
+    to: 'A',
+    expect: Reason.NOT_ALLOWED,
+    message: /deny rule "127\.0\.0\.1"/,
+  },
   { rule: 'CIDR', allow: ['127.0.0.0/8'], host: '127.0.0.1', to: 'B', expect: 'dialed' },
-  { rule: 'CIDR deny', allow: ['127.0.0.1'], deny: ['127.0.0.0/24'], host: '127.0.0.1', to: 'A', expect: Reason.NOT_ALLOWED, message: /deny rule "127\.0\.0\.0\/24"/ },
+  {
+    rule: 'CIDR deny',
+    allow: ['127.0.0.1'],
+    deny: ['127.0.0.0/24'],
+    host: '127.0.0.1',
+    to: 'A',
+    expect: Reason.NOT_ALLOWED,
+    message: /deny rule "127\.0\.0\.0\/24"/,
+  },
   { rule: 'IPv6 address', allow: ['::1'], host: '::1', to: 'V6', expect: 'dialed' },
   { rule: 'IPv6 CIDR and port', allow: ['[::1/128]:$V6'], host: '::1', to: 'V6', expect: 'dialed' },
   { rule: 'IPv6 address and port', allow: ['[::1]:$V6'], host: '::1', to: 'V6', expect: 'dialed' },
@@ -80,11 +96,35 @@ const rows: Row[] = [
   { rule: 'host name', allow: ['dest.test'], host: 'dest.test', to: 'A', expect: 'dialed', queried: true },
   { rule: 'host name, case and trailing dot ignored', allow: ['dest.test'], host: 'DEST.test.', to: 'A', expect: 'dialed', queried: true },
   { rule: 'host name rule does not open its address', allow: ['dest.test'], host: '127.0.0.1', to: 'A', expect: Reason.NOT_ALLOWED },
-  { rule: 'a name that resolves to a denied address', host: 'evil.test', to: 'A', expect: Reason.NOT_ALLOWED, message: /evil\.test: 127\.0\.0\.1 is loopback/, queried: true },
-  { rule: 'a name that resolves to an explicitly denied address', allow: ['dest.test'], deny: ['127.0.0.1'], host: 'dest.test', to: 'A', expect: Reason.NOT_ALLOWED, queried: true },
+  {
+    rule: 'a name that resolves to a denied address',
+    host: 'evil.test',
+    to: 'A',
+    expect: Reason.NOT_ALLOWED,
+    message: /evil\.test: 127\.0\.0\.1 is loopback/,
+    queried: true,
+  },
+  {
+    rule: 'a name that resolves to an explicitly denied address',
+    allow: ['dest.test'],
+    deny: ['127.0.0.1'],
+    host: 'dest.test',
+    to: 'A',
+    expect: Reason.NOT_ALLOWED,
+    queried: true,
+  },
   { rule: 'deny 0.0.0.0/0 is not reopened by a name', allow: ['dest.test'], deny: ['0.0.0.0/0'], host: 'dest.test', to: 'A', expect: Reason.NOT_ALLOWED },
   { rule: 'a name resolving to an IPv6 address', allow: ['v6.test'], host: 'v6.test', to: 'V6', expect: 'dialed', queried: true },
-  { rule: 'host name deny: refused before any DNS query', allow: ['127.0.0.1'], deny: ['evil.test'], host: 'evil.test', to: 'A', expect: Reason.NOT_ALLOWED, message: /deny rule "evil\.test"/, queried: false },
+  {
+    rule: 'host name deny: refused before any DNS query',
+    allow: ['127.0.0.1'],
+    deny: ['evil.test'],
+    host: 'evil.test',
+    to: 'A',
+    expect: Reason.NOT_ALLOWED,
+    message: /deny rule "evil\.test"/,
+    queried: false,
+  },
   { rule: 'wildcard', allow: ['*.dest.test'], host: 'a.b.dest.test', to: 'A', expect: 'dialed', queried: true },
   { rule: 'wildcard does not match the bare name', allow: ['*.dest.test'], host: 'dest.test', to: 'A', expect: Reason.NOT_ALLOWED },
   { rule: 'wildcard deny', allow: ['127.0.0.1'], deny: ['*.dest.test'], host: 'a.b.dest.test', to: 'A', expect: Reason.NOT_ALLOWED, queried: false },
@@ -97,7 +137,15 @@ const rows: Row[] = [
   { rule: 'name and port', allow: ['dest.test:$A'], host: 'dest.test', to: 'A', expect: 'dialed' },
   { rule: 'name and port: another port stays denied', allow: ['dest.test:$A'], host: 'dest.test', to: 'B', expect: Reason.NOT_ALLOWED },
   { rule: 'wildcard and port range', allow: ['*.dest.test:$LO-$HI'], host: 'a.b.dest.test', to: 'B', expect: 'dialed' },
-  { rule: '--deny of an otherwise allowed destination', allow: ['127.0.0.0/8'], deny: ['127.0.0.1:$A'], host: '127.0.0.1', to: 'A', expect: Reason.NOT_ALLOWED, message: /deny rule "127\.0\.0\.1:\d+"/ },
+  {
+    rule: '--deny of an otherwise allowed destination',
+    allow: ['127.0.0.0/8'],
+    deny: ['127.0.0.1:$A'],
+    host: '127.0.0.1',
+    to: 'A',
+    expect: Reason.NOT_ALLOWED,
+    message: /deny rule "127\.0\.0\.1:\d+"/,
+  },
   { rule: '--deny of one destination leaves the others', allow: ['127.0.0.0/8'], deny: ['127.0.0.1:$A'], host: '127.0.0.1', to: 'B', expect: 'dialed' },
 ];
 
@@ -166,7 +214,13 @@ describe('GkdServer: every OPEN_FAIL reason from a real condition', () => {
   /** Open `target` through a fresh server with `options`; returns the client's error and the server's 'open-failed' event. */
   async function failOpen(
     target: { host: string; port: number } | null,
-    options: { allow?: string[]; resolver?: Resolver; connectTimeout?: number; allowLibraryMode?: boolean; onLibraryStream?: (c: Connection, p: PeerInfo) => void } = {},
+    options: {
+      allow?: string[];
+      resolver?: Resolver;
+      connectTimeout?: number;
+      allowLibraryMode?: boolean;
+      onLibraryStream?: (c: Connection, p: PeerInfo) => void;
+    } = {},
   ) {
     const server = await startServer({ key, ...options });
     const client = await connectClient(server, { key, tunnels: 1 });

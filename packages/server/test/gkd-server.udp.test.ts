@@ -32,11 +32,21 @@ describe('GkdServer UDP associations', () => {
     const resolver = tableResolver({ 'echo.test': ['127.0.0.1'] });
     const server = await startServer({ users: keys, allow: [`127.0.0.1:${echo.port}`], resolver });
     const s = await OwnSession.found(server.address().port, { user: 'alice', key: keys.alice });
-    s.founder.send({ type: FrameType.DATAGRAM, association: 1, address: { type: 'ipv4', host: '127.0.0.1', port: echo.port }, payload: Buffer.from('by address') });
+    s.founder.send({
+      type: FrameType.DATAGRAM,
+      association: 1,
+      address: { type: 'ipv4', host: '127.0.0.1', port: echo.port },
+      payload: Buffer.from('by address'),
+    });
     const r1 = (await s.founder.next(isDatagram(1))) as DatagramFrame;
     expect(r1.payload.toString()).toBe('by address');
     expect(r1.address).toEqual({ type: 'ipv4', host: '127.0.0.1', port: echo.port });
-    s.founder.send({ type: FrameType.DATAGRAM, association: 1, address: { type: 'domain', host: 'echo.test', port: echo.port }, payload: Buffer.from('by name') });
+    s.founder.send({
+      type: FrameType.DATAGRAM,
+      association: 1,
+      address: { type: 'domain', host: 'echo.test', port: echo.port },
+      payload: Buffer.from('by name'),
+    });
     const r2 = (await s.founder.next(isDatagram(1))) as DatagramFrame;
     expect(r2.payload.toString()).toBe('by name');
     expect(resolver.queries).toEqual(['echo.test']);
@@ -90,8 +100,14 @@ describe('GkdServer UDP associations', () => {
     const alice = await OwnSession.found(server.address().port, { user: 'alice', key: keys.alice });
     const to = { type: 'ipv4', host: '127.0.0.1', port: echo.port } as const;
     for (const association of [1, 2, 3]) alice.founder.send({ type: FrameType.DATAGRAM, association, address: to, payload: Buffer.from(`a${association}`) });
-    await until(() => alice.founder.received.filter((f) => isDatagram(1)(f) || isDatagram(2)(f) || isClose(3)(f)).length === 3, 5000, 'two echoes and one refusal');
-    expect(alice.founder.all(FrameType.DATAGRAM_CLOSE)).toEqual([{ type: FrameType.DATAGRAM_CLOSE, association: 3, reason: Reason.LIMIT_EXCEEDED, message: 'more than 2 UDP associations' }]);
+    await until(
+      () => alice.founder.received.filter((f) => isDatagram(1)(f) || isDatagram(2)(f) || isClose(3)(f)).length === 3,
+      5000,
+      'two echoes and one refusal',
+    );
+    expect(alice.founder.all(FrameType.DATAGRAM_CLOSE)).toEqual([
+      { type: FrameType.DATAGRAM_CLOSE, association: 3, reason: Reason.LIMIT_EXCEEDED, message: 'more than 2 UDP associations' },
+    ]);
     expect(echo.seen.map((d) => d.msg.toString()).sort()).toEqual(['a1', 'a2']);
     const bob = await OwnSession.found(server.address().port, { user: 'bob', key: keys.bob });
     bob.founder.send({ type: FrameType.DATAGRAM, association: 1, address: to, payload: Buffer.from('b1') });

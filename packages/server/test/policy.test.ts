@@ -74,10 +74,11 @@ describe('default ranges', () => {
   });
 
   it('allows the addresses just outside every default range unless another range holds them', () => {
-    const denied = (b: Buffer) => DEFAULT_DENIED_RANGES.some(({ cidr }) => {
-      const { first, last } = bounds(cidr);
-      return b.length === first.length && Buffer.compare(b, first) >= 0 && Buffer.compare(b, last) <= 0;
-    });
+    const denied = (b: Buffer) =>
+      DEFAULT_DENIED_RANGES.some(({ cidr }) => {
+        const { first, last } = bounds(cidr);
+        return b.length === first.length && Buffer.compare(b, first) >= 0 && Buffer.compare(b, last) <= 0;
+      });
     for (const { cidr } of DEFAULT_DENIED_RANGES) {
       const { first, last } = bounds(cidr);
       for (const b of [step(first, -1), step(last, 1)]) {
@@ -125,10 +126,28 @@ describe('default ranges', () => {
   });
 
   it.each([
-    '1.1.1.1', '8.8.8.8', '9.255.255.255', '11.0.0.0', '100.63.255.255', '100.128.0.0', '126.255.255.255',
-    '128.0.0.0', '169.253.255.255', '169.255.0.0', '172.15.255.255', '172.32.0.0', '192.167.255.255',
-    '192.169.0.0', '223.255.255.255', '2001:4860:4860::8888', '2606:4700::1111', 'fbff:ffff::1', 'fe00::1',
-    '::ffff:8.8.8.8', '64:ff9b::8.8.8.8', '2002:808:808::1',
+    '1.1.1.1',
+    '8.8.8.8',
+    '9.255.255.255',
+    '11.0.0.0',
+    '100.63.255.255',
+    '100.128.0.0',
+    '126.255.255.255',
+    '128.0.0.0',
+    '169.253.255.255',
+    '169.255.0.0',
+    '172.15.255.255',
+    '172.32.0.0',
+    '192.167.255.255',
+    '192.169.0.0',
+    '223.255.255.255',
+    '2001:4860:4860::8888',
+    '2606:4700::1111',
+    'fbff:ffff::1',
+    'fe00::1',
+    '::ffff:8.8.8.8',
+    '64:ff9b::8.8.8.8',
+    '2002:808:808::1',
   ])('allows the public address %s', (address) => {
     expectAllowed(defaults, address);
   });
@@ -143,7 +162,18 @@ describe('default ranges', () => {
 });
 
 describe('IPv6 forms that embed an IPv4 address', () => {
-  const v4Samples = ['0.0.0.0', '10.1.2.3', '100.64.0.1', '127.0.0.1', '169.254.169.254', '172.16.0.1', '192.168.0.1', '224.0.0.1', '255.255.255.255', '240.0.0.1'];
+  const v4Samples = [
+    '0.0.0.0',
+    '10.1.2.3',
+    '100.64.0.1',
+    '127.0.0.1',
+    '169.254.169.254',
+    '172.16.0.1',
+    '192.168.0.1',
+    '224.0.0.1',
+    '255.255.255.255',
+    '240.0.0.1',
+  ];
 
   it.each(v4Samples)('denies every embedded form of %s', (v4) => {
     for (const [form, v6] of Object.entries(embeddings(v4))) {
@@ -189,28 +219,47 @@ describe('rule kinds', () => {
   const rows: { rule: string; privateHits: Case[]; privateMisses: Case[]; publicHits: Case[]; publicMisses: Case[] }[] = [
     {
       rule: '10.1.2.3',
-      privateHits: [['10.1.2.3', 1], ['10.1.2.3', 65535], ['10.1.2.3', 80, 'some.name']],
+      privateHits: [
+        ['10.1.2.3', 1],
+        ['10.1.2.3', 65535],
+        ['10.1.2.3', 80, 'some.name'],
+      ],
       privateMisses: [['10.1.2.4', 80]],
       publicHits: [],
       publicMisses: [['8.8.8.8', 80]],
     },
     {
       rule: '::1',
-      privateHits: [['::1', 22], ['0:0:0:0:0:0:0:1', 22]],
-      privateMisses: [['::2', 22], ['127.0.0.1', 22]],
+      privateHits: [
+        ['::1', 22],
+        ['0:0:0:0:0:0:0:1', 22],
+      ],
+      privateMisses: [
+        ['::2', 22],
+        ['127.0.0.1', 22],
+      ],
       publicHits: [],
       publicMisses: [['2001:db8::1', 22]],
     },
     {
       rule: '10.0.0.0/8',
-      privateHits: [['10.0.0.0', 80], ['10.255.255.255', 80]],
+      privateHits: [
+        ['10.0.0.0', 80],
+        ['10.255.255.255', 80],
+      ],
       privateMisses: [['172.16.0.1', 80]],
       publicHits: [],
-      publicMisses: [['11.0.0.0', 80], ['9.255.255.255', 80]],
+      publicMisses: [
+        ['11.0.0.0', 80],
+        ['9.255.255.255', 80],
+      ],
     },
     {
       rule: 'fd00::/8',
-      privateHits: [['fd00::1', 80], ['fdff:ffff::1', 80]],
+      privateHits: [
+        ['fd00::1', 80],
+        ['fdff:ffff::1', 80],
+      ],
       privateMisses: [['fc00::1', 80]],
       publicHits: [],
       publicMisses: [['2001:db8::1', 80]],
@@ -219,27 +268,50 @@ describe('rule kinds', () => {
       rule: '2001:db8::/32',
       privateHits: [],
       privateMisses: [['fd00::1', 80]],
-      publicHits: [['2001:db8::1', 80], ['2001:db8:ffff::1', 80]],
+      publicHits: [
+        ['2001:db8::1', 80],
+        ['2001:db8:ffff::1', 80],
+      ],
       publicMisses: [['2001:db9::1', 80]],
     },
     {
       rule: '8.8.8.8',
       privateHits: [],
       privateMisses: [],
-      publicHits: [['8.8.8.8', 53], ['8.8.8.8', 53, 'dns.google']],
+      publicHits: [
+        ['8.8.8.8', 53],
+        ['8.8.8.8', 53, 'dns.google'],
+      ],
       publicMisses: [['8.8.4.4', 53]],
     },
     {
       rule: 'intranet.example',
-      privateHits: [['10.1.2.3', 80, 'intranet.example'], ['10.1.2.3', 80, 'INTRANET.Example'.toLowerCase()]],
-      privateMisses: [['10.1.2.3', 80], ['10.1.2.3', 80, 'a.intranet.example'], ['10.1.2.3', 80, 'intranet.example.com']],
+      privateHits: [
+        ['10.1.2.3', 80, 'intranet.example'],
+        ['10.1.2.3', 80, 'INTRANET.Example'.toLowerCase()],
+      ],
+      privateMisses: [
+        ['10.1.2.3', 80],
+        ['10.1.2.3', 80, 'a.intranet.example'],
+        ['10.1.2.3', 80, 'intranet.example.com'],
+      ],
       publicHits: [['8.8.8.8', 443, 'intranet.example']],
-      publicMisses: [['8.8.8.8', 443], ['8.8.8.8', 443, 'other.example']],
+      publicMisses: [
+        ['8.8.8.8', 443],
+        ['8.8.8.8', 443, 'other.example'],
+      ],
     },
     {
       rule: '*.corp.example',
-      privateHits: [['10.1.2.3', 80, 'a.corp.example'], ['10.1.2.3', 80, 'a.b.corp.example']],
-      privateMisses: [['10.1.2.3', 80, 'corp.example'], ['10.1.2.3', 80, 'xcorp.example'], ['10.1.2.3', 80]],
+      privateHits: [
+        ['10.1.2.3', 80, 'a.corp.example'],
+        ['10.1.2.3', 80, 'a.b.corp.example'],
+      ],
+      privateMisses: [
+        ['10.1.2.3', 80, 'corp.example'],
+        ['10.1.2.3', 80, 'xcorp.example'],
+        ['10.1.2.3', 80],
+      ],
       publicHits: [['8.8.8.8', 443, 'x.corp.example']],
       publicMisses: [['8.8.8.8', 443, 'corp.example']],
     },
@@ -247,41 +319,71 @@ describe('rule kinds', () => {
       rule: ':22',
       privateHits: [],
       privateMisses: [],
-      publicHits: [['8.8.8.8', 22], ['2001:db8::1', 22], ['8.8.8.8', 22, 'ssh.example']],
-      publicMisses: [['8.8.8.8', 21], ['8.8.8.8', 23]],
+      publicHits: [
+        ['8.8.8.8', 22],
+        ['2001:db8::1', 22],
+        ['8.8.8.8', 22, 'ssh.example'],
+      ],
+      publicMisses: [
+        ['8.8.8.8', 21],
+        ['8.8.8.8', 23],
+      ],
     },
     {
       rule: ':8000-9000',
       privateHits: [],
       privateMisses: [],
-      publicHits: [['8.8.8.8', 8000], ['8.8.8.8', 8500], ['8.8.8.8', 9000]],
-      publicMisses: [['8.8.8.8', 7999], ['8.8.8.8', 9001]],
+      publicHits: [
+        ['8.8.8.8', 8000],
+        ['8.8.8.8', 8500],
+        ['8.8.8.8', 9000],
+      ],
+      publicMisses: [
+        ['8.8.8.8', 7999],
+        ['8.8.8.8', 9001],
+      ],
     },
     {
       rule: '127.0.0.1:8080',
       privateHits: [['127.0.0.1', 8080]],
-      privateMisses: [['127.0.0.1', 8081], ['127.0.0.2', 8080], ['::1', 8080]],
+      privateMisses: [
+        ['127.0.0.1', 8081],
+        ['127.0.0.2', 8080],
+        ['::1', 8080],
+      ],
       publicHits: [],
       publicMisses: [['8.8.8.8', 8080]],
     },
     {
       rule: '10.0.0.0/8:443',
       privateHits: [['10.9.9.9', 443]],
-      privateMisses: [['10.9.9.9', 80], ['192.168.0.1', 443]],
+      privateMisses: [
+        ['10.9.9.9', 80],
+        ['192.168.0.1', 443],
+      ],
       publicHits: [],
       publicMisses: [['8.8.8.8', 443]],
     },
     {
       rule: '[::1]:8080',
       privateHits: [['::1', 8080]],
-      privateMisses: [['::1', 8081], ['127.0.0.1', 8080]],
+      privateMisses: [
+        ['::1', 8081],
+        ['127.0.0.1', 8080],
+      ],
       publicHits: [],
       publicMisses: [],
     },
     {
       rule: '[fd00::/8]:443-444',
-      privateHits: [['fd00::1', 443], ['fd00::1', 444]],
-      privateMisses: [['fd00::1', 445], ['fc00::1', 443]],
+      privateHits: [
+        ['fd00::1', 443],
+        ['fd00::1', 444],
+      ],
+      privateMisses: [
+        ['fd00::1', 445],
+        ['fc00::1', 443],
+      ],
       publicHits: [],
       publicMisses: [],
     },
@@ -290,12 +392,18 @@ describe('rule kinds', () => {
       privateHits: [['10.0.0.1', 443, 'example.com']],
       privateMisses: [['10.0.0.1', 80, 'example.com']],
       publicHits: [['93.184.216.34', 443, 'example.com']],
-      publicMisses: [['93.184.216.34', 80, 'example.com'], ['93.184.216.34', 443]],
+      publicMisses: [
+        ['93.184.216.34', 80, 'example.com'],
+        ['93.184.216.34', 443],
+      ],
     },
     {
       rule: '*.example.com:8000-9000',
       privateHits: [['10.0.0.1', 8080, 'api.example.com']],
-      privateMisses: [['10.0.0.1', 443, 'api.example.com'], ['10.0.0.1', 8080, 'example.com']],
+      privateMisses: [
+        ['10.0.0.1', 443, 'api.example.com'],
+        ['10.0.0.1', 8080, 'example.com'],
+      ],
       publicHits: [['1.2.3.4', 9000, 'a.b.example.com']],
       publicMisses: [['1.2.3.4', 9001, 'a.b.example.com']],
     },

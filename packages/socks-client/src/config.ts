@@ -126,7 +126,8 @@ export function resolveSocksServerConfig(options: SocksServerOptions): SocksServ
   checkCommon(c);
   checkInt('handshakeTimeout', c.handshakeTimeout, 1, HOUR);
   checkInt('udpIdleTimeout', c.udpIdleTimeout, 1, 24 * HOUR);
-  if (c.associator !== undefined && typeof c.associator !== 'function') throw new ConfigError('associator must be a function (signal) => Promise<DatagramAssociation>');
+  if (c.associator !== undefined && typeof c.associator !== 'function')
+    throw new ConfigError('associator must be a function (signal) => Promise<DatagramAssociation>');
   checkAuth(c.auth);
   return c;
 }

@@ -10,8 +10,8 @@ export type ProxyKind = 'socks' | 'http';
  * (IPv6 in brackets).
  */
 export type ProxyEvent =
-  | { type: 'opened'; proxy: ProxyKind; client: string; destination: string; /** ms from request to open */ ms: number }
-  | { type: 'udp-associated'; proxy: 'socks'; client: string; /** the relay's `address:port` */ relay: string }
+  | { type: 'opened'; proxy: ProxyKind; client: string; destination: string /** ms from request to open */; ms: number }
+  | { type: 'udp-associated'; proxy: 'socks'; client: string /** the relay's `address:port` */; relay: string }
   | {
       type: 'open-failed';
       proxy: ProxyKind;
@@ -24,7 +24,7 @@ export type ProxyEvent =
       /** ms from request to failure */
       ms: number;
     }
-  | { type: 'client-error'; proxy: ProxyKind; client: string; /** connection state when it happened */ state: string; message: string };
+  | { type: 'client-error'; proxy: ProxyKind; client: string /** connection state when it happened */; state: string; message: string };
 
 /** Counters of one front-end since it started listening. A snapshot; metrics read it on demand. */
 export interface ProxyCounters {

@@ -187,7 +187,13 @@ export class HttpProxyServer {
     this.counters.clientErrors++;
     emitHttp(
       { config: this.config, counters: this.counters, tunnels: this.tunnels },
-      { type: 'client-error', proxy: 'http', client: peerOf(socket as Socket), state: 'headers', message: `${status}: ${err.code ?? ''} ${err.message}`.trim() },
+      {
+        type: 'client-error',
+        proxy: 'http',
+        client: peerOf(socket as Socket),
+        state: 'headers',
+        message: `${status}: ${err.code ?? ''} ${err.message}`.trim(),
+      },
     );
     if ((this.inFlight.get(socket) ?? 0) > 0) {
       socket.destroy(); // a response is being written on this socket; another would corrupt it

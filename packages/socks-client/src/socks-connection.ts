@@ -147,7 +147,10 @@ export class SocksConnection {
     try {
       const asked = associator(controller.signal);
       // One that arrives after we stopped waiting is closed at once.
-      asked.then((a) => controller.signal.aborted && a.close(), () => undefined);
+      asked.then(
+        (a) => controller.signal.aborted && a.close(),
+        () => undefined,
+      );
       association = await Promise.race([
         asked,
         new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true })),

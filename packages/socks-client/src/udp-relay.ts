@@ -84,7 +84,14 @@ export class UdpRelay {
   }
 
   /** Bind the relay socket on `host` (port 0) and start relaying. Rejects with the bind error. */
-  static async start(options: { host: string; control: Socket; association: DatagramAssociation; client: RelayClient; counters: Counters; idleTimeout: number }): Promise<UdpRelay> {
+  static async start(options: {
+    host: string;
+    control: Socket;
+    association: DatagramAssociation;
+    client: RelayClient;
+    counters: Counters;
+    idleTimeout: number;
+  }): Promise<UdpRelay> {
     const host = plainHost(options.host);
     const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
     await new Promise<void>((resolve, reject) => {

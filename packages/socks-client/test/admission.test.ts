@@ -43,7 +43,7 @@ describe('Admission with the default limits (4096 connections, 4096 handshakes, 
     expect(admission.counts()).toEqual({ connections: 4096, handshakes: 4095 });
   });
 
-  it('with a per-address share (256 of 1024), one address\'s newcomers evict its own oldest, not other addresses\'', () => {
+  it("with a per-address share (256 of 1024), one address's newcomers evict its own oldest, not other addresses'", () => {
     const { admission, evicted, admit } = harness({ ...resolveSocksServerConfig({ opener }), maxHandshakes: 1024, maxHandshakesPerAddress: 256 });
     const other = admit('10.0.0.1')!;
     for (let i = 0; i < 1000; i++) admit('10.0.0.2');

@@ -22,7 +22,6 @@ beforeAll(async () => {
 });
 afterAll(() => origin.close());
 
-
 /** Reject when `promise` takes longer than `ms`. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -46,10 +45,13 @@ async function flood(port: number, count: number, greeting: (i: number) => Buffe
       socket.on('data', () => {});
       sockets.push(socket);
       opened.push(
-        once(socket, 'connect').then(() => {
-          const bytes = greeting(i);
-          if (bytes) socket.write(bytes);
-        }, () => {}),
+        once(socket, 'connect').then(
+          () => {
+            const bytes = greeting(i);
+            if (bytes) socket.write(bytes);
+          },
+          () => {},
+        ),
       );
     }
     await Promise.all(opened);

@@ -180,7 +180,7 @@ export function curl(args: string[], timeoutMs = 30_000): Promise<CurlResult> {
       ['--silent', '--show-error', '--noproxy', '', ...args],
       { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
         resolve({ code, stdout, stderr: stderr.toString() });
       },
     );

@@ -72,25 +72,27 @@ async function withProxy(opener: Opener, run: (port: number) => Promise<void>): 
   }
 }
 
-
 describe('request bodies are forwarded with their framing (finding 1)', () => {
   const inner = 'GET /inner HTTP/1.1\r\nHost: smuggled\r\n\r\n';
   const chunked = `${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`;
 
-  it.each(['GET', 'DELETE', 'OPTIONS', 'HEAD', 'POST', 'PUT'])('%s with a chunked body reaches the origin as one request carrying that body', async (method) => {
-    await withProxy(directOpener().opener, async (port) => {
-      const socket = await connectRaw(port);
-      const reply = readAll(socket);
-      socket.write(
-        `${method} http://127.0.0.1:${origin.port}/x HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
-      );
-      const text = (await reply).data.toString();
-      expect(text).toMatch(/^HTTP\/1\.1 200 /);
-      if (method !== 'HEAD') expect(text).toContain(`body=${JSON.stringify(inner)}`);
-    });
-    expect(origin.requests.map((r) => [r.method, r.url, r.body])).toEqual([[method, '/x', inner]]);
-    expect(origin.raw()).not.toMatch(/\r\n\r\nGET \/inner/); // never unframed on the wire
-  });
+  it.each(['GET', 'DELETE', 'OPTIONS', 'HEAD', 'POST', 'PUT'])(
+    '%s with a chunked body reaches the origin as one request carrying that body',
+    async (method) => {
+      await withProxy(directOpener().opener, async (port) => {
+        const socket = await connectRaw(port);
+        const reply = readAll(socket);
+        socket.write(
+          `${method} http://127.0.0.1:${origin.port}/x HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
+        );
+        const text = (await reply).data.toString();
+        expect(text).toMatch(/^HTTP\/1\.1 200 /);
+        if (method !== 'HEAD') expect(text).toContain(`body=${JSON.stringify(inner)}`);
+      });
+      expect(origin.requests.map((r) => [r.method, r.url, r.body])).toEqual([[method, '/x', inner]]);
+      expect(origin.raw()).not.toMatch(/\r\n\r\nGET \/inner/); // never unframed on the wire
+    },
+  );
 
   it('a Content-Length body is forwarded with its Content-Length', async () => {
     await withProxy(directOpener().opener, async (port) => {

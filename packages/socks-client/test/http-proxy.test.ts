@@ -16,7 +16,10 @@ beforeAll(async () => {
 });
 afterAll(() => origin.close());
 
-async function withProxy(options: Partial<HttpProxyOptions> & { opener: Opener }, run: (proxy: string, server: HttpProxyServer) => Promise<void>): Promise<void> {
+async function withProxy(
+  options: Partial<HttpProxyOptions> & { opener: Opener },
+  run: (proxy: string, server: HttpProxyServer) => Promise<void>,
+): Promise<void> {
   const server = await HttpProxyServer.listen({ port: 0, ...options });
   try {
     await run(`http://127.0.0.1:${server.address().port}`, server);
@@ -42,9 +45,22 @@ describe('plain HTTP through the proxy (curl -x)', () => {
     const fake = directOpener({ localhost: '127.0.0.1' });
     await withProxy({ opener: fake.opener }, async (proxy) => {
       const r = await curl([
-        '-x', proxy, '-D', '-',
-        '-H', 'Proxy-Authorization: Basic eDp5', '-H', 'Connection: keep-alive, X-Secret', '-H', 'X-Secret: 1',
-        '-H', 'Keep-Alive: timeout=5', '-H', 'TE: trailers', '-H', 'X-Keep: yes',
+        '-x',
+        proxy,
+        '-D',
+        '-',
+        '-H',
+        'Proxy-Authorization: Basic eDp5',
+        '-H',
+        'Connection: keep-alive, X-Secret',
+        '-H',
+        'X-Secret: 1',
+        '-H',
+        'Keep-Alive: timeout=5',
+        '-H',
+        'TE: trailers',
+        '-H',
+        'X-Keep: yes',
         `http://localhost:${origin.port}/echo?q=1`,
       ]);
       expect(r.stderr).toBe('');
@@ -274,6 +290,8 @@ describe('proxy authentication (Proxy-Authorization: Basic)', () => {
   });
 
   it('auth is validated like the SOCKS one', async () => {
-    await expect(HttpProxyServer.listen({ port: 0, opener: directOpener().opener, auth: { username: '', password: 'x' } })).rejects.toThrow(/auth\.username must be 1–255 bytes/);
+    await expect(HttpProxyServer.listen({ port: 0, opener: directOpener().opener, auth: { username: '', password: 'x' } })).rejects.toThrow(
+      /auth\.username must be 1–255 bytes/,
+    );
   });
 });

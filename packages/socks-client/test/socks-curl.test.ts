@@ -21,7 +21,10 @@ afterAll(async () => {
   await origin6?.close();
 });
 
-async function withSocks<T>(options: Partial<Parameters<typeof SocksServer.listen>[0]> & { opener: Opener }, run: (proxy: string, server: SocksServer) => Promise<T>): Promise<T> {
+async function withSocks<T>(
+  options: Partial<Parameters<typeof SocksServer.listen>[0]> & { opener: Opener },
+  run: (proxy: string, server: SocksServer) => Promise<T>,
+): Promise<T> {
   const server = await SocksServer.listen({ port: 0, ...options });
   try {
     return await run(`127.0.0.1:${server.address().port}`, server);

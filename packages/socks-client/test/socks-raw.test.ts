@@ -111,7 +111,10 @@ describe('replies on the wire', () => {
   it('a destination with port 0 or control characters is refused with REP 01 before any open', async () => {
     const fake = directOpener();
     await withSocks({ opener: fake.opener }, async (port, server) => {
-      for (const [host, p] of [['127.0.0.1', 0], ['bad\nname', 80]] as const) {
+      for (const [host, p] of [
+        ['127.0.0.1', 0],
+        ['bad\nname', 80],
+      ] as const) {
         const socket = await connectRaw(port);
         expect((await socksConnect(socket, host, p)).toString('hex')).toBe(reply(1));
       }

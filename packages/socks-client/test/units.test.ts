@@ -1,12 +1,5 @@
 import { PassThrough } from 'node:stream';
-import {
-  ConfigError,
-  NoTunnelError,
-  OpenFailedError,
-  Reason,
-  SessionLostError,
-  StreamResetError,
-} from '@gkd/protocol';
+import { ConfigError, NoTunnelError, OpenFailedError, Reason, SessionLostError, StreamResetError } from '@gkd/protocol';
 import { describe, expect, it } from 'vitest';
 import { toDestination } from '../src/destination.js';
 import { endToEndHeaders, parseAuthority, rawResponse } from '../src/http-headers.js';
@@ -100,9 +93,30 @@ describe('toDestination', () => {
 describe('HTTP header helpers', () => {
   it('drops hop-by-hop, Proxy-* and Connection-named headers, keeps order, case and repeats', () => {
     const raw = [
-      'Host', 'a', 'Proxy-Authorization', 'Basic x', 'Connection', 'keep-alive, X-Secret', 'X-Secret', '1',
-      'Keep-Alive', '5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Connection', 'keep-alive',
-      'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'X-Keep', 'yes',
+      'Host',
+      'a',
+      'Proxy-Authorization',
+      'Basic x',
+      'Connection',
+      'keep-alive, X-Secret',
+      'X-Secret',
+      '1',
+      'Keep-Alive',
+      '5',
+      'TE',
+      'trailers',
+      'Transfer-Encoding',
+      'chunked',
+      'Upgrade',
+      'h2c',
+      'Proxy-Connection',
+      'keep-alive',
+      'Set-Cookie',
+      'a=1',
+      'set-cookie',
+      'b=2',
+      'X-Keep',
+      'yes',
     ];
     expect(endToEndHeaders(raw)).toEqual(['Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'X-Keep', 'yes']);
   });
@@ -112,7 +126,9 @@ describe('HTTP header helpers', () => {
     for (const bad of ['example.com', ':443', 'a:b', '/x:1', 'a b:1', '[::1]']) expect(() => parseAuthority(bad)).toThrow(RangeError);
   });
   it('builds self-delimited responses', () => {
-    expect(rawResponse(502, 'nope')).toBe('HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n');
+    expect(rawResponse(502, 'nope')).toBe(
+      'HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n',
+    );
   });
 });
 

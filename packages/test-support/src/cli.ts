@@ -146,7 +146,9 @@ export class GkdProcess {
       };
       const timer = setTimeout(() => {
         finish();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${stream} to match ${pattern}\n--- stdout:\n${this.stdout}\n--- stderr:\n${this.stderr}`));
+        reject(
+          new Error(`timed out after ${timeoutMs} ms waiting for ${stream} to match ${pattern}\n--- stdout:\n${this.stdout}\n--- stderr:\n${this.stderr}`),
+        );
       }, timeoutMs);
       const finish = (): void => {
         clearTimeout(timer);
@@ -163,7 +165,10 @@ export class GkdProcess {
 
   /** Wait for the ready line; returns the proxies' ports and the tunnel count it reports. */
   async ready(): Promise<{ socksPort: number; httpPort: number | undefined; tunnels: number; server: string }> {
-    const m = await this.waitFor('stdout', /^gkd: SOCKS5 proxy on 127\.0\.0\.1:(\d+)(?:, HTTP proxy on 127\.0\.0\.1:(\d+))? \(server (\S+), (\d+) tunnels? up\)$/m);
+    const m = await this.waitFor(
+      'stdout',
+      /^gkd: SOCKS5 proxy on 127\.0\.0\.1:(\d+)(?:, HTTP proxy on 127\.0\.0\.1:(\d+))? \(server (\S+), (\d+) tunnels? up\)$/m,
+    );
     return { socksPort: Number(m[1]), httpPort: m[2] ? Number(m[2]) : undefined, server: m[3]!, tunnels: Number(m[4]) };
   }
 
@@ -188,12 +193,14 @@ export function gkd(args: string[], opts: { env?: Record<string, string>; cwd?: 
 }
 
 /** Run a short `gkd` command to its end. */
-export async function runGkd(args: string[], opts: { env?: Record<string, string>; cwd?: string; bin?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runGkd(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; bin?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = gkd(args, opts);
   const { code } = await p.exited;
   return { code, stdout: p.stdout, stderr: p.stderr };
 }
-
 
 /** A loopback HTTP origin: `/blob` (random bytes), `/slow` (headers now, body ends when `release()` is called). */
 export interface Origin {
@@ -237,7 +244,6 @@ export async function startOrigin(blobBytes = 4 * 1024 * 1024): Promise<Origin> 
       }),
   };
 }
-
 
 /** Lines of `text` that are not empty. */
 export function lines(text: string): string[] {

@@ -11,7 +11,10 @@ import { Readable, type Duplex } from 'node:stream';
 export const PATTERN: Buffer = (() => {
   const out = Buffer.allocUnsafe(1024 * 1024);
   for (let i = 0; i * 32 < out.length; i++) {
-    createHash('sha256').update(`gkd-reliability-${i}`).digest().copy(out, i * 32);
+    createHash('sha256')
+      .update(`gkd-reliability-${i}`)
+      .digest()
+      .copy(out, i * 32);
   }
   return out;
 })();

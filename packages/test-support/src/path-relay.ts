@@ -55,7 +55,11 @@ export class PathRelay {
   }
 
   async close(): Promise<void> {
-    for (const pairs of this.pairs.values()) for (const [a, b] of pairs) (a.destroy(), b.destroy());
+    for (const pairs of this.pairs.values())
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
     for (const s of this.silent) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
@@ -77,7 +81,10 @@ export class PathRelay {
     upstream.on('error', () => undefined);
     const pair: [net.Socket, net.Socket] = [client, upstream];
     let set = this.pairs.get(source);
-    if (!set) this.pairs.set(source, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.pairs.set(source, set);
+    }
     set.add(pair);
     const drop = (): void => {
       set.delete(pair);

@@ -59,7 +59,12 @@ describe('WirePeer', () => {
         for (const f of d.push(chunk)) {
           if (f.type === FrameType.PONG) pongs.push(f.id);
           if (f.type === FrameType.AUTH) {
-            s.end(Buffer.concat([encode({ type: FrameType.REJECT, reason: Reason.BAD_PROOF, message: 'no' }), encode({ type: FrameType.GOAWAY, reason: Reason.NORMAL, message: 'bye' })]));
+            s.end(
+              Buffer.concat([
+                encode({ type: FrameType.REJECT, reason: Reason.BAD_PROOF, message: 'no' }),
+                encode({ type: FrameType.GOAWAY, reason: Reason.NORMAL, message: 'bye' }),
+              ]),
+            );
           }
         }
       });

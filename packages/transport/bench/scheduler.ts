@@ -64,7 +64,9 @@ function carried(m: Measurement): number[] {
   return after.map((t) => t.bytesOut - (before.find((b) => b.index === t.index)?.bytesOut ?? 0));
 }
 
-console.log(`gkd scheduler benchmark: one stream, 4 tunnels, tunnel ${slowIndex} throttled to ${(slowRate / 1e6).toFixed(1)} MB/s; ${reps} × (${warmup} ms warm-up + ${window} ms window)`);
+console.log(
+  `gkd scheduler benchmark: one stream, 4 tunnels, tunnel ${slowIndex} throttled to ${(slowRate / 1e6).toFixed(1)} MB/s; ${reps} × (${warmup} ms warm-up + ${window} ms window)`,
+);
 console.log(`machine: ${machine()}`);
 const results = new Map<string, Measurement[]>(setups.map((s) => [s.name, []]));
 for (let r = 1; r <= reps; r++) {

@@ -86,14 +86,18 @@ for (let r = 1; r <= reps; r++) {
       .join(', ');
     const waiting = Object.values(m.waiting).reduce((a, b) => a + b, 0);
     const tunnels = shares(m);
-    console.log(`  round ${r}  ${s.name.padEnd(16)} ${m.mbps.toFixed(0).padStart(6)} MB/s   cpu: ${cpu}; waiting for a CPU (sum) ${pct(waiting)}${tunnels ? `   per tunnel: ${tunnels}` : ''}`);
+    console.log(
+      `  round ${r}  ${s.name.padEnd(16)} ${m.mbps.toFixed(0).padStart(6)} MB/s   cpu: ${cpu}; waiting for a CPU (sum) ${pct(waiting)}${tunnels ? `   per tunnel: ${tunnels}` : ''}`,
+    );
   }
 }
 
 const plainRuns = results.get('plain relay')!;
 const base = median(plainRuns.map((m) => m.mbps));
 console.log('');
-console.log('| setup | MB/s (median) | runs (MB/s) | vs plain relay (median / per round) | CPU hop 1 | CPU hop 2 | CPU source | CPU sink | MB per CPU·s of hops 1+2 |');
+console.log(
+  '| setup | MB/s (median) | runs (MB/s) | vs plain relay (median / per round) | CPU hop 1 | CPU hop 2 | CPU source | CPU sink | MB per CPU·s of hops 1+2 |',
+);
 console.log('| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |');
 for (const s of setups) {
   const ms = results.get(s.name)!;
@@ -103,7 +107,11 @@ for (const s of setups) {
   const eff = median(ms.map(efficiency)).toFixed(0);
   // The same round's plain relay ran seconds before: the per-round ratios show how much is noise.
   const perRound = ms.map((m, i) => pct(m.mbps / plainRuns[i]!.mbps)).join(', ');
-  console.log(`| ${s.name} | ${mb.toFixed(0)} | ${runs} | ${pct(mb / base)} / ${perRound} | ${cpu('hop1')} | ${cpu('hop2')} | ${cpu('source')} | ${cpu('sink')} | ${eff} |`);
+  console.log(
+    `| ${s.name} | ${mb.toFixed(0)} | ${runs} | ${pct(mb / base)} / ${perRound} | ${cpu('hop1')} | ${cpu('hop2')} | ${cpu('source')} | ${cpu('sink')} | ${eff} |`,
+  );
 }
 console.log('');
-console.log('hop 1 / hop 2: relay1 / relay2 for the plain relay, gkd client / gkd server for gkd. CPU: user + system time as a share of one core over the window (median).');
+console.log(
+  'hop 1 / hop 2: relay1 / relay2 for the plain relay, gkd client / gkd server for gkd. CPU: user + system time as a share of one core over the window (median).',
+);

@@ -99,10 +99,13 @@ function throttled(from: Duplex, to: Duplex, rate: number): void {
     }
     if (tokens < 0 && !timer) {
       from.pause();
-      timer = setTimeout(() => {
-        timer = undefined;
-        if (!waitingDrain) from.resume();
-      }, (-tokens / rate) * 1000);
+      timer = setTimeout(
+        () => {
+          timer = undefined;
+          if (!waitingDrain) from.resume();
+        },
+        (-tokens / rate) * 1000,
+      );
     }
   });
   from.on('end', () => to.end());

@@ -247,7 +247,10 @@ export class Client extends EventEmitter {
    */
   static create(server: string | HostPort | readonly (string | HostPort)[], options: ClientOptions): Client {
     const list = (Array.isArray(server) ? server : [server]) as (string | HostPort)[];
-    const c = new Client(list.map((s) => (typeof s === 'string' ? parseHostPort(s) : s)), options);
+    const c = new Client(
+      list.map((s) => (typeof s === 'string' ? parseHostPort(s) : s)),
+      options,
+    );
     c.startSlots();
     if (c.controller) {
       c.driver = setInterval(() => c.drive(), 100);
@@ -284,7 +287,12 @@ export class Client extends EventEmitter {
         if (failOnAuth) done(err);
       };
       const timer = setTimeout(
-        () => done(new NoTunnelError(`no tunnel to ${this.server.host}:${this.server.port} within ${timeoutMs} ms${this.lastError ? `: ${this.lastError.message}` : ''}`)),
+        () =>
+          done(
+            new NoTunnelError(
+              `no tunnel to ${this.server.host}:${this.server.port} within ${timeoutMs} ms${this.lastError ? `: ${this.lastError.message}` : ''}`,
+            ),
+          ),
         timeoutMs,
       );
       this.on('tunnel-up', onUp);
@@ -429,7 +437,10 @@ export class Client extends EventEmitter {
       this.apply(this.controller.setCeiling(cap, performance.now(), reason));
       if (forMs > 0) {
         clearTimeout(this.ceilingTimer);
-        this.ceilingTimer = setTimeout(() => this.controller!.setCeiling(Math.min(this.opts.maxTunnels, this.serverCap ?? Infinity), performance.now(), 'retry'), forMs);
+        this.ceilingTimer = setTimeout(
+          () => this.controller!.setCeiling(Math.min(this.opts.maxTunnels, this.serverCap ?? Infinity), performance.now(), 'retry'),
+          forMs,
+        );
         this.ceilingTimer.unref();
       }
     } else if (cap < this.target) {
@@ -452,7 +463,10 @@ export class Client extends EventEmitter {
     if (t.index < 0 || t.index >= this.plan.total) return;
     const path = this.plan.pathOf(t.index);
     let set = this.pathTunnels.get(path.name);
-    if (!set) this.pathTunnels.set(path.name, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.pathTunnels.set(path.name, set);
+    }
     const before = set.size;
     if (up) set.add(t);
     else set.delete(t);
@@ -571,7 +585,6 @@ export class Client extends EventEmitter {
       try {
         await this.bringUp(index);
         failures = 0;
-        continue;
       } catch (err) {
         if (this.closed) return;
         this.lastError = err as Error;
@@ -750,7 +763,11 @@ export class Client extends EventEmitter {
         else if (tlsOpts && socket !== raw && notTls(err)) {
           // A plaintext server answers a ClientHello with frame bytes: final too, and the fix is on the
           // operator's side, so say it instead of retrying a connection that can never be encrypted.
-          reject(new AuthError(`${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`));
+          reject(
+            new AuthError(
+              `${host}:${port} did not answer TLS (${(err as { reason?: string }).reason ?? err.message}): is the server running with --plaintext? Both ends must ask for plaintext`,
+            ),
+          );
         } else reject(from ? Object.assign(err, { message: `${err.message}${from}` }) : err);
       };
       raw.once('error', onError);
@@ -769,5 +786,8 @@ function colonHex(hex: string): string {
 /** An OpenSSL record-layer error: the peer's bytes are not TLS (a plaintext server answered). */
 function notTls(err: Error): boolean {
   const code = (err as NodeJS.ErrnoException).code ?? '';
-  return /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LENGTH_MISMATCH|UNEXPECTED_RECORD|HTTP_REQUEST)/.test(code) || /wrong version number|packet length too long/i.test(err.message);
+  return (
+    /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LENGTH_MISMATCH|UNEXPECTED_RECORD|HTTP_REQUEST)/.test(code) ||
+    /wrong version number|packet length too long/i.test(err.message)
+  );
 }

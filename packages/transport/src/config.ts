@@ -138,9 +138,12 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
   checkInt('gracePeriod', c.gracePeriod, 0, 24 * 3_600_000);
   checkInt('tunnelHighWater', c.tunnelHighWater, 1024, 1 << 30);
   if (typeof c.scheduler !== 'function' && c.scheduler !== 'earliest-arrival' && c.scheduler !== 'least-queued' && c.scheduler !== 'round-robin') {
-    throw new ConfigError(`scheduler must be 'earliest-arrival', 'least-queued', 'round-robin' or a function returning a TunnelPicker, got ${String(c.scheduler)}`);
+    throw new ConfigError(
+      `scheduler must be 'earliest-arrival', 'least-queued', 'round-robin' or a function returning a TunnelPicker, got ${String(c.scheduler)}`,
+    );
   }
-  if (c.socketTuning !== 'auto' && c.socketTuning !== 'on' && c.socketTuning !== 'off') throw new ConfigError(`socketTuning must be 'auto', 'on' or 'off', got ${String(c.socketTuning)}`);
+  if (c.socketTuning !== 'auto' && c.socketTuning !== 'on' && c.socketTuning !== 'off')
+    throw new ConfigError(`socketTuning must be 'auto', 'on' or 'off', got ${String(c.socketTuning)}`);
   checkInt('notSentLowat', c.notSentLowat, 0, 1 << 30);
   checkInt('tunedHighWater', c.tunedHighWater, 1024, 1 << 30);
   if (c.congestion !== null && (typeof c.congestion !== 'string' || !/^[a-z0-9_-]{1,15}$/i.test(c.congestion))) {

@@ -69,7 +69,13 @@ export function clientHandshake(t: Tunnel, p: ClientHandshakeParams): Promise<{ 
       if (state === 'await-challenge' && f.type === FrameType.CHALLENGE) {
         const usersMode = (f.flags & CHALLENGE_FLAG_USERS) !== 0;
         if (usersMode && !p.user) return fail(new AuthError('the server has several users: set a user name'));
-        const auth = authFrame(p.key, { mode: p.mode, serverNonce: f.nonce, sessionId: p.sessionId, tunnelIndex: p.tunnelIndex, user: usersMode ? p.user : '' });
+        const auth = authFrame(p.key, {
+          mode: p.mode,
+          serverNonce: f.nonce,
+          sessionId: p.sessionId,
+          tunnelIndex: p.tunnelIndex,
+          user: usersMode ? p.user : '',
+        });
         input = auth.input;
         t.write(encode(auth.frame));
         state = 'await-welcome';

@@ -11,5 +11,14 @@ export { arrivalMs, type PathMode, type PathView } from './path.js';
 export { parseHostPort, type HostPort } from './address.js';
 export { duplexPair } from './memory.js';
 export { Association, DatagramChannel, type DatagramStats } from './datagram.js';
-export { PathPlan, parseVia, MAX_TOTAL_TUNNELS, DEFAULT_PATH_TUNNELS, type DialTarget, type PathBinding, type PathInfo, type PathOptions } from './multipath.js';
+export {
+  PathPlan,
+  parseVia,
+  MAX_TOTAL_TUNNELS,
+  DEFAULT_PATH_TUNNELS,
+  type DialTarget,
+  type PathBinding,
+  type PathInfo,
+  type PathOptions,
+} from './multipath.js';
 export { ClosedBeforeChallengeError } from './handshake.js';

@@ -152,9 +152,12 @@ export class PathPlan {
       names.add(name);
       const tunnels = p.tunnels ?? defaultTunnels;
       checkInt(`paths[${i}].tunnels`, tunnels, 1, MAX_TOTAL_TUNNELS);
-      const reachable = binding.kind === 'address' ? servers.filter((s) => hostFamily(s.host) === 'any' || hostFamily(s.host) === binding.family) : [...servers];
+      const reachable =
+        binding.kind === 'address' ? servers.filter((s) => hostFamily(s.host) === 'any' || hostFamily(s.host) === binding.family) : [...servers];
       if (reachable.length === 0) {
-        throw new ConfigError(`paths[${i}]: ${name} is an IPv${binding.kind === 'address' ? binding.family : ''} address, and no server address is of that family (${servers.map((s) => s.host).join(', ')})`);
+        throw new ConfigError(
+          `paths[${i}]: ${name} is an IPv${binding.kind === 'address' ? binding.family : ''} address, and no server address is of that family (${servers.map((s) => s.host).join(', ')})`,
+        );
       }
       const info: PathInfo = { name, binding, tunnels, first, servers: reachable };
       out.push(info);
@@ -185,7 +188,10 @@ export class PathPlan {
     const addresses = usableAddresses(this.interfaces()[b.name]);
     if (addresses.length === 0) {
       const exists = this.interfaces()[b.name] !== undefined;
-      throw new PathDownError(path.name, exists ? `interface ${b.name} has no usable address (is it connected?)` : `interface ${b.name} is not there (down, or unplugged)`);
+      throw new PathDownError(
+        path.name,
+        exists ? `interface ${b.name} has no usable address (is it connected?)` : `interface ${b.name} is not there (down, or unplugged)`,
+      );
     }
     const families = new Set(addresses.map((a) => a.family));
     const reachable = path.servers.filter((s) => {

@@ -19,7 +19,7 @@ export function readPreface(socket: Duplex, onToken: (token: Buffer) => void, on
     socket.off('data', onData);
   };
   const onData = (chunk: Buffer) => {
-    let r;
+    let r: ReturnType<typeof decoder.push>;
     try {
       r = decoder.push(chunk);
     } catch (err) {

@@ -152,7 +152,8 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     idleSessionTimeout: o.idleSessionTimeout ?? 0,
   };
   checkInt('maxPeers', r.maxPeers, 1, 1_000_000);
-  if (r.maxBufferedBytesPerUser !== undefined) checkInt('maxBufferedBytesPerUser', r.maxBufferedBytesPerUser, 2 * r.session.maxPayload, Number.MAX_SAFE_INTEGER);
+  if (r.maxBufferedBytesPerUser !== undefined)
+    checkInt('maxBufferedBytesPerUser', r.maxBufferedBytesPerUser, 2 * r.session.maxPayload, Number.MAX_SAFE_INTEGER);
   checkInt('idleSessionTimeout', r.idleSessionTimeout, 0, 2_147_483_647);
   checkInt('handshakeTimeout', r.handshakeTimeout, 1, 600_000);
   checkInt('maxSessions', r.maxSessions, 1, 1_000_000);
@@ -271,7 +272,9 @@ export class Server extends EventEmitter {
     const fromHere = this.handshakesByAddress.get(address);
     if (fromHere && fromHere.size >= this.opts.maxHandshakesPerAddress) {
       const oldest = fromHere.values().next().value!;
-      this.handshakes.get(oldest)?.(new LimitError(`handshake evicted: more than ${this.opts.maxHandshakesPerAddress} in progress from ${address || 'this address'}`));
+      this.handshakes.get(oldest)?.(
+        new LimitError(`handshake evicted: more than ${this.opts.maxHandshakesPerAddress} in progress from ${address || 'this address'}`),
+      );
     }
     if (this.handshakes.size >= this.opts.maxHandshakes) {
       const oldest = this.handshakes.values().next().value!;
@@ -387,7 +390,15 @@ export class Server extends EventEmitter {
       finish();
       t.handlers.handshake = undefined;
       t.handlers.close = undefined;
-      t.write(encode({ type: FrameType.WELCOME, proof: result.proof, maxBody: c.maxBody, maxStreams: this.opts.maxStreamsPerSession, maxTunnels: this.announcedTunnelCap }));
+      t.write(
+        encode({
+          type: FrameType.WELCOME,
+          proof: result.proof,
+          maxBody: c.maxBody,
+          maxStreams: this.opts.maxStreamsPerSession,
+          maxTunnels: this.announcedTunnelCap,
+        }),
+      );
       (t as { index: number }).index = result.index;
       t.transition('open');
       result.entry.session.addTunnel(t);

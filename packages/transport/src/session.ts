@@ -4,7 +4,7 @@ import {
   ClosedError,
   FlowControlError,
   FrameType,
-  GkdError,
+  type GkdError,
   LimitError,
   OpenFailedError,
   ProtocolError,

@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import {
   ClosedError,
-  FlowControlError,
+  type FlowControlError,
   FrameType,
   GkdError,
   OpenFailedError,

@@ -3,16 +3,7 @@ import type { SessionConfig } from './config.js';
 import { kernelSocket, type KernelSocket } from './kernel.js';
 import { PathEstimator, type PathMode, type PathView } from './path.js';
 import { TunnelRetention, keptControl, type KeptData, type KeptFrame } from './retention.js';
-import {
-  ClosedError,
-  Decoder,
-  FrameType,
-  LimitError,
-  Reason,
-  encode,
-  encodeDataHeader,
-  type Frame,
-} from '@gkd/protocol';
+import { ClosedError, Decoder, FrameType, LimitError, Reason, encode, encodeDataHeader, type Frame } from '@gkd/protocol';
 
 /** Tunnel states. Transitions (all in `transition`): connecting → handshaking → open → draining → closed; any → closed. */
 /**
@@ -454,7 +445,9 @@ export class Tunnel implements PathView {
       // Closed on the next turn, not here: the caller may be in the middle of a scheduling round that
       // would hand the next frame to a tunnel closed under it. Until then the tunnel takes frames as usual.
       this.overLimit = true;
-      setImmediate(() => this.fail(new LimitError(`tunnel ${this.index}: the peer confirmed none of the last ${this.opts.maxUnconfirmed} frames (it does not answer PINGs)`)));
+      setImmediate(() =>
+        this.fail(new LimitError(`tunnel ${this.index}: the peer confirmed none of the last ${this.opts.maxUnconfirmed} frames (it does not answer PINGs)`)),
+      );
     }
     this.unconfirmedFrames++;
     this.unconfirmedBytes += bytes;
@@ -480,23 +473,26 @@ export class Tunnel implements PathView {
     this.lastReceived = Date.now();
     // Handshake bytes are not traffic the scheduler should weigh: count in-flight bytes from here.
     this.confirmedTotal = this.writtenTotal;
-    this.keepaliveTimer = setInterval(() => {
-      if (this.ended) return; // retired: waiting for the peer's close (bounded by retire's timer)
-      if (Date.now() - this.lastReceived > this.deadline) {
-        this.fail(new ClosedError(`tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
-        return;
-      }
-      // A peer that keeps sending but answers no PING confirms nothing, and every frame sent to it
-      // stays retained: that is as dead as silence (yamux and HTTP/2 keepalives do the same). Twice the
-      // silence deadline: a PING waits behind whatever is queued in the tunnel (seen: 3 s on a lossy
-      // 100 ms path), and the smoothed RTT that stretches the deadline lags a queue that is growing.
-      const pongDeadline = 2 * this.deadline;
-      if (this.unansweredSince !== null && performance.now() - this.unansweredSince > pongDeadline) {
-        this.fail(new ClosedError(`tunnel ${this.index}: no PING answered for ${Math.round(pongDeadline)} ms`, Reason.KEEPALIVE_TIMEOUT));
-        return;
-      }
-      this.ping();
-    }, Math.min(this.opts.keepaliveInterval, Math.max(50, this.opts.keepaliveTimeout / 4)));
+    this.keepaliveTimer = setInterval(
+      () => {
+        if (this.ended) return; // retired: waiting for the peer's close (bounded by retire's timer)
+        if (Date.now() - this.lastReceived > this.deadline) {
+          this.fail(new ClosedError(`tunnel ${this.index}: nothing received for ${this.deadline} ms`, Reason.KEEPALIVE_TIMEOUT));
+          return;
+        }
+        // A peer that keeps sending but answers no PING confirms nothing, and every frame sent to it
+        // stays retained: that is as dead as silence (yamux and HTTP/2 keepalives do the same). Twice the
+        // silence deadline: a PING waits behind whatever is queued in the tunnel (seen: 3 s on a lossy
+        // 100 ms path), and the smoothed RTT that stretches the deadline lags a queue that is growing.
+        const pongDeadline = 2 * this.deadline;
+        if (this.unansweredSince !== null && performance.now() - this.unansweredSince > pongDeadline) {
+          this.fail(new ClosedError(`tunnel ${this.index}: no PING answered for ${Math.round(pongDeadline)} ms`, Reason.KEEPALIVE_TIMEOUT));
+          return;
+        }
+        this.ping();
+      },
+      Math.min(this.opts.keepaliveInterval, Math.max(50, this.opts.keepaliveTimeout / 4)),
+    );
     this.keepaliveTimer.unref();
     this.rateTimer = setInterval(() => this.tick(), 200);
     this.rateTimer.unref();

@@ -18,7 +18,11 @@ afterEach(async () => {
 });
 
 /** A server whose associations echo every datagram back, and a client with `tunnels` tunnels. */
-async function echoPair(tunnels = 2, options: Partial<Parameters<typeof Server.bind>[1]> = {}, clientSession: Partial<SessionConfig> = {}): Promise<{ server: Server; client: Client; accepted: Association[] }> {
+async function echoPair(
+  tunnels = 2,
+  options: Partial<Parameters<typeof Server.bind>[1]> = {},
+  clientSession: Partial<SessionConfig> = {},
+): Promise<{ server: Server; client: Client; accepted: Association[] }> {
   const accepted: Association[] = [];
   server = await Server.bind('127.0.0.1:0', {
     key,
@@ -239,7 +243,9 @@ describe('datagrams beside bulk streams', () => {
     expect(await reply).toBe(String(total));
     const st = client.stats().datagrams;
     await until(() => echoed >= sent - st.dropped, 5000, 'every datagram sent is echoed');
-    console.log(`datagrams beside a ${total >> 20} MiB stream: ${sent} sent, ${st.dropped} dropped at the sender, ${echoed} echoed; server dropped ${server.stats().peers[0]!.datagrams.dropped}`);
+    console.log(
+      `datagrams beside a ${total >> 20} MiB stream: ${sent} sent, ${st.dropped} dropped at the sender, ${echoed} echoed; server dropped ${server.stats().peers[0]!.datagrams.dropped}`,
+    );
     expect(sent).toBeGreaterThan(20);
     // Without DATAGRAM_HEADROOM 2–9 % were dropped here (every tunnel just under its DATA mark).
     expect(st.dropped).toBeLessThanOrEqual(Math.floor(sent * 0.02));

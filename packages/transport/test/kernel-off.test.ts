@@ -9,7 +9,10 @@ const { Tunnel, tunnelOptions } = await import('../src/tunnel.js');
 
 describe('without kernel access', () => {
   it('says why, and tunnels over real TCP run in user mode', async () => {
-    expect(kernelAccess()).toEqual({ available: false, reason: process.platform === 'linux' ? 'disabled by GKD_KERNEL=off' : `not Linux (${process.platform})` });
+    expect(kernelAccess()).toEqual({
+      available: false,
+      reason: process.platform === 'linux' ? 'disabled by GKD_KERNEL=off' : `not Linux (${process.platform})`,
+    });
     const srv = net.createServer((s) => s.destroy());
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     const c = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');

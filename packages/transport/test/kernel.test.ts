@@ -156,7 +156,7 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
     t.close();
   });
 
-  it("a congestion control the kernel refuses is reported, and the tunnel still works", async () => {
+  it('a congestion control the kernel refuses is reported, and the tunnel still works', async () => {
     const [c] = await pair();
     const t = new Tunnel(c, tunnelOptions(resolveSessionConfig({ congestion: 'nosuchcc', socketTuning: 'on' }), 0));
     expect(t.congestionError).toMatch(/refused congestion control 'nosuchcc'/);

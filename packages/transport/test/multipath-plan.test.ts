@@ -2,8 +2,23 @@ import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { PathPlan, parseVia, type PathOptions } from '../src/index.js';
 
-const v4 = (address: string): NetworkInterfaceInfo => ({ address, family: 'IPv4', netmask: '255.255.255.0', mac: '00:00:00:00:00:00', internal: false, cidr: null });
-const v6 = (address: string): NetworkInterfaceInfo => ({ address, family: 'IPv6', netmask: 'ffff:ffff:ffff:ffff::', mac: '00:00:00:00:00:00', internal: false, cidr: null, scopeid: 0 });
+const v4 = (address: string): NetworkInterfaceInfo => ({
+  address,
+  family: 'IPv4',
+  netmask: '255.255.255.0',
+  mac: '00:00:00:00:00:00',
+  internal: false,
+  cidr: null,
+});
+const v6 = (address: string): NetworkInterfaceInfo => ({
+  address,
+  family: 'IPv6',
+  netmask: 'ffff:ffff:ffff:ffff::',
+  mac: '00:00:00:00:00:00',
+  internal: false,
+  cidr: null,
+  scopeid: 0,
+});
 
 describe('parseVia', () => {
   it.each<[string, PathOptions]>([
@@ -59,7 +74,14 @@ describe('PathPlan', () => {
   });
 
   it('an address path dials only the server addresses of its family', () => {
-    const plan = new PathPlan([server4, server6], [{ via: '10.0.0.2', tunnels: 2 }, { via: '2001:db8::2', tunnels: 2 }], 1);
+    const plan = new PathPlan(
+      [server4, server6],
+      [
+        { via: '10.0.0.2', tunnels: 2 },
+        { via: '2001:db8::2', tunnels: 2 },
+      ],
+      1,
+    );
     expect([0, 1].map((i) => plan.target(i).host)).toEqual([server4.host, server4.host]);
     expect([2, 3].map((i) => plan.target(i).host)).toEqual([server6.host, server6.host]);
     expect(() => new PathPlan([server6], [{ via: '10.0.0.2' }], 1)).toThrow(/no server address is of that family/);
@@ -94,15 +116,27 @@ describe('PathPlan', () => {
     expect(() => plan.target(0)).toThrow(expect.objectContaining({ code: 'GKD_ERR_PATH_DOWN', message: expect.stringMatching(/only IPv4 addresses/) }));
   });
 
-  it('a server name goes with either family: the lookup is told the local address\'s', () => {
-    const plan = new PathPlan([{ host: 'gkd.example', port: 9990 }], [{ via: 'wlan0' }, { via: '2001:db8::2' }], 1, () => ({ wlan0: [v6('2001:db8::20'), v4('192.168.1.20')] }));
+  it("a server name goes with either family: the lookup is told the local address's", () => {
+    const plan = new PathPlan([{ host: 'gkd.example', port: 9990 }], [{ via: 'wlan0' }, { via: '2001:db8::2' }], 1, () => ({
+      wlan0: [v6('2001:db8::20'), v4('192.168.1.20')],
+    }));
     expect(plan.target(0)).toMatchObject({ host: 'gkd.example', localAddress: '192.168.1.20', family: 4 });
     expect(plan.target(1)).toMatchObject({ host: 'gkd.example', localAddress: '2001:db8::2', family: 6 });
   });
 
   it('refuses a path given twice, too many tunnels in all, and no server', () => {
     expect(() => new PathPlan([server4], [{ via: 'wlan0' }, { via: 'wlan0' }], 2)).toThrow(/given twice/);
-    expect(() => new PathPlan([server4], [{ via: 'a0', tunnels: 200 }, { via: 'b0', tunnels: 100 }], 2)).toThrow(/300 tunnels in all, more than 256/);
+    expect(
+      () =>
+        new PathPlan(
+          [server4],
+          [
+            { via: 'a0', tunnels: 200 },
+            { via: 'b0', tunnels: 100 },
+          ],
+          2,
+        ),
+    ).toThrow(/300 tunnels in all, more than 256/);
     expect(() => new PathPlan([], undefined, 2)).toThrow(/at least one server/);
   });
 });

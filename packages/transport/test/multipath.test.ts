@@ -11,7 +11,8 @@ const key = randomBytes(32);
 const A = '127.0.0.2';
 const B = '127.0.0.3';
 const aliases = (await canBind(A)) && (await canBind(B));
-if (!aliases) console.log(`multipath tests skipped: this machine cannot bind ${A} and ${B} (Linux loopback can without setup; elsewhere add them as loopback aliases)`);
+if (!aliases)
+  console.log(`multipath tests skipped: this machine cannot bind ${A} and ${B} (Linux loopback can without setup; elsewhere add them as loopback aliases)`);
 
 /** Keepalive settings short enough for a test: a dead path is noticed within KEEPALIVE_TIMEOUT (the deadline is also ≥ 1 s + 4 × RTT, and RTT is tiny here). */
 const KEEPALIVE_TIMEOUT = 1000;
@@ -92,48 +93,52 @@ describe.skipIf(!aliases)('multipath over loopback aliases', () => {
   it.each<[Exclude<PathState, 'open'>, string]>([
     ['blackhole', 'stops forwarding (an interface gone down: only keepalives notice)'],
     ['reset', 'resets its connections and refuses new ones'],
-  ])('a path that %s mid-download: no byte lost, the stall stays within the keepalive deadline, the path rejoins', async (mode) => {
-    const total = 48 * 1024 * 1024;
-    const want = expectedHash(total);
-    const { client, relay } = await rig(total);
-    await until(() => client.tunnelsUp === 4, 10_000, 'four tunnels up');
-    const downs: string[] = [];
-    const ups: string[] = [];
-    const retriedSlots = new Set<number>();
-    client.on('path-down', (p: PathInfo) => downs.push(p.name));
-    client.on('path-up', (p: PathInfo) => ups.push(p.name));
-    client.on('reconnecting', (index: number) => retriedSlots.add(index));
-    const slotsDown: number[] = [];
-    client.on('tunnel-down', (index: number) => slotsDown.push(index));
+  ])(
+    'a path that %s mid-download: no byte lost, the stall stays within the keepalive deadline, the path rejoins',
+    async (mode) => {
+      const total = 48 * 1024 * 1024;
+      const want = expectedHash(total);
+      const { client, relay } = await rig(total);
+      await until(() => client.tunnelsUp === 4, 10_000, 'four tunnels up');
+      const downs: string[] = [];
+      const ups: string[] = [];
+      const retriedSlots = new Set<number>();
+      client.on('path-down', (p: PathInfo) => downs.push(p.name));
+      client.on('path-up', (p: PathInfo) => ups.push(p.name));
+      client.on('reconnecting', (index: number) => retriedSlots.add(index));
+      const slotsDown: number[] = [];
+      client.on('tunnel-down', (index: number) => slotsDown.push(index));
 
-    const conn = await client.getConnection();
-    const gaps = watchGaps(conn);
-    const got = hashOf(conn);
-    await until(() => gaps.received() >= total / 8, 20_000, 'an eighth of the download');
-    relay.set(B, mode);
-    gaps.mark();
-    expect(await got).toEqual(await want);
-    await until(() => client.pathTunnelsUp(B) === 0, 10_000, `path ${B} noticed down`);
+      const conn = await client.getConnection();
+      const gaps = watchGaps(conn);
+      const got = hashOf(conn);
+      await until(() => gaps.received() >= total / 8, 20_000, 'an eighth of the download');
+      relay.set(B, mode);
+      gaps.mark();
+      expect(await got).toEqual(await want);
+      await until(() => client.pathTunnelsUp(B) === 0, 10_000, `path ${B} noticed down`);
 
-    // The stall: the frames in flight on the cut path wait at most for the keepalive deadline, then go on the other path.
-    console.log(`multipath ${mode}: longest stall after the cut ${gaps.longestGap().toFixed(0)} ms (keepalive deadline ${KEEPALIVE_TIMEOUT} ms)`);
-    expect(gaps.longestGap()).toBeLessThan(KEEPALIVE_TIMEOUT + 1000); // + scheduling slack on a shared 2-core machine
-    expect(downs).toEqual([B]);
-    // Only the cut path's slots went down and retried; path A's tunnels never did.
-    expect(slotsDown.every((i) => i === 2 || i === 3)).toBe(true);
-    await until(() => retriedSlots.has(2) && retriedSlots.has(3), 5000, 'the cut path retrying');
-    expect([...retriedSlots].every((i) => i === 2 || i === 3)).toBe(true);
-    expect(client.pathTunnelsUp(A)).toBe(2);
+      // The stall: the frames in flight on the cut path wait at most for the keepalive deadline, then go on the other path.
+      console.log(`multipath ${mode}: longest stall after the cut ${gaps.longestGap().toFixed(0)} ms (keepalive deadline ${KEEPALIVE_TIMEOUT} ms)`);
+      expect(gaps.longestGap()).toBeLessThan(KEEPALIVE_TIMEOUT + 1000); // + scheduling slack on a shared 2-core machine
+      expect(downs).toEqual([B]);
+      // Only the cut path's slots went down and retried; path A's tunnels never did.
+      expect(slotsDown.every((i) => i === 2 || i === 3)).toBe(true);
+      await until(() => retriedSlots.has(2) && retriedSlots.has(3), 5000, 'the cut path retrying');
+      expect([...retriedSlots].every((i) => i === 2 || i === 3)).toBe(true);
+      expect(client.pathTunnelsUp(A)).toBe(2);
 
-    // Back: the path's tunnels rejoin the same session by themselves, and a new download uses both paths again.
-    const acceptedBefore = relay.accepted.get(B) ?? 0;
-    relay.set(B, 'open');
-    await until(() => client.pathTunnelsUp(B) === 2, 10_000, `path ${B} back up`);
-    expect(ups).toContain(B);
-    expect(relay.accepted.get(B)).toBeGreaterThan(acceptedBefore);
-    const second = await client.getConnection();
-    expect(await hashOf(second)).toEqual(await want);
-  }, 60_000);
+      // Back: the path's tunnels rejoin the same session by themselves, and a new download uses both paths again.
+      const acceptedBefore = relay.accepted.get(B) ?? 0;
+      relay.set(B, 'open');
+      await until(() => client.pathTunnelsUp(B) === 2, 10_000, `path ${B} back up`);
+      expect(ups).toContain(B);
+      expect(relay.accepted.get(B)).toBeGreaterThan(acceptedBefore);
+      const second = await client.getConnection();
+      expect(await hashOf(second)).toEqual(await want);
+    },
+    60_000,
+  );
 });
 
 describe('several server addresses', () => {
@@ -177,7 +182,7 @@ describe('a path bound to an interface by name', () => {
   if (!lo) console.log('interface-path test skipped: no loopback interface with an IPv4 address in os.networkInterfaces()');
   // On one machine the only interface a test can name is loopback, whose address is the default source
   // anyway: this checks that an interface path resolves and connects; the alias tests above check binding.
-  it.skipIf(!lo)('dials from the interface\'s address', async () => {
+  it.skipIf(!lo)("dials from the interface's address", async () => {
     const server = await Server.bind('127.0.0.1:0', { key });
     const relay = await PathRelay.start({ host: '127.0.0.1', port: server.address().port });
     const client = await Client.connect(`127.0.0.1:${relay.port}`, { key, paths: [{ via: lo!, tunnels: 1 }] });

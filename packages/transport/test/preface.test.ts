@@ -1,7 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BadPrefaceError, Decoder, ErrorCode, FrameType, PREFACE_LENGTH, Reason, decodePreface, encodePreface, newRoutingToken, type Frame } from '@gkd/protocol';
+import {
+  BadPrefaceError,
+  Decoder,
+  ErrorCode,
+  FrameType,
+  PREFACE_LENGTH,
+  Reason,
+  decodePreface,
+  encodePreface,
+  newRoutingToken,
+  type Frame,
+} from '@gkd/protocol';
 import { Client, Server } from '../src/index.js';
 import { until } from '@gkd/test-support';
 

@@ -46,7 +46,10 @@ describe('an injected scheduler', () => {
     expect(calls.data).toBeGreaterThan(0);
     expect(calls.control).toBeGreaterThan(0);
     // Only one of the client's tunnels carried the payload.
-    const out = rig.client.stats().tunnels.map((t) => t.bytesOut).sort((a, b) => b - a);
+    const out = rig.client
+      .stats()
+      .tunnels.map((t) => t.bytesOut)
+      .sort((a, b) => b - a);
     expect(out[0]).toBeGreaterThan(size);
     expect(out.slice(1).every((b) => b < 64 * 1024)).toBe(true);
   });

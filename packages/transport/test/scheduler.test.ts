@@ -86,7 +86,17 @@ describe('leastQueued and roundRobin', () => {
 });
 
 describe('overdueFrames (head-of-line re-send)', () => {
-  const f = (offset: number, tunnel: number, due: number, copies = 1, end = 1000): KeptData => ({ kind: 'data', stream: 1, offset, payload: Buffer.alloc(16), tunnel, sentAt: due - 100, due, end, copies });
+  const f = (offset: number, tunnel: number, due: number, copies = 1, end = 1000): KeptData => ({
+    kind: 'data',
+    stream: 1,
+    offset,
+    payload: Buffer.alloc(16),
+    tunnel,
+    sentAt: due - 100,
+    due,
+    end,
+    copies,
+  });
   const grace = () => 100;
   const live = () => true;
 
@@ -94,7 +104,7 @@ describe('overdueFrames (head-of-line re-send)', () => {
     expect(overdueFrames([f(0, 1, 1000), f(16, 2, 1000)], 1100, grace, live, 16)).toEqual([]);
   });
 
-  it('the overdue head, and the same tunnel\'s later frames that are past due; not other tunnels\' frames', () => {
+  it("the overdue head, and the same tunnel's later frames that are past due; not other tunnels' frames", () => {
     const frames = [f(0, 1, 1000), f(16, 2, 1000), f(32, 1, 1050), f(48, 1, 1200), f(64, 3, 900)];
     expect(overdueFrames(frames, 1101, grace, live, 16).map((x) => x.offset)).toEqual([0, 32]);
   });
@@ -138,22 +148,79 @@ describe('arrivalMs and the congestion window', () => {
 });
 
 describe('overdueFrames and tunnel confirmations', () => {
-  const f = (offset: number, tunnel: number, end: number): KeptData => ({ kind: 'data', stream: 1, offset, payload: Buffer.alloc(16), tunnel, sentAt: 900, due: 1000, end, copies: 1 });
+  const f = (offset: number, tunnel: number, end: number): KeptData => ({
+    kind: 'data',
+    stream: 1,
+    offset,
+    payload: Buffer.alloc(16),
+    tunnel,
+    sentAt: 900,
+    due: 1000,
+    end,
+    copies: 1,
+  });
   it('leaves a head its tunnel already confirmed (the peer has it; the ACK is late for another reason)', () => {
-    expect(overdueFrames([f(0, 1, 500)], 5000, () => 100, () => true, 16, () => 500)).toEqual([]);
-    expect(overdueFrames([f(0, 1, 500)], 5000, () => 100, () => true, 16, () => 499).map((x) => x.offset)).toEqual([0]);
+    expect(
+      overdueFrames(
+        [f(0, 1, 500)],
+        5000,
+        () => 100,
+        () => true,
+        16,
+        () => 500,
+      ),
+    ).toEqual([]);
+    expect(
+      overdueFrames(
+        [f(0, 1, 500)],
+        5000,
+        () => 100,
+        () => true,
+        16,
+        () => 499,
+      ).map((x) => x.offset),
+    ).toEqual([0]);
   });
   it('copies only the frames behind it that the stuck tunnel has not confirmed', () => {
     const frames = [f(0, 1, 500), f(16, 1, 400), f(32, 1, 700)];
     // Confirmed up to 450: the frame ending at 400 was processed (a later copy made the head), 500 and 700 not.
-    expect(overdueFrames(frames, 5000, () => 100, () => true, 16, () => 450).map((x) => x.offset)).toEqual([0, 32]);
+    expect(
+      overdueFrames(
+        frames,
+        5000,
+        () => 100,
+        () => true,
+        16,
+        () => 450,
+      ).map((x) => x.offset),
+    ).toEqual([0, 32]);
   });
 });
 
 describe('overdueFrames when no other tunnel is moving', () => {
   it('copies nothing while every tunnel lags alike (an overloaded peer), and the head once another tunnel confirmed newer data', () => {
     const head: KeptData = { kind: 'data', stream: 1, offset: 0, payload: Buffer.alloc(16), tunnel: 1, sentAt: 900, due: 1000, end: 500, copies: 1 };
-    expect(overdueFrames([head], 5000, () => 100, () => true, 16, () => 0, () => false)).toEqual([]);
-    expect(overdueFrames([head], 5000, () => 100, () => true, 16, () => 0, (id, at) => id === 1 && at === 900)).toEqual([head]);
+    expect(
+      overdueFrames(
+        [head],
+        5000,
+        () => 100,
+        () => true,
+        16,
+        () => 0,
+        () => false,
+      ),
+    ).toEqual([]);
+    expect(
+      overdueFrames(
+        [head],
+        5000,
+        () => 100,
+        () => true,
+        16,
+        () => 0,
+        (id, at) => id === 1 && at === 900,
+      ),
+    ).toEqual([head]);
   });
 });

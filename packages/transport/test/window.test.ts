@@ -32,8 +32,7 @@ function stream(): Connection {
   return s;
 }
 
-const data = (s: Connection, offset: number): void =>
-  s.onFrame({ type: FrameType.DATA, stream: 2, offset, payload: Buffer.alloc(SEG, offset / SEG) });
+const data = (s: Connection, offset: number): void => s.onFrame({ type: FrameType.DATA, stream: 2, offset, payload: Buffer.alloc(SEG, offset / SEG) });
 
 /** Deliver [from, from + size) in `order`; `stallMs` passes between the first arrival and the last. */
 function deliverWindow(s: Connection, from: number, order: 'in-order' | 'head-last', stallMs: number, size = W): void {

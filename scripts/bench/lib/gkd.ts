@@ -151,7 +151,20 @@ export class Gkd {
   async startServer(): Promise<void> {
     const [cmd, args] =
       this.o.mode === 'cli'
-        ? this.node(['server', '--listen', this.o.listen, ...this.security, '--allow', this.o.allow, '--metrics', this.serverMetrics, '--log-level', 'warn', '--drain-timeout', '0'])
+        ? this.node([
+            'server',
+            '--listen',
+            this.o.listen,
+            ...this.security,
+            '--allow',
+            this.o.allow,
+            '--metrics',
+            this.serverMetrics,
+            '--log-level',
+            'warn',
+            '--drain-timeout',
+            '0',
+          ])
         : this.node(['server', this.o.listen, this.o.allow, this.statsFile('server')]);
     this.server = new Proc('gkd server', this.o.nsServer, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-server${this.o.tls ? '-tls' : ''}.log` });
     await this.server.waitFor(/gkd: server (listening )?on/, 30_000);
@@ -193,14 +206,28 @@ export class Gkd {
         ? this.node([
             'client',
             ...(this.o.tls ? [] : ['--server', this.o.listen, '--plaintext']),
-            '--tunnels', n === 0 ? 'auto' : String(n), '--socks', this.o.socks, '--quiet', '--metrics', this.clientMetrics, '--drain-timeout', '0',
+            '--tunnels',
+            n === 0 ? 'auto' : String(n),
+            '--socks',
+            this.o.socks,
+            '--quiet',
+            '--metrics',
+            this.clientMetrics,
+            '--drain-timeout',
+            '0',
             // auto: info, for the count's changes ("tunnels 4 → 8: …"), which diagnose() reads back
-            '--log-level', n === 0 ? 'info' : 'warn', '--log-format', 'json',
+            '--log-level',
+            n === 0 ? 'info' : 'warn',
+            '--log-format',
+            'json',
             ...extra,
           ])
         : this.node(['client', this.o.listen, n === 0 ? 'auto' : String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
     this.clientLog = `${this.o.logDir}/gkd-client${this.o.tls ? '-tls' : ''}${this.o.logSuffix ?? ''}.log`;
-    this.client = new Proc(`gkd client (${n || 'auto'} tunnels${this.o.tls ? ', TLS' : ''})`, this.o.nsClient, cmd, args, { env: this.clientEnv, logFile: this.clientLog });
+    this.client = new Proc(`gkd client (${n || 'auto'} tunnels${this.o.tls ? ', TLS' : ''})`, this.o.nsClient, cmd, args, {
+      env: this.clientEnv,
+      logFile: this.clientLog,
+    });
     const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
     let up = Number(m[1]);
     // The CLI's ready line may come 2 s after the first tunnel with some still connecting: wait for all.

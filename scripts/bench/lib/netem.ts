@@ -35,7 +35,9 @@ export function upLinks(cc: string, configs: string[][]): void {
 
 /** Link L's addresses and client-side device. */
 export function link(l: number): { addrA: string; addrB: string; devA: string } {
-  return l === 0 ? { addrA: ADDR_A, addrB: ADDR_B, devA: process.env.NETEM_DEV_A ?? 'gkdtunA' } : { addrA: `10.77.${l}.1`, addrB: `10.77.${l}.2`, devA: `${process.env.NETEM_DEV_A ?? 'gkdtunA'}${l}` };
+  return l === 0
+    ? { addrA: ADDR_A, addrB: ADDR_B, devA: process.env.NETEM_DEV_A ?? 'gkdtunA' }
+    : { addrA: `10.77.${l}.1`, addrB: `10.77.${l}.2`, devA: `${process.env.NETEM_DEV_A ?? 'gkdtunA'}${l}` };
 }
 
 /** Cut link L: its client-side device goes down, or (blackhole) every packet is dropped and the device stays up. */

@@ -43,10 +43,14 @@ function positive(name: string, fallback: string): number {
 export const ONLY = list('only', PARTS.join(','), PARTS);
 export const TOOLS = list('tools', DEFAULT_TOOLS.join(','), TOOL_IDS) as ToolId[];
 /** Tunnel counts to measure; 0 stands for `--tunnels auto` (rows `gkd-auto`). */
-export const TUNNELS = option('tunnels', '1,2,4,8,16').split(',').map((t) => (t.trim() === 'auto' ? 0 : Number(t)));
+export const TUNNELS = option('tunnels', '1,2,4,8,16')
+  .split(',')
+  .map((t) => (t.trim() === 'auto' ? 0 : Number(t)));
 if (TUNNELS.some((n) => !Number.isInteger(n) || n < 0 || n > 64)) errors.push('--tunnels: integers from 1 to 64, or auto');
 /** iperf3 -P counts measured beside the gkd rows (default: the numeric --tunnels); `auto` rows compare with the one nearest the count gkd chose. */
-export const IPERF_N = option('iperf-n', TUNNELS.filter((n) => n > 0).join(',') || '32').split(',').map(Number);
+export const IPERF_N = option('iperf-n', TUNNELS.filter((n) => n > 0).join(',') || '32')
+  .split(',')
+  .map(Number);
 if (IPERF_N.some((n) => !Number.isInteger(n) || n < 1 || n > 128)) errors.push('--iperf-n: integers from 1 to 128');
 /** Bytes per download. */
 export const SIZE = positive('size-mib', '64') * 2 ** 20;

@@ -26,14 +26,18 @@ export async function waitListen(ns: string, proto: 'tcp' | 'udp', port: number,
 
 /** The file server (scripts/bench/fileserver.ts) in `ns`. */
 export async function startFileServer(ns: string, host: string, port: number, logDir: string): Promise<Proc> {
-  const p = new Proc('file server', ns, 'node', ['--import', 'tsx', `${ROOT}scripts/bench/fileserver.ts`, host, String(port)], { logFile: `${logDir}/fileserver.log` });
+  const p = new Proc('file server', ns, 'node', ['--import', 'tsx', `${ROOT}scripts/bench/fileserver.ts`, host, String(port)], {
+    logFile: `${logDir}/fileserver.log`,
+  });
   await p.waitFor(/listening/);
   return p;
 }
 
 /** One plain Node relay hop (scripts/bench/relay.ts). */
 export async function startRelay(ns: string, listenPort: number, targetPort: number, logDir: string, name: string): Promise<Proc> {
-  const p = new Proc(name, ns, 'node', ['--import', 'tsx', `${ROOT}scripts/bench/relay.ts`, '127.0.0.1', String(listenPort), '127.0.0.1', String(targetPort)], { logFile: `${logDir}/relay.log` });
+  const p = new Proc(name, ns, 'node', ['--import', 'tsx', `${ROOT}scripts/bench/relay.ts`, '127.0.0.1', String(listenPort), '127.0.0.1', String(targetPort)], {
+    logFile: `${logDir}/relay.log`,
+  });
   await p.waitFor(/listening/);
   return p;
 }
@@ -91,7 +95,9 @@ export async function startShadowsocks(s: Sides, port = 8388, socksPort = 1081):
   const common = ['-k', 'gkd-bench-password', '-m', 'chacha20-ietf-poly1305', '-t', '60'];
   const server = new Proc('ss-server', s.nsServer, 'ss-server', ['-s', s.serverAddr, '-p', String(port), ...common], { logFile: `${s.logDir}/ss.log` });
   await waitListen(s.nsServer, 'tcp', port);
-  const local = new Proc('ss-local', s.nsClient, 'ss-local', ['-s', s.serverAddr, '-p', String(port), '-b', '127.0.0.1', '-l', String(socksPort), ...common], { logFile: `${s.logDir}/ss.log` });
+  const local = new Proc('ss-local', s.nsClient, 'ss-local', ['-s', s.serverAddr, '-p', String(port), '-b', '127.0.0.1', '-l', String(socksPort), ...common], {
+    logFile: `${s.logDir}/ss.log`,
+  });
   await waitListen(s.nsClient, 'tcp', socksPort);
   return {
     id: 'ss',
@@ -109,13 +115,25 @@ export async function startShadowsocks(s: Sides, port = 8388, socksPort = 1081):
  * the server, compression on).
  */
 export async function startKcptun(s: Sides, port = 29900, localPort = 12948): Promise<PeerTool> {
-  const server = new Proc('kcptun-server', s.nsServer, 'kcptun-server', ['-l', `${s.serverAddr}:${port}`, '-t', `${s.fileHost}:${s.filePort}`, '--mode', 'fast', '--quiet'], {
-    logFile: `${s.logDir}/kcptun.log`,
-  });
+  const server = new Proc(
+    'kcptun-server',
+    s.nsServer,
+    'kcptun-server',
+    ['-l', `${s.serverAddr}:${port}`, '-t', `${s.fileHost}:${s.filePort}`, '--mode', 'fast', '--quiet'],
+    {
+      logFile: `${s.logDir}/kcptun.log`,
+    },
+  );
   await waitListen(s.nsServer, 'udp', port);
-  const client = new Proc('kcptun-client', s.nsClient, 'kcptun-client', ['-l', `127.0.0.1:${localPort}`, '-r', `${s.serverAddr}:${port}`, '--mode', 'fast', '--quiet'], {
-    logFile: `${s.logDir}/kcptun.log`,
-  });
+  const client = new Proc(
+    'kcptun-client',
+    s.nsClient,
+    'kcptun-client',
+    ['-l', `127.0.0.1:${localPort}`, '-r', `${s.serverAddr}:${port}`, '--mode', 'fast', '--quiet'],
+    {
+      logFile: `${s.logDir}/kcptun.log`,
+    },
+  );
   await waitListen(s.nsClient, 'tcp', localPort);
   return {
     id: 'kcptun',

@@ -87,7 +87,10 @@ const CAP_NOTE = 'each 4 × the download size or 2 × the cap';
 /** Scenario × tool matrix of median Mbit/s. */
 export function matrix(res: Results): string {
   const scen = res.scenarios.filter((s) => res.rows.some((r) => r.scenario === s.id));
-  const lines = [`| Mbit/s (median of ${res.info.params.repeat}) | ${scen.map((s) => `(${s.id}) ${s.title}`).join(' | ')} |`, `|---|${scen.map(() => '---:').join('|')}|`];
+  const lines = [
+    `| Mbit/s (median of ${res.info.params.repeat}) | ${scen.map((s) => `(${s.id}) ${s.title}`).join(' | ')} |`,
+    `|---|${scen.map(() => '---:').join('|')}|`,
+  ];
   for (const k of order(res.rows)) {
     const cells = scen.map((s) => {
       const rows = res.rows.filter((r) => r.scenario === s.id && r.tool === k.tool && r.n === k.n);
@@ -162,7 +165,8 @@ export function targets(res: Results): Target[] {
     for (const n of res.info.params.tunnels.filter((x) => x > 0)) {
       const g = mbps(R, s.id, 'gkd', n);
       const i = mbps(R, s.id, 'iperf3', n);
-      if (Number.isFinite(g) && Number.isFinite(i)) out.push({ what: `gkd-${n} / iperf3 -P ${n}`, scenario: s.id, value: g / i, goal: '≥ 90 %', met: g / i >= 0.9 });
+      if (Number.isFinite(g) && Number.isFinite(i))
+        out.push({ what: `gkd-${n} / iperf3 -P ${n}`, scenario: s.id, value: g / i, goal: '≥ 90 %', met: g / i >= 0.9 });
     }
   }
   const d8 = mbps(R, 'd', 'gkd', 8) / mbps(R, 'd', 'direct');
@@ -189,15 +193,29 @@ export function targets(res: Results): Target[] {
   }
   if (res.fair?.rounds.length) {
     const ratio = median(res.fair.rounds.map((r) => Math.min(...r.mbps) / Math.max(...r.mbps)));
-    out.push({ what: 'two peers on auto: smaller / larger share (median)', scenario: res.fair.scenario, value: ratio, goal: '≥ 70 % (within 30 %)', met: ratio >= 0.7 });
+    out.push({
+      what: 'two peers on auto: smaller / larger share (median)',
+      scenario: res.fair.scenario,
+      value: ratio,
+      goal: '≥ 70 % (within 30 %)',
+      met: ratio >= 0.7,
+    });
   }
   const ic = iperfAtChosen(R, 'c');
-  if (Number.isFinite(auto('c') / ic.mbps)) out.push({ what: `gkd-auto / iperf3 -P ${ic.n} (nearest the largest count used, median)`, scenario: 'c', value: auto('c') / ic.mbps, goal: '≥ 90 %', met: auto('c') / ic.mbps >= 0.9 });
+  if (Number.isFinite(auto('c') / ic.mbps))
+    out.push({
+      what: `gkd-auto / iperf3 -P ${ic.n} (nearest the largest count used, median)`,
+      scenario: 'c',
+      value: auto('c') / ic.mbps,
+      goal: '≥ 90 %',
+      met: auto('c') / ic.mbps >= 0.9,
+    });
   if (res.latency) {
     const L = res.latency.rows;
     const idle = L.filter((r) => !r.loaded);
     const extra = median(idle.filter((r) => r.tool === 'gkd').map((r) => r.ttfbMs)) - median(idle.filter((r) => r.tool === 'direct').map((r) => r.ttfbMs));
-    if (Number.isFinite(extra)) out.push({ what: 'TTFB gkd − direct (ms, median)', scenario: res.latency.scenario, value: extra, goal: '≤ 1 tunnel RTT (100 ms)', met: extra <= 100 });
+    if (Number.isFinite(extra))
+      out.push({ what: 'TTFB gkd − direct (ms, median)', scenario: res.latency.scenario, value: extra, goal: '≤ 1 tunnel RTT (100 ms)', met: extra <= 100 });
   }
   return out;
 }
@@ -222,7 +240,9 @@ export function latencyTable(res: Results): string {
       const v = L.filter((r: LatencyRow) => r.tool === t && r.loaded === loaded && Number.isFinite(r.ttfbMs)).map((r) => r.ttfbMs);
       if (v.length === 0) continue;
       const name = t === 'gkd' ? `gkd (${res.latency.tunnels} tunnels up)` : label(t, 1);
-      lines.push(`| ${name} | ${loaded ? 'bulk download on the same path' : 'idle'} | ${ms(median(v))} | ${ms(Math.min(...v))} | ${ms(Math.max(...v))} | ${t === 'direct' ? '' : ms(median(v) - direct)} | ${v.length} |`);
+      lines.push(
+        `| ${name} | ${loaded ? 'bulk download on the same path' : 'idle'} | ${ms(median(v))} | ${ms(Math.min(...v))} | ${ms(Math.max(...v))} | ${t === 'direct' ? '' : ms(median(v) - direct)} | ${v.length} |`,
+      );
     }
   }
   return lines.join('\n');
@@ -232,7 +252,10 @@ export function loopbackTable(res: Results): string {
   if (!res.loopback) return '';
   const rows = res.loopback.rows;
   const direct = mbps(rows, 'loopback', 'direct');
-  const lines = ['| path (one stream, loopback) | Mbit/s median | vs direct | runs (Mbit/s) | CPU % of a core, client-side / server-side process (median) |', '|---|---:|---:|---|---|'];
+  const lines = [
+    '| path (one stream, loopback) | Mbit/s median | vs direct | runs (Mbit/s) | CPU % of a core, client-side / server-side process (median) |',
+    '|---|---:|---:|---|---|',
+  ];
   for (const k of order(rows)) {
     const rs = rows.filter((r) => r.tool === k.tool && r.n === k.n);
     const v = median(rs.map((r) => r.mbps));
@@ -267,11 +290,18 @@ export function markdown(res: Results): string {
   if (res.fair) {
     parts.push('', `### Two peers on \`--tunnels auto\` through one bottleneck (scenario ${res.fair.scenario}, both downloading at once, ${CAP_NOTE})`, '');
     parts.push('| round | peer A Mbit/s | peer B Mbit/s | smaller / larger | tunnels A / B at the end |', '|---:|---:|---:|---:|---|');
-    for (const r of res.fair.rounds) parts.push(`| ${r.round} | ${f1(r.mbps[0])} | ${f1(r.mbps[1])} | ${pct(Math.min(...r.mbps) / Math.max(...r.mbps))} | ${r.counts.join(' / ')} |`);
+    for (const r of res.fair.rounds)
+      parts.push(`| ${r.round} | ${f1(r.mbps[0])} | ${f1(r.mbps[1])} | ${pct(Math.min(...r.mbps) / Math.max(...r.mbps))} | ${r.counts.join(' / ')} |`);
   }
   const counts = countTable(res);
   if (counts) parts.push('', '### Tunnel counts chosen by `--tunnels auto`', '', counts);
-  if (res.latency) parts.push('', `### Time to first byte of a new connection (scenario ${res.latency.scenario}; gkd tunnel RTT ${ms(res.latency.gkdRttMs ?? NaN)} ms)`, '', latencyTable(res));
+  if (res.latency)
+    parts.push(
+      '',
+      `### Time to first byte of a new connection (scenario ${res.latency.scenario}; gkd tunnel RTT ${ms(res.latency.gkdRttMs ?? NaN)} ms)`,
+      '',
+      latencyTable(res),
+    );
   if (res.loopback) parts.push('', `### Loopback overhead (${res.loopback.sizeMiB} MiB or ${res.loopback.capS} s, no emulator)`, '', loopbackTable(res));
   for (const s of res.scenarios) {
     if (!res.rows.some((r) => r.scenario === s.id)) continue;

@@ -39,7 +39,9 @@ export function chart(res: Results): string {
   const yMax = Math.max(step, Math.ceil(max / step) * step);
   const y = (v: number): number => top + plotH - (v / yMax) * plotH;
   const o: string[] = [];
-  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`);
+  o.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
+  );
   o.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
   o.push(
     `<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(`gkd vs direct TCP, iperf3 -P N and peer tools — throughput of one download, Mbit/s (${res.info.params.repeat > 1 ? `median of ${res.info.params.repeat} runs` : 'one run'})`)}</text>`,
@@ -60,7 +62,9 @@ export function chart(res: Results): string {
       const x = x0 + ki * (bw + gap);
       const fill = k.tool === 'gkd' ? gkdShade(k.n) : COLORS[k.tool];
       const stroke = k.tool === 'iperf3' ? ' stroke="#7d93b3" stroke-width="0.8"' : '';
-      o.push(`<rect x="${x}" y="${y(v)}" width="${bw}" height="${Math.max(0.5, (v / yMax) * plotH)}" fill="${fill}"${stroke}><title>${esc(`(${s.id}) ${label(k.tool, k.n)}: ${v.toFixed(1)} Mbit/s`)}</title></rect>`);
+      o.push(
+        `<rect x="${x}" y="${y(v)}" width="${bw}" height="${Math.max(0.5, (v / yMax) * plotH)}" fill="${fill}"${stroke}><title>${esc(`(${s.id}) ${label(k.tool, k.n)}: ${v.toFixed(1)} Mbit/s`)}</title></rect>`,
+      );
       const ty = y(v) - 3;
       o.push(`<text transform="translate(${x + bw / 2 + 3} ${ty}) rotate(-90)" font-size="9" fill="#333">${v < 10 ? v.toFixed(1) : v.toFixed(0)}</text>`);
     });

@@ -68,7 +68,17 @@ export interface RunInfo {
   loadAfter: number[];
   /** Machine CPU busy % in the 5 s before the run (other users of the machine). */
   busyBefore: number;
-  params: { sizeMiB: number; capS: number; repeat: number; tunnels: number[]; gkd: string; session?: string; sysctls?: string[]; tools: string[]; seed: number };
+  params: {
+    sizeMiB: number;
+    capS: number;
+    repeat: number;
+    tunnels: number[];
+    gkd: string;
+    session?: string;
+    sysctls?: string[];
+    tools: string[];
+    seed: number;
+  };
   command: string;
   skipped: string[];
   versions: Record<string, string>;

@@ -113,7 +113,15 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
   };
 }
 
-function logClientEvents(client: Client, logger: Logger, server: string, hasUser: boolean, stopping: () => boolean, plaintext: boolean, exit?: (code: number) => void): void {
+function logClientEvents(
+  client: Client,
+  logger: Logger,
+  server: string,
+  hasUser: boolean,
+  stopping: () => boolean,
+  plaintext: boolean,
+  exit?: (code: number) => void,
+): void {
   const retries = new RetryLog(logger, server);
   let lastAuthError = '';
   let hinted = false;
@@ -130,7 +138,12 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
     lastAuthError = '';
     everUp = true;
     const p = onPath(index);
-    logger.info(`tunnel ${index}${p.text} up (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-up', tunnel: index, up: client.tunnelsUp, ...p.fields });
+    logger.info(`tunnel ${index}${p.text} up (${client.tunnelsUp}/${client.tunnelCount})`, {
+      event: 'tunnel-up',
+      tunnel: index,
+      up: client.tunnelsUp,
+      ...p.fields,
+    });
   });
   client.on('tunnels', (d: CountDecision) => {
     if (stopping()) return;
@@ -142,7 +155,12 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
   client.on('tunnel-down', (index: number, err?: Error) => {
     const level = stopping() ? 'debug' : 'info';
     const p = onPath(index);
-    logger.log(level, `tunnel ${index}${p.text} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, up: client.tunnelsUp, ...p.fields });
+    logger.log(level, `tunnel ${index}${p.text} down (${client.tunnelsUp}/${client.tunnelCount})${err ? `: ${errorText(err)}` : ''}`, {
+      event: 'tunnel-down',
+      tunnel: index,
+      up: client.tunnelsUp,
+      ...p.fields,
+    });
   });
   if (named) {
     const downSince = new Map<string, number>();
@@ -151,13 +169,21 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
       downSince.set(path.name, Date.now());
       const others = client.paths.filter((p) => p !== path && client.pathTunnelsUp(p.name) > 0).map((p) => p.name);
       const carry = others.length > 0 ? `connections carry on over ${others.join(', ')}` : 'no path is up: connections wait for one (up to the grace period)';
-      logger.warn(`path ${path.name} down: none of its ${path.tunnels} tunnels is up${err ? ` (${errorText(err)})` : ''}; ${carry}; it rejoins when it answers again`, { event: 'path-down', path: path.name });
+      logger.warn(
+        `path ${path.name} down: none of its ${path.tunnels} tunnels is up${err ? ` (${errorText(err)})` : ''}; ${carry}; it rejoins when it answers again`,
+        { event: 'path-down', path: path.name },
+      );
     });
     client.on('path-up', (path: PathInfo) => {
       const since = downSince.get(path.name);
       downSince.delete(path.name);
       if (since === undefined) logger.debug(`path ${path.name} up`, { event: 'path-up', path: path.name });
-      else logger.info(`path ${path.name} back after ${((Date.now() - since) / 1000).toFixed(1)} s`, { event: 'path-up', path: path.name, downMs: Date.now() - since });
+      else
+        logger.info(`path ${path.name} back after ${((Date.now() - since) / 1000).toFixed(1)} s`, {
+          event: 'path-up',
+          path: path.name,
+          downMs: Date.now() - since,
+        });
     });
   }
   client.on('reconnecting', (index: number, delayMs: number, err: Error) => {
@@ -167,7 +193,10 @@ function logClientEvents(client: Client, logger: Logger, server: string, hasUser
       // stay silent until a timeout (the client's, or the server's, which then closes the tunnel), so
       // nothing else would tell the user what is wrong.
       hinted = true;
-      logger.error(`no handshake from ${server} over plain TCP: a server that runs TLS (the default) says nothing to a --plaintext client. Unless the server runs --plaintext too, drop --plaintext and use its link (gkd link on the server)`, { event: 'plaintext-mismatch' });
+      logger.error(
+        `no handshake from ${server} over plain TCP: a server that runs TLS (the default) says nothing to a --plaintext client. Unless the server runs --plaintext too, drop --plaintext and use its link (gkd link on the server)`,
+        { event: 'plaintext-mismatch' },
+      );
       return;
     }
     if (keyRejected(err)) {
@@ -225,10 +254,17 @@ function logProxyEvent(e: ProxyEvent, logger: Logger, digest: LogDigest, serverL
     if (level === 'debug') logger.debug(line, { event: 'open-failed', ...e });
     else digest.note(level, `${proxy}\0open-failed\0${e.kind}`, `${proxy} opens failed (${e.kind})`, source, line, { event: 'open-failed', ...e });
   } else {
-    digest.note('info', `${proxy}\0client-error\0${e.state}`, `${proxy} clients dropped (${e.state})`, source, `${proxy} client ${e.client} dropped (${e.state}): ${e.message}`, {
-      event: 'client-error',
-      ...e,
-    });
+    digest.note(
+      'info',
+      `${proxy}\0client-error\0${e.state}`,
+      `${proxy} clients dropped (${e.state})`,
+      source,
+      `${proxy} client ${e.client} dropped (${e.state}): ${e.message}`,
+      {
+        event: 'client-error',
+        ...e,
+      },
+    );
   }
 }
 
@@ -290,7 +326,10 @@ export async function clientCommand(args: Args): Promise<number> {
   const sink = new LogSink();
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, sink });
   if (settings.keyOnCommandLine) logger.warn('the key was given with --key, where other users of this machine can see it (ps); prefer GKD_KEY');
-  if (settings.linkOnCommandLine) logger.warn('the link (which holds the key) was given on the command line, where other users of this machine can see it (ps); prefer GKD_LINK or "link" in a --config file');
+  if (settings.linkOnCommandLine)
+    logger.warn(
+      'the link (which holds the key) was given on the command line, where other users of this machine can see it (ps); prefer GKD_LINK or "link" in a --config file',
+    );
   if (!settings.tls) logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic', { event: 'plaintext' });
   return runService(logger, settings.drainMs, async (resources, exit) => {
     const side = await startClientSide({ ...settings, serverLogsOpenFailures: false }, logger, resources, exit);

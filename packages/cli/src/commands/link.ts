@@ -19,7 +19,8 @@ export function serverLinks(identity: ServerIdentity, host: string, port: number
     return [{ user: undefined, link: formatLink({ host, port, user: undefined, key: identity.auth.key.toString('base64url'), tls }) }];
   }
   const users = Object.entries(identity.auth.users).filter(([name]) => onlyUser === undefined || name === onlyUser);
-  if (users.length === 0) throw new UsageError(`--user ${onlyUser}: no such user in ${identity.auth.file} (users: ${Object.keys(identity.auth.users).join(', ')})`);
+  if (users.length === 0)
+    throw new UsageError(`--user ${onlyUser}: no such user in ${identity.auth.file} (users: ${Object.keys(identity.auth.users).join(', ')})`);
   return users.map(([user, key]) => ({ user, link: formatLink({ host, port, user, key: key.toString('base64url'), tls }) }));
 }
 
@@ -30,7 +31,9 @@ export function serverLinks(identity: ServerIdentity, host: string, port: number
  */
 export function guessPublicHost(listen: HostPort): { host: string; guessed: boolean } {
   if (listen.host !== '0.0.0.0' && listen.host !== '::' && listen.host !== '') return { host: listen.host, guessed: false };
-  const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? []).filter((a) => !a.internal);
+  const addresses = Object.values(networkInterfaces())
+    .flatMap((list) => list ?? [])
+    .filter((a) => !a.internal);
   const v4 = addresses.find((a) => a.family === 'IPv4');
   const v6 = addresses.find((a) => a.family === 'IPv6' && !a.address.startsWith('fe80:'));
   return { host: v4?.address ?? v6?.address ?? '127.0.0.1', guessed: true };
@@ -47,7 +50,10 @@ export async function linkCommand(args: Args): Promise<number> {
   const identity = await loadServerIdentity(settings, { create: false });
   const { host, guessed } = settings.host !== undefined ? { host: settings.host, guessed: false } : guessPublicHost(settings.listen);
   for (const w of identity.warnings) process.stderr.write(`gkd link: ${w}\n`);
-  if (guessed) process.stderr.write(`gkd link: the host ${host} is a guess (this machine's first address); if clients reach the server by another name or address, pass --host NAME\n`);
+  if (guessed)
+    process.stderr.write(
+      `gkd link: the host ${host} is a guess (this machine's first address); if clients reach the server by another name or address, pass --host NAME\n`,
+    );
   for (const { link } of serverLinks(identity, host, settings.listen.port, settings.user)) process.stdout.write(`${link}\n`);
   return 0;
 }

@@ -60,14 +60,26 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
   let refused = 0;
   const lifecycle = opts.embedded ? 'debug' : 'info';
   const who = (peer: PeerInfo): string =>
-    [`session ${peer.sessionId.slice(0, 8)}`, peer.user ? `user ${peer.user}` : '', peer.remoteAddress ? `from ${peer.remoteAddress}` : ''].filter(Boolean).join(', ');
+    [`session ${peer.sessionId.slice(0, 8)}`, peer.user ? `user ${peer.user}` : '', peer.remoteAddress ? `from ${peer.remoteAddress}` : '']
+      .filter(Boolean)
+      .join(', ');
   server.on('session', (peer: PeerInfo) => logger.log(lifecycle, `new session (${who(peer)})`, { event: 'session', session: peer.sessionId, user: peer.user }));
   server.on('session-end', (peer: PeerInfo, err?: Error) =>
-    logger.log(lifecycle, `session ended (${who(peer)})${err ? `: ${errorText(err)}` : ''}`, { event: 'session-end', session: peer.sessionId, user: peer.user }),
+    logger.log(lifecycle, `session ended (${who(peer)})${err ? `: ${errorText(err)}` : ''}`, {
+      event: 'session-end',
+      session: peer.sessionId,
+      user: peer.user,
+    }),
   );
-  server.on('tunnel-up', (peer: PeerInfo, index: number) => logger.log(lifecycle, `tunnel ${index} up (${who(peer)})`, { event: 'tunnel-up', tunnel: index, session: peer.sessionId }));
+  server.on('tunnel-up', (peer: PeerInfo, index: number) =>
+    logger.log(lifecycle, `tunnel ${index} up (${who(peer)})`, { event: 'tunnel-up', tunnel: index, session: peer.sessionId }),
+  );
   server.on('tunnel-down', (peer: PeerInfo, index: number, err?: Error) =>
-    logger.log(lifecycle, `tunnel ${index} down (${who(peer)})${err ? `: ${errorText(err)}` : ''}`, { event: 'tunnel-down', tunnel: index, session: peer.sessionId }),
+    logger.log(lifecycle, `tunnel ${index} down (${who(peer)})${err ? `: ${errorText(err)}` : ''}`, {
+      event: 'tunnel-down',
+      tunnel: index,
+      session: peer.sessionId,
+    }),
   );
   // Anyone who can reach the port can cause a refusal, and a peer a failed OPEN: digested, so a flood
   // of them costs a few lines per 10 s, not one line each.
@@ -81,26 +93,42 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       error: errorText(err),
     });
   });
-  server.on('open', (e: OpenEvent) => logger.debug(`OPEN ${e.destination} ok in ${e.ms} ms (${who(e.peer)})`, { event: 'open', destination: e.destination, ms: e.ms }));
+  server.on('open', (e: OpenEvent) =>
+    logger.debug(`OPEN ${e.destination} ok in ${e.ms} ms (${who(e.peer)})`, { event: 'open', destination: e.destination, ms: e.ms }),
+  );
   server.on('open-failed', (e: OpenEvent) => {
     const hint = e.reason === 'NOT_ALLOWED' && /denied by default/.test(e.message ?? '') ? `; to allow it, pass --allow ${e.destination}` : '';
-    digest.note('warn', `open-failed\0${e.peer.user}\0${e.reason}`, `failed OPENs (${e.reason}${e.peer.user ? `, user ${e.peer.user}` : ''})`, e.peer.remoteAddress, `OPEN ${e.destination} failed: ${e.reason}${e.message ? ` (${e.message})` : ''}${hint}`, {
-      event: 'open-failed',
-      destination: e.destination,
-      reason: e.reason,
-      detail: e.message,
-      user: e.peer.user,
-    });
+    digest.note(
+      'warn',
+      `open-failed\0${e.peer.user}\0${e.reason}`,
+      `failed OPENs (${e.reason}${e.peer.user ? `, user ${e.peer.user}` : ''})`,
+      e.peer.remoteAddress,
+      `OPEN ${e.destination} failed: ${e.reason}${e.message ? ` (${e.message})` : ''}${hint}`,
+      {
+        event: 'open-failed',
+        destination: e.destination,
+        reason: e.reason,
+        detail: e.message,
+        user: e.peer.user,
+      },
+    );
   });
   server.on('datagram-denied', (e: DatagramDeniedEvent) => {
     const hint = /denied by default/.test(e.message) ? `; to allow it, pass --allow ${e.destination}` : '';
     // A peer can name a fresh destination per datagram: digested like failed OPENs.
-    digest.note('warn', `datagram-denied\0${e.peer.user}`, `refused UDP datagrams${e.peer.user ? ` (user ${e.peer.user})` : ''}`, e.peer.remoteAddress, `UDP ${e.destination} refused: ${e.message}${hint}`, {
-      event: 'datagram-denied',
-      destination: e.destination,
-      detail: e.message,
-      user: e.peer.user,
-    });
+    digest.note(
+      'warn',
+      `datagram-denied\0${e.peer.user}`,
+      `refused UDP datagrams${e.peer.user ? ` (user ${e.peer.user})` : ''}`,
+      e.peer.remoteAddress,
+      `UDP ${e.destination} refused: ${e.message}${hint}`,
+      {
+        event: 'datagram-denied',
+        destination: e.destination,
+        detail: e.message,
+        user: e.peer.user,
+      },
+    );
   });
   server.on('error', (err: Error) => logger.error(`server: ${errorText(err)}`));
   return {
@@ -121,7 +149,10 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
 /** What a refusal was, without the parts that vary per peer (addresses, counts): the message up to its first colon. */
 function refusalKind(err: Error): string {
   const code = (err as { code?: unknown }).code;
-  const head = errorText(err).split(':')[0]!.replace(/\d+(\.\d+)*/g, 'N').slice(0, 60);
+  const head = errorText(err)
+    .split(':')[0]!
+    .replace(/\d+(\.\d+)*/g, 'N')
+    .slice(0, 60);
   return typeof code === 'string' ? `${code}: ${head}` : head;
 }
 
@@ -135,19 +166,28 @@ export async function serverCommand(args: Args): Promise<number> {
   const identity = await loadServerIdentity(settings, { create: true });
   for (const note of identity.notes) logger.info(note, { event: 'state' });
   for (const warning of identity.warnings) logger.warn(warning, { event: 'state' });
-  if (!identity.tls) logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic (the handshake is still authenticated)', { event: 'plaintext' });
+  if (!identity.tls)
+    logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic (the handshake is still authenticated)', {
+      event: 'plaintext',
+    });
   if (settings.workers > 1) return runMaster(settings, identity, logger);
   return runService(logger, settings.drainMs, async (resources) => {
     const side = await startServerSide({ ...settings, ...identity, embedded: false }, logger);
     resources.add('server', () => side.server.close());
-    if (identity.tls) logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, { event: 'fingerprint', fingerprint: identity.tls.fingerprint });
+    if (identity.tls)
+      logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, {
+        event: 'fingerprint',
+        fingerprint: identity.tls.fingerprint,
+      });
     await startMetrics(settings.metrics, { server: { server: side.server, sampler: side.sampler, refused: side.refused } }, resources, logger);
     const address = side.server.address();
     const at = formatHostPort(address);
     const auth = 'key' in identity.auth ? 'one key' : `${Object.keys(identity.auth.users).length} users from ${identity.auth.file}`;
     const rules = [...settings.allow.map((r) => `allow ${r}`), ...settings.deny.map((r) => `deny ${r}`)];
     const transport = identity.tls ? 'TLS' : 'plain TCP';
-    logger.info(`listening on ${at} (${transport}, ${auth}); destination policy: ${rules.length ? rules.join(', ') + ', then ' : ''}loopback and private ranges denied by default`);
+    logger.info(
+      `listening on ${at} (${transport}, ${auth}); destination policy: ${rules.length ? rules.join(', ') + ', then ' : ''}loopback and private ranges denied by default`,
+    );
     process.stdout.write(`gkd: server listening on ${at} (${transport}, ${auth})\n`);
     printLinks(identity, { host: settings.listen.host, port: address.port });
     for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
@@ -164,11 +204,18 @@ async function runMaster(settings: ServerSettings, identity: ServerIdentity, log
     const digest = new LogDigest(logger);
     master.on('worker-up', (id: number, pid: number) => logger.info(`worker ${id} up (pid ${pid})`, { event: 'worker-up', worker: id, pid }));
     master.on('refused', (remote: string | undefined, err: Error) =>
-      digest.note('warn', `refused\0${refusalKind(err)}`, `refused tunnels (${refusalKind(err)})`, remote, `refused a tunnel from ${remote ?? 'an unknown address'}: ${errorText(err)}`, {
-        event: 'refused',
+      digest.note(
+        'warn',
+        `refused\0${refusalKind(err)}`,
+        `refused tunnels (${refusalKind(err)})`,
         remote,
-        error: errorText(err),
-      }),
+        `refused a tunnel from ${remote ?? 'an unknown address'}: ${errorText(err)}`,
+        {
+          event: 'refused',
+          remote,
+          error: errorText(err),
+        },
+      ),
     );
     try {
       await master.start();
@@ -185,7 +232,11 @@ async function runMaster(settings: ServerSettings, identity: ServerIdentity, log
       resources.add('metrics', () => endpoint.close());
       logger.info(`metrics on http://${formatHostPort(endpoint.address)}/metrics (the sum over the workers)`);
     }
-    if (identity.tls) logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, { event: 'fingerprint', fingerprint: identity.tls.fingerprint });
+    if (identity.tls)
+      logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, {
+        event: 'fingerprint',
+        fingerprint: identity.tls.fingerprint,
+      });
     const address = master.address();
     const at = formatHostPort(address);
     const auth = 'key' in identity.auth ? 'one key' : `${Object.keys(identity.auth.users).length} users from ${identity.auth.file}`;
@@ -219,5 +270,6 @@ function printLinks(identity: ServerIdentity, listen: HostPort): void {
   for (const { user, link } of serverLinks(identity, host, listen.port)) {
     process.stdout.write(`gkd: connection link${user === undefined ? '' : ` for ${user}`} (a secret: it holds the key): ${link}\n`);
   }
-  if (guessed) process.stdout.write(`gkd: ${host} is a guess at this server's address; if clients reach it by another name, \`${again}\` prints the link with it\n`);
+  if (guessed)
+    process.stdout.write(`gkd: ${host} is a guess at this server's address; if clients reach it by another name, \`${again}\` prints the link with it\n`);
 }

@@ -152,10 +152,13 @@ export class WorkerMaster extends EventEmitter {
         if (Date.now() - slot.startedAt > 10_000) slot.deaths = 0;
         slot.deaths++;
         const delay = Math.min(5000, this.opts.restartMin * 2 ** Math.min(slot.deaths - 1, 10));
-        this.logger.error(`worker ${slot.id} (pid ${child.pid}) died (${signal ?? `exit code ${code}`}): its sessions are lost, their clients start new ones; restarting it in ${delay} ms`, {
-          event: 'worker-exit',
-          worker: slot.id,
-        });
+        this.logger.error(
+          `worker ${slot.id} (pid ${child.pid}) died (${signal ?? `exit code ${code}`}): its sessions are lost, their clients start new ones; restarting it in ${delay} ms`,
+          {
+            event: 'worker-exit',
+            worker: slot.id,
+          },
+        );
         setTimeout(() => {
           if (this.stopping) return;
           this.restarts++;
@@ -190,7 +193,8 @@ export class WorkerMaster extends EventEmitter {
       }
     };
     const timer = setTimeout(
-      () => refuse(new BadPrefaceError(`no routing preface within ${this.opts.prefaceTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`)),
+      () =>
+        refuse(new BadPrefaceError(`no routing preface within ${this.opts.prefaceTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`)),
       this.opts.prefaceTimeout,
     );
     this.pending.set(socket, () => {
@@ -198,7 +202,7 @@ export class WorkerMaster extends EventEmitter {
       socket.destroy();
     });
     const onData = (chunk: Buffer) => {
-      let r;
+      let r: ReturnType<typeof decoder.push>;
       try {
         r = decoder.push(chunk);
       } catch (err) {
@@ -209,7 +213,7 @@ export class WorkerMaster extends EventEmitter {
       drop();
       socket.pause();
       const extra: Buffer[] = [r.rest];
-      for (let b: Buffer | null; (b = socket.read() as Buffer | null) !== null; ) extra.push(b);
+      for (let b = socket.read() as Buffer | null; b !== null; b = socket.read() as Buffer | null) extra.push(b);
       // Stop the handle reading now: once it is sent, whatever the master still read would be dropped
       // (Node sets its onread to a no-op), and those would be bytes of the client's TLS or AUTH.
       (socket as unknown as { _handle?: { readStop?: () => void } })._handle?.readStop?.();
@@ -229,7 +233,7 @@ export class WorkerMaster extends EventEmitter {
   private handOff(socket: net.Socket, token: string, head: Buffer): void {
     const id = this.router.route(token);
     const child = id === undefined ? null : this.slots[id - 1]!.child;
-    if (!child || !child.connected) {
+    if (!child?.connected) {
       // Every worker is down (restarting): the client retries with its usual backoff.
       socket.destroy();
       return;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { GkdError } from '@gkd/protocol';
+import type { GkdError } from '@gkd/protocol';
 import { Client, type ClientOptions, type Connection } from '@gkd/transport';
 import { GkdServer, type GkdServerOptions, type ResolvedAddress, type Resolver } from '../../src/index.js';
 import { sha256, type RecordingDestination } from './destination.js';

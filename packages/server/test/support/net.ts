@@ -73,7 +73,9 @@ export function saturationUnsupported(): string | null {
 /** Length of the accept queue of the listener on `host:port`, from /proc (LISTEN rows: rx_queue is it). */
 function acceptQueueLength(host: string, port: number): number | null {
   const v6 = host.includes(':');
-  const table = readFileSync(v6 ? '/proc/net/tcp6' : '/proc/net/tcp', 'utf8').split('\n').slice(1);
+  const table = readFileSync(v6 ? '/proc/net/tcp6' : '/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1);
   const portHex = port.toString(16).toUpperCase().padStart(4, '0');
   for (const line of table) {
     const f = line.trim().split(/\s+/);

@@ -34,17 +34,63 @@ export function makeTestPki(): TestPki {
   const f = (name: string) => join(dir, name);
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   const newCa = (name: string) =>
-    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', `/CN=${name} test CA`, '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`),
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name} test CA`,
+      '-keyout',
+      f(`${name}.key`),
+      '-out',
+      f(`${name}.pem`),
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    );
   try {
     newCa('gkd');
     newCa('other');
-    openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-subj', '/CN=gkd.test', '-keyout', f('server.key'), '-out', f('server.csr'));
+    openssl(
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      '/CN=gkd.test',
+      '-keyout',
+      f('server.key'),
+      '-out',
+      f('server.csr'),
+    );
     writeFileSync(f('server.ext'), 'subjectAltName=DNS:gkd.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-    openssl('x509', '-req', '-in', f('server.csr'), '-CA', f('gkd.pem'), '-CAkey', f('gkd.key'), '-CAcreateserial',
-      '-days', '2', '-extfile', f('server.ext'), '-out', f('server.pem'));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      f('server.csr'),
+      '-CA',
+      f('gkd.pem'),
+      '-CAkey',
+      f('gkd.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      f('server.ext'),
+      '-out',
+      f('server.pem'),
+    );
     const cert = readFileSync(f('server.pem'), 'utf8');
     return {
       ca: readFileSync(f('gkd.pem'), 'utf8'),

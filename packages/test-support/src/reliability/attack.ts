@@ -56,7 +56,19 @@ export interface AuthedStats {
 }
 
 export function emptyAuthedStats(): AuthedStats {
-  return { framesSent: 0, framesProcessed: 0, batches: 0, fatalClosed: 0, fatalTolerated: {}, wild: 0, unexpectedCloses: {}, rejoins: 0, answers: {}, kinds: {}, decodeErrors: 0 };
+  return {
+    framesSent: 0,
+    framesProcessed: 0,
+    batches: 0,
+    fatalClosed: 0,
+    fatalTolerated: {},
+    wild: 0,
+    unexpectedCloses: {},
+    rejoins: 0,
+    answers: {},
+    kinds: {},
+    decodeErrors: 0,
+  };
 }
 
 export interface AuthedOptions {
@@ -129,7 +141,13 @@ export async function authedAttacker(o: AuthedOptions): Promise<void> {
       // The tail goes in its own write, after the batch is confirmed: a decoder that fails on a frame
       // drops the frames decoded before it in the same read.
       const roll = rng.float();
-      const tail = peer.isClosed ? null : roll < o.pFatal ? { ...fz.fatal(), cls: 'fatal' as const } : roll < o.pFatal + o.pWild ? { ...fz.wild(), cls: 'wild' as const } : null;
+      const tail = peer.isClosed
+        ? null
+        : roll < o.pFatal
+          ? { ...fz.fatal(), cls: 'fatal' as const }
+          : roll < o.pFatal + o.pWild
+            ? { ...fz.wild(), cls: 'wild' as const }
+            : null;
       if (tail?.cls === 'fatal') {
         o.stats.framesSent += 2;
         if (await confirm(tail.kind, tail.bytes)) bump(o.stats.fatalTolerated, tail.kind);
@@ -176,7 +194,13 @@ export async function authedAttacker(o: AuthedOptions): Promise<void> {
  * Pushes until the server stops taking bytes or `frames` are written, then waits for the close until
  * `deadline`. Returns the PINGs written and whether the server closed the tunnel.
  */
-export async function deafFlooder(port: number, user: string, key: Buffer, frames: number, deadline: number): Promise<{ sent: number; closedByServer: boolean }> {
+export async function deafFlooder(
+  port: number,
+  user: string,
+  key: Buffer,
+  frames: number,
+  deadline: number,
+): Promise<{ sent: number; closedByServer: boolean }> {
   const session = new OwnSession(port, user, key, { record: false });
   const peer = await session.tunnel();
   peer.socket.pause();
@@ -263,7 +287,8 @@ const NO_PREFACE_CASES: readonly string[] = ['no-preface-then-auth', 'mutated-pr
  */
 export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
   const rng = new Rng(o.seed);
-  const canaryOpen = (stream = 1) => encode({ type: FrameType.OPEN, stream, window: 65536, destination: { type: 'ipv4', host: '127.0.0.1', port: o.canaryPort } });
+  const canaryOpen = (stream = 1) =>
+    encode({ type: FrameType.OPEN, stream, window: 65536, destination: { type: 'ipv4', host: '127.0.0.1', port: o.canaryPort } });
   while (Date.now() < o.deadline && o.budget.left > 0) {
     o.budget.left--;
     const kase = rng.pick(PRE_AUTH_CASES);
@@ -274,7 +299,16 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
     const authFor = (nonce: Buffer, user: string, key: Buffer, mode: 0 | 1 = AuthMode.NEW, sessionId: Buffer = sid) =>
       encode(makeAuth({ mode, sessionId, user, tunnelIndex: rng.int(8), key }, nonce).frame);
     let bytes: Buffer[] = [];
-    const needNonce = !['random-bytes', 'open-before-auth', 'ping-before-auth', 'huge-length-before-auth', 'bad-version-before-auth', 'replay-victim-tunnel-bytes', 'replay-own-auth', ...NO_PREFACE_CASES].includes(kase);
+    const needNonce = ![
+      'random-bytes',
+      'open-before-auth',
+      'ping-before-auth',
+      'huge-length-before-auth',
+      'bad-version-before-auth',
+      'replay-victim-tunnel-bytes',
+      'replay-own-auth',
+      ...NO_PREFACE_CASES,
+    ].includes(kase);
     const nonce = needNonce ? await within(peer.waitChallenge(), 30_000, 'CHALLENGE') : null;
     if (needNonce && !nonce) {
       bump(o.stats.outcomes, 'closed-before-challenge');
@@ -397,7 +431,9 @@ export async function preAuthAttacker(o: PreAuthOptions): Promise<void> {
 export async function tunnelSlowloris(port: number, n: number, timeoutMs: number): Promise<{ closedByServer: number; held: number }> {
   const peers = await Promise.all(Array.from({ length: n }, () => WirePeer.connect(port, { from: SLOWLORIS_HOST, record: false })));
   for (const [i, p] of peers.entries()) if (i % 2 === 1) p.socket.write(Buffer.from([1]));
-  const closed = await Promise.all(peers.map((p) => Promise.race([p.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())])));
+  const closed = await Promise.all(
+    peers.map((p) => Promise.race([p.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())])),
+  );
   for (const p of peers) p.destroy();
   return { closedByServer: closed.filter(Boolean).length, held: closed.filter((c) => !c).length };
 }
@@ -571,7 +607,10 @@ export async function frontEndAttacker(o: FrontEndOptions, slowMs: number): Prom
           bytes = Buffer.concat([greet, Buffer.from([5, 1, 0, 3, 0, 0, 80])]);
           break;
         case 'connect-denied-ipv4':
-          bytes = Buffer.concat([greet, socksRequest({ ipv4: rng.pick(['10.0.0.1', '192.168.1.1', '169.254.169.254', '127.0.0.2']), port: rng.range(1, 65535) })]);
+          bytes = Buffer.concat([
+            greet,
+            socksRequest({ ipv4: rng.pick(['10.0.0.1', '192.168.1.1', '169.254.169.254', '127.0.0.2']), port: rng.range(1, 65535) }),
+          ]);
           want = (rep) => rep === 2;
           break;
         case 'connect-forbidden-port':

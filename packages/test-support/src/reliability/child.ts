@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { hostname } from 'node:os';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { GkdServer, systemResolver, type Resolver, type ServerLimits } from '@gkd/server';
 import { HttpProxyServer, SocksServer, type Opener } from '@gkd/socks-client';
 import { Client, duplexPair, type PeerInfo, type SessionConfig } from '@gkd/transport';
@@ -53,7 +53,6 @@ handlers.set('exit', () => setImmediate(() => process.exit(0)));
 function count(map: Record<string, number>, key: string): void {
   map[key] = (map[key] ?? 0) + 1;
 }
-
 
 // ---------------------------------------------------------------------------------------- server
 
@@ -126,7 +125,8 @@ async function runServer(c: ServerRoleConfig): Promise<void> {
   });
   server.on('error', (err: Error) => process.stderr.write(`server error event: ${err.stack ?? err.message}\n`));
   // GKD_CHILD_EVENTS=1: failed opens on stderr, for diagnosis.
-  if (process.env.GKD_CHILD_EVENTS) server.on('open-failed', (e: unknown) => process.stderr.write(`${JSON.stringify({ server: 'open-failed', ...(e as object) })}\n`));
+  if (process.env.GKD_CHILD_EVENTS)
+    server.on('open-failed', (e: unknown) => process.stderr.write(`${JSON.stringify({ server: 'open-failed', ...(e as object) })}\n`));
 
   handlers.set('stats', () => {
     const st = server.stats();
@@ -170,7 +170,9 @@ async function runServer(c: ServerRoleConfig): Promise<void> {
     return true;
   });
   /** Live streams (at most `limit`), for diagnosing a stall. */
-  handlers.set('streams', (limit = 20) => server.stats().peers.map((s) => ({ id: s.id, budgets: [s.recvBudgetUsed, s.sendBudgetUsed], tunnels: s.tunnels, streams: s.streams.slice(0, limit) })));
+  handlers.set('streams', (limit = 20) =>
+    server.stats().peers.map((s) => ({ id: s.id, budgets: [s.recvBudgetUsed, s.sendBudgetUsed], tunnels: s.tunnels, streams: s.streams.slice(0, limit) })),
+  );
   process.send?.({ ready: { port: server.address().port } });
 }
 

@@ -166,7 +166,10 @@ export class FrameFuzzer {
     if (r < 0.24) {
       // A repeated OPEN (answered with the stream's state), or an even id (this end opens no streams).
       const stream = rng.chance(0.6) ? this.knownId() : 2 * rng.range(1, 0x7fff_ffff);
-      return { bytes: this.enc({ type: FrameType.OPEN, stream, window: rng.u32(), destination: this.destination().dest }), kind: this.note('open-repeat-or-even') };
+      return {
+        bytes: this.enc({ type: FrameType.OPEN, stream, window: rng.u32(), destination: this.destination().dest }),
+        kind: this.note('open-repeat-or-even'),
+      };
     }
     if (r < 0.242) {
       // Any reason but NORMAL, which ends the whole session (PROTOCOL.md §7): see fatal().
@@ -178,7 +181,10 @@ export class FrameFuzzer {
       // the rest, relays only to destinations its policy allows (here: loopback ports nothing answers).
       const association = rng.chance(0.8) ? rng.range(1, 100) : rng.range(1, 0xffff_ffff);
       if (rng.chance(0.15)) {
-        return { bytes: this.enc({ type: FrameType.DATAGRAM_CLOSE, association, reason: rng.int(256), message: this.message() }), kind: this.note('datagram-close') };
+        return {
+          bytes: this.enc({ type: FrameType.DATAGRAM_CLOSE, association, reason: rng.int(256), message: this.message() }),
+          kind: this.note('datagram-close'),
+        };
       }
       const { dest, kind } = this.destination();
       const address = dest ?? { type: 'ipv4' as const, host: '10.0.0.1', port: 53 };
@@ -197,7 +203,10 @@ export class FrameFuzzer {
       case FrameType.OPEN_OK:
         return { bytes: this.enc({ type: FrameType.OPEN_OK, stream, window: rng.u32() }), kind: this.note('open-ok-known-stream') };
       default:
-        return { bytes: this.enc({ type: FrameType.OPEN_FAIL, stream, reason: rng.int(256), message: this.message() }), kind: this.note('open-fail-known-stream') };
+        return {
+          bytes: this.enc({ type: FrameType.OPEN_FAIL, stream, reason: rng.int(256), message: this.message() }),
+          kind: this.note('open-fail-known-stream'),
+        };
     }
   }
 
@@ -207,7 +216,11 @@ export class FrameFuzzer {
     const unknownId = () => (rng.chance(0.7) ? this.maxOpened + 2 * rng.range(1, 1 << 20) : 2 * rng.range(1, 0x7fff_ffff));
     if (rng.chance(0.03)) {
       // The peer closes its own session for good: the server frees it at once (PROTOCOL.md §7).
-      return { bytes: this.enc({ type: FrameType.GOAWAY, reason: Reason.NORMAL, message: this.message() }), kind: this.note('fatal-goaway-normal-ends-session'), endsSession: true };
+      return {
+        bytes: this.enc({ type: FrameType.GOAWAY, reason: Reason.NORMAL, message: this.message() }),
+        kind: this.note('fatal-goaway-normal-ends-session'),
+        endsSession: true,
+      };
     }
     switch (rng.int(13)) {
       case 0: {
@@ -223,7 +236,10 @@ export class FrameFuzzer {
       case 2: {
         // A huge declared length: refused on the header, before a byte of body is buffered.
         const len = this.maxBody + 1 + rng.int(0xffff_ffff - this.maxBody);
-        return { bytes: rawFrame(1, rng.pick([FrameType.DATA, FrameType.PING, FrameType.OPEN]), 0, 1, rng.bytes(rng.int(64)), len), kind: this.note('fatal-huge-length') };
+        return {
+          bytes: rawFrame(1, rng.pick([FrameType.DATA, FrameType.PING, FrameType.OPEN]), 0, 1, rng.bytes(rng.int(64)), len),
+          kind: this.note('fatal-huge-length'),
+        };
       }
       case 3:
         return rng.chance(0.5)
@@ -259,7 +275,16 @@ export class FrameFuzzer {
       case 8: {
         // Another peer's stream (or any id this session never opened).
         const type = rng.pick(STREAM_TYPES);
-        const body = type === FrameType.DATA ? Buffer.concat([Buffer.alloc(8), Buffer.from('INJECTED')]) : type === FrameType.ACK ? Buffer.alloc(12) : type === FrameType.FIN ? Buffer.alloc(8) : type === FrameType.OPEN_OK ? Buffer.alloc(4) : Buffer.from([1]);
+        const body =
+          type === FrameType.DATA
+            ? Buffer.concat([Buffer.alloc(8), Buffer.from('INJECTED')])
+            : type === FrameType.ACK
+              ? Buffer.alloc(12)
+              : type === FrameType.FIN
+                ? Buffer.alloc(8)
+                : type === FrameType.OPEN_OK
+                  ? Buffer.alloc(4)
+                  : Buffer.from([1]);
         return { bytes: rawFrame(1, type, 0, unknownId(), body), kind: this.note('fatal-frame-for-stream-never-opened') };
       }
       case 9: {
@@ -281,7 +306,10 @@ export class FrameFuzzer {
       case 10: {
         const msg = rng.bytes(rng.range(256, 2000));
         const type = rng.pick([FrameType.RST, FrameType.GOAWAY, FrameType.OPEN_FAIL]);
-        return { bytes: rawFrame(1, type, 0, type === FrameType.GOAWAY ? 0 : this.knownIdOr1(), Buffer.concat([Buffer.from([1]), msg])), kind: this.note('fatal-message-over-255') };
+        return {
+          bytes: rawFrame(1, type, 0, type === FrameType.GOAWAY ? 0 : this.knownIdOr1(), Buffer.concat([Buffer.from([1]), msg])),
+          kind: this.note('fatal-message-over-255'),
+        };
       }
       case 11: {
         const bodies = [
@@ -326,7 +354,8 @@ export class FrameFuzzer {
       }
       return { bytes: b, kind: this.note('wild-bit-flips') };
     }
-    if (r < 0.85) return { bytes: Buffer.concat([base.subarray(0, rng.int(base.length)), rng.bytes(rng.range(1, 64))]), kind: this.note('wild-cut-then-garbage') };
+    if (r < 0.85)
+      return { bytes: Buffer.concat([base.subarray(0, rng.int(base.length)), rng.bytes(rng.range(1, 64))]), kind: this.note('wild-cut-then-garbage') };
     // A valid prefix whose header promises more body than follows, then the end of the connection.
     const b = Buffer.from(base);
     b.writeUInt32BE(Math.min(this.maxBody, b.readUInt32BE(8) + rng.range(1, 4096)), 8);

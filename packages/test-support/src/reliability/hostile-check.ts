@@ -33,7 +33,8 @@ export function violations(r: HostileReport, wantFrames: number, caps: RssCaps =
   if (r.accepted.canary !== 1) v.push(`the canary (named only after failed handshakes) accepted ${r.accepted.canary} connections, expected carol's 1`);
   if (r.accepted.forbidden !== 0) v.push(`the destination the policy denies accepted ${r.accepted.forbidden} connections`);
   const s = r.security;
-  if (s.replayAnswers.length === 0 || s.replayAnswers.some((x) => x !== 'REJECT')) v.push(`replayed handshakes got ${JSON.stringify(s.replayAnswers)}, expected REJECT each`);
+  if (s.replayAnswers.length === 0 || s.replayAnswers.some((x) => x !== 'REJECT'))
+    v.push(`replayed handshakes got ${JSON.stringify(s.replayAnswers)}, expected REJECT each`);
   if (s.sessionIdReuse !== 'WELCOME') v.push(`mallory's NEW with carol's session id: ${s.sessionIdReuse} (expected a separate session)`);
   if (!s.crossSessionOutcome.startsWith('tunnel closed')) v.push(`a frame for carol's stream in mallory's session: ${s.crossSessionOutcome}`);
   if (s.carolTunnelsUp < 1 || !s.carolEchoOk || s.carolStreamErrors.length > 0) {

@@ -202,72 +202,76 @@ export async function runHostile(o: HostileOptions): Promise<HostileReport> {
     let deafResult: { sent: number; closedByServer: boolean } | undefined;
     let slowResult: { closedByServer: number; held: number } | undefined;
     const progress = setInterval(() => {
-      void stack.server.rss().then((r) =>
-        log(
-          `${((Date.now() - t0) / 1000).toFixed(0)} s: ${authed.framesSent} authenticated frames (${authed.framesProcessed} confirmed processed), ` +
-            `${preAuth.connections} unauthenticated connections, ${frontEnd.connections} hostile proxy clients; server RSS ${(r.rss / MiB).toFixed(0)} MiB`,
-        ),
-      );
+      void stack.server
+        .rss()
+        .then((r) =>
+          log(
+            `${((Date.now() - t0) / 1000).toFixed(0)} s: ${authed.framesSent} authenticated frames (${authed.framesProcessed} confirmed processed), ` +
+              `${preAuth.connections} unauthenticated connections, ${frontEnd.connections} hostile proxy clients; server RSS ${(r.rss / MiB).toFixed(0)} MiB`,
+          ),
+        );
     }, 5000);
     let attackError: unknown;
     try {
-      await Promise.all([
-        ...Array.from({ length: o.authedWorkers }, (_, i) =>
-          authedAttacker({
-            port: stack.serverPort,
-            user: 'mallory',
-            key: stack.keys.mallory!,
-            ports: fuzzPorts,
-            maxBody: 65_544,
-            seed: o.seed + i,
-            deadline,
-            budget: authBudget,
-            batch: o.batch,
-            pFatal: 0.25,
-            pWild: 0.15,
-            stats: authed,
-            onSession: (s) => ownSessions.push(s),
-          }),
-        ),
-        ...Array.from({ length: o.preAuthWorkers }, (_, i) =>
-          preAuthAttacker({
-            port: stack.serverPort,
-            seed: o.seed + 1000 + i,
-            deadline,
-            budget: preBudget,
-            canaryPort: stack.ports.canary,
-            victimUser: 'carol',
-            attackerUser: 'mallory',
-            attackerKey: stack.keys.mallory!,
-            victimSessionId: () => carolSid,
-            captured: () => tap.captured(),
-            ownAuths: () => ownSessions.flatMap((s) => s.auths),
-            stats: preAuth,
-          }),
-        ),
-        ...Array.from({ length: o.frontEndWorkers }, (_, i) =>
-          frontEndAttacker(
-            {
-              socksPort: alice.ready.socksPort,
-              httpPort: alice.ready.httpPort,
-              seed: o.seed + 2000 + i,
+      await Promise.all(
+        [
+          ...Array.from({ length: o.authedWorkers }, (_, i) =>
+            authedAttacker({
+              port: stack.serverPort,
+              user: 'mallory',
+              key: stack.keys.mallory!,
+              ports: fuzzPorts,
+              maxBody: 65_544,
+              seed: o.seed + i,
               deadline,
-              budget: frontBudget,
-              forbiddenPort: stack.ports.forbidden,
-              stats: frontEnd,
-            },
-            2000,
+              budget: authBudget,
+              batch: o.batch,
+              pFatal: 0.25,
+              pWild: 0.15,
+              stats: authed,
+              onSession: (s) => ownSessions.push(s),
+            }),
           ),
-        ),
-      ].concat([
-        // Its own deadline: after the server stops reading it, the keepalive deadline (5 s) must close it.
-        deafFlooder(stack.serverPort, 'mallory', stack.keys.mallory!, o.deafFrames, Math.max(deadline, Date.now() + 15_000)).then((r) => {
-          deafResult = r;
-        }),
-        tunnelSlowloris(stack.serverPort, o.slowloris, 3000 + 10_000).then((r) => {
-          slowResult = r;
-        }),
-      ]));
+          ...Array.from({ length: o.preAuthWorkers }, (_, i) =>
+            preAuthAttacker({
+              port: stack.serverPort,
+              seed: o.seed + 1000 + i,
+              deadline,
+              budget: preBudget,
+              canaryPort: stack.ports.canary,
+              victimUser: 'carol',
+              attackerUser: 'mallory',
+              attackerKey: stack.keys.mallory!,
+              victimSessionId: () => carolSid,
+              captured: () => tap.captured(),
+              ownAuths: () => ownSessions.flatMap((s) => s.auths),
+              stats: preAuth,
+            }),
+          ),
+          ...Array.from({ length: o.frontEndWorkers }, (_, i) =>
+            frontEndAttacker(
+              {
+                socksPort: alice.ready.socksPort,
+                httpPort: alice.ready.httpPort,
+                seed: o.seed + 2000 + i,
+                deadline,
+                budget: frontBudget,
+                forbiddenPort: stack.ports.forbidden,
+                stats: frontEnd,
+              },
+              2000,
+            ),
+          ),
+        ].concat([
+          // Its own deadline: after the server stops reading it, the keepalive deadline (5 s) must close it.
+          deafFlooder(stack.serverPort, 'mallory', stack.keys.mallory!, o.deafFrames, Math.max(deadline, Date.now() + 15_000)).then((r) => {
+            deafResult = r;
+          }),
+          tunnelSlowloris(stack.serverPort, o.slowloris, 3000 + 10_000).then((r) => {
+            slowResult = r;
+          }),
+        ]),
+      );
     } catch (err) {
       attackError = err;
     } finally {

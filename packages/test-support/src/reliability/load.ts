@@ -209,7 +209,12 @@ export async function resetProbe(socksPort: number, resetPort: number, after?: n
  * Hash everything `s` delivers until it ends cleanly: `done` rejects on an error, on a close without
  * an end, or after `timeoutMs`; `received()` counts the bytes so far. Starts reading at once.
  */
-function readToEnd(s: net.Socket, timeoutMs: number, what: string, expected: number): { got: ReturnType<typeof createHash>; received: () => number; done: Promise<void> } {
+function readToEnd(
+  s: net.Socket,
+  timeoutMs: number,
+  what: string,
+  expected: number,
+): { got: ReturnType<typeof createHash>; received: () => number; done: Promise<void> } {
   const got = createHash('sha256');
   let received = 0;
   const done = new Promise<void>((resolve, reject) => {

@@ -252,5 +252,8 @@ export function ensureFileLimit(want: number): { limit: number; note?: string } 
       return { limit: l.soft, note: `prlimit failed: ${(err as Error).message}` };
     }
   }
-  return { limit: l.soft, note: `open-files limit is ${l.soft} (hard ${l.hard}); raise it with \`ulimit -n ${want}\` (or run as root, which raises it with prlimit)` };
+  return {
+    limit: l.soft,
+    note: `open-files limit is ${l.soft} (hard ${l.hard}); raise it with \`ulimit -n ${want}\` (or run as root, which raises it with prlimit)`,
+  };
 }

@@ -2,7 +2,7 @@
  * The load and fault scenarios, shared by test/load.test.ts, test/faults.test.ts and `pnpm load`.
  * Each starts its own processes (lib/stack.ts), runs, and returns figures; the callers assert and print.
  */
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { patternBytes } from '../data.js';
 import { until } from '../until.js';
 import { download, echoLoad, openIdle, resetProbe, sourceRequest, type EchoLoadResult } from './load.js';
@@ -37,7 +37,14 @@ export interface EchoScenario {
  * `killEveryMs`, two tunnels are reset every that many ms while the load runs; with `resetProbes`, that
  * many streams to a destination that resets mid-stream run alongside.
  */
-export async function echoScenario(o: { streams: number; bytes: number; tunnels: number; killEveryMs?: number; resetProbes?: number; timeoutMs?: number }): Promise<EchoScenario> {
+export async function echoScenario(o: {
+  streams: number;
+  bytes: number;
+  tunnels: number;
+  killEveryMs?: number;
+  resetProbes?: number;
+  timeoutMs?: number;
+}): Promise<EchoScenario> {
   const stack = await startStack({
     users: ['alice'],
     clients: [{ user: 'alice', tunnels: o.tunnels, socks: { maxConnections: o.streams + 1000 } }],
@@ -54,8 +61,12 @@ export async function echoScenario(o: { streams: number; bytes: number; tunnels:
         if (!done) kills += await client.call<number>('kill', 2);
       }
     })();
-    const probes = Promise.all(Array.from({ length: o.resetProbes ?? 0 }, () => resetProbe(client.ready.socksPort, stack.ports.reset, 256 * 1024).then((r) => r.how)));
-    const nowProbes = Promise.all(Array.from({ length: o.resetProbes ?? 0 }, () => resetProbe(client.ready.socksPort, stack.ports['reset-now']).then((r) => r.how)));
+    const probes = Promise.all(
+      Array.from({ length: o.resetProbes ?? 0 }, () => resetProbe(client.ready.socksPort, stack.ports.reset, 256 * 1024).then((r) => r.how)),
+    );
+    const nowProbes = Promise.all(
+      Array.from({ length: o.resetProbes ?? 0 }, () => resetProbe(client.ready.socksPort, stack.ports['reset-now']).then((r) => r.how)),
+    );
     const load = await echoLoad(client.ready.socksPort, stack.ports.echo, o.streams, o.bytes, o.timeoutMs ?? 180_000).finally(() => (done = true));
     await killer;
     const resets = await probes;
@@ -111,7 +122,9 @@ export async function idleScenario(n: number, tunnels = 8): Promise<IdleScenario
     // The server's dial completes with the kernel's handshake; the destination process accepts the
     // connection when its event loop gets to it, which on a busy machine can be a little later.
     const opened = idle.sockets.length;
-    await until(async () => (await stack.destination.call('stats')).open.hold >= opened, 30_000, 'the destination to accept every connection').catch(() => undefined);
+    await until(async () => (await stack.destination.call('stats')).open.hold >= opened, 30_000, 'the destination to accept every connection').catch(
+      () => undefined,
+    );
     const [ss, cs, ds] = await Promise.all([stack.server.call('stats'), client.call('stats'), stack.destination.call('stats')]);
     const [srss, crss] = await Promise.all([stack.server.rss(), client.rss()]);
     return {
@@ -284,7 +297,11 @@ export async function vanishScenario(stack: ProcessStack, victor: ClientChild, s
   await until(async () => (await holdOpen()) >= holdBefore + streams, 10_000, 'the streams at the destination');
   const victorSessions = async () => (await stack.server.call('stats')).peers.filter((p: { user: string }) => p.user === 'victor');
   await victor.call('blackhole');
-  const detectedMs = await until(async () => (await victorSessions()).every((p: { tunnelsUp: number }) => p.tunnelsUp === 0), 30_000, 'the server to drop the black-holed tunnels');
+  const detectedMs = await until(
+    async () => (await victorSessions()).every((p: { tunnelsUp: number }) => p.tunnelsUp === 0),
+    30_000,
+    'the server to drop the black-holed tunnels',
+  );
   const freedMs = detectedMs + (await until(async () => (await victorSessions()).length === 0, 60_000, 'the server to free the session'));
   const destinationLeft = await (async () => {
     // The destination sockets close just after the session goes (the splice ends on the stream's error).

@@ -12,7 +12,14 @@ export interface ProcessStackOptions {
   /** Users of the server; each gets a fresh key. The first `clients` users get a client process. */
   users: string[];
   /** Client processes to start, for the first users, with these settings. */
-  clients: { user: string; tunnels: number; gated?: boolean; session?: Partial<SessionConfig>; socks?: ClientRoleConfig['socks']; http?: ClientRoleConfig['http'] }[];
+  clients: {
+    user: string;
+    tunnels: number;
+    gated?: boolean;
+    session?: Partial<SessionConfig>;
+    socks?: ClientRoleConfig['socks'];
+    http?: ClientRoleConfig['http'];
+  }[];
   limits?: Partial<ServerLimits>;
   /** Server session settings. */
   session?: Partial<SessionConfig>;

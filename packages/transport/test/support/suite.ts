@@ -168,13 +168,15 @@ export function complianceSuite(kind: LinkKind): void {
         await Promise.all(conns.map((c) => hashOf(c)));
         return performance.now() - t0;
       };
-      const dog = process.env.GKD_DEBUG ? setTimeout(() => {
-        const c = rig!.client.stats();
-        const sv = rig!.server.stats().peers[0]!;
-        console.log('CLIENT', JSON.stringify({ ...c, tunnels: c.tunnels.map((t) => [t.state, t.queued, t.unconfirmed]) }));
-        console.log('SERVER', JSON.stringify({ ...sv, tunnels: sv.tunnels.map((t) => [t.state, t.queued, t.unconfirmed]) }));
-        console.log('STALLED', stalledRef && { flowing: stalledRef.readableFlowing, len: stalledRef.readableLength, paused: stalledRef.isPaused() });
-      }, 15000) : undefined;
+      const dog = process.env.GKD_DEBUG
+        ? setTimeout(() => {
+            const c = rig!.client.stats();
+            const sv = rig!.server.stats().peers[0]!;
+            console.log('CLIENT', JSON.stringify({ ...c, tunnels: c.tunnels.map((t) => [t.state, t.queued, t.unconfirmed]) }));
+            console.log('SERVER', JSON.stringify({ ...sv, tunnels: sv.tunnels.map((t) => [t.state, t.queued, t.unconfirmed]) }));
+            console.log('STALLED', stalledRef && { flowing: stalledRef.readableFlowing, len: stalledRef.readableLength, paused: stalledRef.isPaused() });
+          }, 15000)
+        : undefined;
       let stalledRef: import('../../src/index.js').Connection | undefined;
       const baseline = await measure();
       // Now one stream whose reader never reads, while the others run.
@@ -200,7 +202,9 @@ export function complianceSuite(kind: LinkKind): void {
       // much slower they ran is a figure to read, not to assert: on a shared 2-core machine another test
       // file can take the CPU mid-measurement. The bound is one no load can break but a stall would:
       // 32 MiB on loopback in 30 s (about 1 MB/s, a hundredth of the usual).
-      console.log(`[${kind}] 4 streams × 8 MiB: ${baseline.toFixed(0)} ms alone, ${withStall.toFixed(0)} ms beside a stalled stream (×${(withStall / baseline).toFixed(2)})`);
+      console.log(
+        `[${kind}] 4 streams × 8 MiB: ${baseline.toFixed(0)} ms alone, ${withStall.toFixed(0)} ms beside a stalled stream (×${(withStall / baseline).toFixed(2)})`,
+      );
       expect(withStall).toBeLessThan(30_000);
       // The stalled stream resumes and delivers everything intact.
       const rest = hashOf(stalled);
