@@ -3,7 +3,7 @@
 // the metrics and a download through SOCKS5 show each path.
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PathRelay, canBind, curl, ensureBuilt, gkd, killAll, runGkd, startOrigin, type Origin } from '@gkd/test-support';
+import { PathRelay, canBind, curl, ensureBuilt, gkd, killAll, runGkd, startOrigin, until, type Origin } from '@gkd/test-support';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -68,6 +68,8 @@ describe.skipIf(!aliases)('gkd client --via', () => {
       if (!line) throw new Error(`no series ${series} in:\n${text}`);
       return Number(line.slice(series.length + 1));
     };
+    // A path's RTT is known once one of its tunnels had a PONG (keepalive PINGs go once a second).
+    await until(async () => (await metrics()).includes(`gkd_path_rtt_seconds{path="${A}"}`), 10_000, `path ${A}'s RTT in the metrics`, 100);
     let text = await metrics();
     expect(value(text, `gkd_path_tunnels_up{path="${A}"}`)).toBe(2);
     expect(value(text, `gkd_path_tunnels_up{path="${B}"}`)).toBe(3);

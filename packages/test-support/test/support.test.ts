@@ -52,10 +52,20 @@ describe('WirePeer', () => {
 
   it('answers PINGs, reports the handshake answer, and reads on after it in order', async () => {
     const pongs: number[] = [];
+    const prefaces: Buffer[] = [];
     server = createServer((s) => {
       const d = new Decoder();
+      let preface = Buffer.alloc(0);
       s.write(Buffer.concat([encode({ type: FrameType.CHALLENGE, nonce: Buffer.alloc(32, 3), flags: 0 }), encode({ type: FrameType.PING, id: 5 })]));
-      s.on('data', (chunk: Buffer) => {
+      s.on('data', (data: Buffer) => {
+        let chunk = data;
+        // The routing preface (PROTOCOL.md §4.1) comes first: 20 bytes, then frames.
+        if (preface.length < 20) {
+          const k = Math.min(20 - preface.length, chunk.length);
+          preface = Buffer.concat([preface, chunk.subarray(0, k)]);
+          chunk = chunk.subarray(k);
+          if (preface.length === 20) prefaces.push(preface);
+        }
         for (const f of d.push(chunk)) {
           if (f.type === FrameType.PONG) pongs.push(f.id);
           if (f.type === FrameType.AUTH) {
@@ -72,6 +82,8 @@ describe('WirePeer', () => {
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
     const peer = await WirePeer.connect((server.address() as AddressInfo).port, { challenge: true });
     expect(peer.challenge).toEqual(Buffer.alloc(32, 3));
+    await until(() => prefaces.length === 1, 5000, 'the preface');
+    expect(prefaces[0]!.subarray(0, 4).toString('latin1')).toBe('GKD\x02');
     const { answer } = await peer.handshake({ mode: AuthMode.NEW, sessionId: newSessionId(), key: Buffer.alloc(32) });
     expect(answer).toMatchObject({ type: FrameType.REJECT, reason: Reason.BAD_PROOF });
     expect(await peer.next()).toMatchObject({ type: FrameType.GOAWAY, message: 'bye' });
