@@ -146,6 +146,14 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   { name: 'min-tunnels', kind: 'string', placeholder: 'N', describe: 'With --tunnels auto: fewest tunnels', default: '2', commands: PROXYING },
   {
+    name: 'start-tunnels',
+    kind: 'string',
+    placeholder: 'N',
+    describe: 'With --tunnels auto: the count a new client starts with, before it has measured anything (within --min/--max-tunnels)',
+    default: '4',
+    commands: PROXYING,
+  },
+  {
     name: 'max-tunnels',
     kind: 'string',
     placeholder: 'N',

@@ -84,6 +84,8 @@ export interface ProxySettings {
   tunnels: number | 'auto';
   minTunnels: number;
   maxTunnels: number;
+  /** With 'auto': the count to start from. */
+  startTunnels: number;
   socks: HostPort;
   /** --socks was not given anywhere: `gkd up` may move to a free port. */
   socksIsDefault: boolean;
@@ -330,18 +332,20 @@ function proxy(args: Args): ProxySettings {
   const tunnels = tunnelsText.trim() === 'auto' ? 'auto' : integer(args, 'tunnels', tunnelsText, 1, 256);
   const minText = args.string('min-tunnels');
   const maxText = args.string('max-tunnels');
-  if (tunnels !== 'auto' && (minText !== undefined || maxText !== undefined)) {
-    throw new UsageError(
-      `${args.label(minText !== undefined ? 'min-tunnels' : 'max-tunnels')} is for --tunnels auto; ${args.label('tunnels')} ${tunnels} fixes the count`,
-    );
+  const startText = args.string('start-tunnels');
+  if (tunnels !== 'auto' && (minText !== undefined || maxText !== undefined || startText !== undefined)) {
+    const given = minText !== undefined ? 'min-tunnels' : maxText !== undefined ? 'max-tunnels' : 'start-tunnels';
+    throw new UsageError(`${args.label(given)} is for --tunnels auto; ${args.label('tunnels')} ${tunnels} fixes the count`);
   }
   const minTunnels = integer(args, 'min-tunnels', minText ?? '2', 1, 256);
   const maxTunnels = integer(args, 'max-tunnels', maxText ?? String(Math.max(32, minTunnels)), 1, 256);
   if (maxTunnels < minTunnels) throw new UsageError(`${args.label('max-tunnels')} (${maxTunnels}) must be at least --min-tunnels (${minTunnels})`);
+  const startTunnels = integer(args, 'start-tunnels', startText ?? String(Math.min(maxTunnels, Math.max(4, minTunnels))), minTunnels, maxTunnels);
   return {
     tunnels,
     minTunnels,
     maxTunnels,
+    startTunnels,
     socks,
     socksIsDefault: socksText === undefined,
     http,

@@ -122,7 +122,10 @@ describe('options', () => {
       minTunnels: 4,
       maxTunnels: 64,
     });
-    expect(clientSettings(args({ ...base, 'min-tunnels': '40' }, ['--plaintext']))).toMatchObject({ minTunnels: 40, maxTunnels: 40 });
+    expect(clientSettings(args({ ...base, 'min-tunnels': '40' }, ['--plaintext']))).toMatchObject({ minTunnels: 40, maxTunnels: 40, startTunnels: 40 });
+    expect(clientSettings(args({ ...base, 'start-tunnels': '8' }, ['--plaintext']))).toMatchObject({ startTunnels: 8 });
+    expect(() => clientSettings(args({ ...base, 'start-tunnels': '64' }, ['--plaintext']))).toThrow(/--start-tunnels must be an integer 2–32/);
+    expect(() => clientSettings(args({ ...base, tunnels: '6', 'start-tunnels': '8' }, ['--plaintext']))).toThrow(/--start-tunnels is for --tunnels auto/);
     expect(() => clientSettings(args({ ...base, tunnels: '6', 'max-tunnels': '9' }, ['--plaintext']))).toThrow(/--max-tunnels is for --tunnels auto/);
     expect(() => clientSettings(args({ ...base, 'min-tunnels': '8', 'max-tunnels': '4' }, ['--plaintext']))).toThrow(/must be at least --min-tunnels/);
     expect(() => clientSettings(args({ ...base, tunnels: 'many' }, ['--plaintext']))).toThrow(/--tunnels must be an integer 1–256/);

@@ -54,7 +54,7 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     key: opts.key,
     user: opts.user,
     tunnels: opts.tunnels,
-    ...(opts.tunnels === 'auto' ? { minTunnels: opts.minTunnels, maxTunnels: opts.maxTunnels } : {}),
+    ...(opts.tunnels === 'auto' ? { minTunnels: opts.minTunnels, maxTunnels: opts.maxTunnels, adaptive: { start: opts.startTunnels } } : {}),
     paths: opts.paths,
     tls: opts.tls,
     ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
