@@ -31,7 +31,7 @@ export interface AdaptiveConfig {
   min: number;
   /** Most tunnels (the user's cap; the server's WELCOME cap may lower it). */
   max: number;
-  /** Tunnels at the start. */
+  /** Tunnels at the start. Default 8: measured side by side against 4, it cost nothing on a clean link and saved a step elsewhere. */
   start: number;
   /** Goodput at or above which the session is busy, in bytes/s. Default 256 KiB/s (~2 Mbit/s). */
   busyRate: number;
@@ -52,7 +52,7 @@ export interface AdaptiveConfig {
 export const defaultAdaptiveConfig: Readonly<AdaptiveConfig> = Object.freeze({
   min: 2,
   max: 32,
-  start: 4,
+  start: 8,
   busyRate: 256 * 1024,
   idleShrinkMs: 30_000,
   holdMs: 8_000,

@@ -3,6 +3,9 @@ import { TunnelCountController, type AdaptiveConfig, type CountDecision } from '
 
 const Mbit = 1e6 / 8;
 
+/** The rule's tests start from 4 tunnels (the default is 8: see the last test). */
+const ctl = (config: Partial<AdaptiveConfig> = {}) => new TunnelCountController({ start: 4, ...config });
+
 /**
  * A fake path: goodput as a function of the tunnel count, with new tunnels up at once. The clock is
  * the test's: one sample every 100 ms, RTT 100 ms.
@@ -11,7 +14,7 @@ function drive(
   rate: (n: number, t: number) => number,
   seconds: number,
   config: Partial<AdaptiveConfig> = {},
-  c = new TunnelCountController(config),
+  c = ctl(config),
 ): { c: TunnelCountController; decisions: (CountDecision & { at: number })[]; counts: number[]; bytes: number } {
   const decisions: (CountDecision & { at: number })[] = [];
   const counts: number[] = [];
@@ -38,7 +41,7 @@ describe('TunnelCountController', () => {
   });
 
   it('the cap comes from setCeiling (the server) as well as from max', () => {
-    const c = new TunnelCountController();
+    const c = ctl();
     const { c: after } = drive((n) => Math.min(100, 1.5 * n) * Mbit, 20, {}, c);
     expect(after.target).toBe(32);
     expect(c.setCeiling(12, 20_100, 'server cap')).toMatchObject({ from: 32, target: 12, reason: 'server cap' });
@@ -79,7 +82,7 @@ describe('TunnelCountController', () => {
   it('an idle session shrinks to the minimum, and the next busy period jumps back to the count that paid', () => {
     // busy 0–15 s, idle 15–60 s, busy again from 60 s
     const rate = (n: number, t: number) => (t < 15_000 || t >= 60_000 ? Math.min(100, 1.5 * n) * Mbit : 0);
-    const c = new TunnelCountController({ idleShrinkMs: 30_000 });
+    const c = ctl({ idleShrinkMs: 30_000 });
     const log: CountDecision[] = [];
     let bytes = 0;
     for (let t = 0; t <= 75_000; t += 100) {
@@ -104,7 +107,7 @@ describe('TunnelCountController', () => {
 
   it('a probe that ends in an idle epoch is undone without counting as a failure', () => {
     let on = true;
-    const c = new TunnelCountController();
+    const c = ctl();
     let bytes = 0;
     const log: CountDecision[] = [];
     for (let t = 0; t <= 4000; t += 100) {
@@ -119,7 +122,7 @@ describe('TunnelCountController', () => {
   });
 
   it('waits for the new tunnels to be up before it measures', () => {
-    const c = new TunnelCountController();
+    const c = ctl();
     let bytes = 0;
     let live = 4;
     const log: CountDecision[] = [];
@@ -145,7 +148,7 @@ describe('TunnelCountController', () => {
   });
 
   it('a transfer that ends inside the judged epoch makes the probe inconclusive, even if its average looks busy', () => {
-    const c = new TunnelCountController();
+    const c = ctl();
     let bytes = 0;
     let endAt = Infinity;
     const log: (CountDecision & { at: number })[] = [];
@@ -164,12 +167,13 @@ describe('TunnelCountController', () => {
     const { decisions } = drive((n) => (n > 4 ? 60 : 90) * Mbit, 6);
     expect(decisions[1]).toMatchObject({ from: 8, target: 4 });
     expect(decisions[1]!.lazy).toBeUndefined();
-    const c = new TunnelCountController();
+    const c = ctl();
     expect(c.quietFor(0)).toBe(0);
   });
 
-  it('rejects a min above max and clamps the start count', () => {
-    expect(() => new TunnelCountController({ min: 5, max: 4 })).toThrow(RangeError);
-    expect(new TunnelCountController({ min: 2, max: 3, start: 8 }).target).toBe(3);
+  it('rejects a min above max and clamps the start count; the default start is 8', () => {
+    expect(() => ctl({ min: 5, max: 4 })).toThrow(RangeError);
+    expect(ctl({ min: 2, max: 3, start: 8 }).target).toBe(3);
+    expect(new TunnelCountController().target).toBe(8);
   });
 });
