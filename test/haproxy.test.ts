@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EchoPump, until } from '@gkd/test-support';
 import { Client, type Connection } from '@gkd/transport';
 
 /**
@@ -51,14 +52,6 @@ afterAll(() => {
   echo.close();
 });
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
@@ -69,37 +62,9 @@ function serverStats(proc: ChildProcess): Promise<{ sessions: { id: string; tunn
   return once(proc, 'message').then(([m]) => m as { sessions: { id: string; tunnelsUp: number }[]; refused: number });
 }
 
+/** Bytes per write of the echo pumps (a multiple of 251), one write per 100 ms: 160 KiB/s each. */
 const PERIOD = 251 * 64;
-const PATTERN = Buffer.from(Array.from({ length: 2 * PERIOD }, (_, i) => i % 251));
-
-/** A stream sending a counter pattern at `PERIOD` bytes per 100 ms (160 KiB/s) and checking every echoed byte. */
-class Pump {
-  sent = 0;
-  received = 0;
-  error: Error | null = null;
-  mismatch = false;
-  private readonly timer: NodeJS.Timeout;
-  constructor(readonly conn: Connection) {
-    conn.on('data', (d: Buffer) => {
-      for (let at = 0; at < d.length; at += PERIOD) {
-        const part = d.subarray(at, at + PERIOD);
-        const off = (this.received + at) % 251;
-        if (!part.equals(PATTERN.subarray(off, off + part.length))) this.mismatch = true;
-      }
-      this.received += d.length;
-    });
-    conn.on('error', (err: Error) => (this.error = err));
-    this.timer = setInterval(() => {
-      if (this.error || this.sent - this.received > 1 << 20) return;
-      const off = this.sent % 251;
-      this.conn.write(PATTERN.subarray(off, off + PERIOD));
-      this.sent += PERIOD;
-    }, 100);
-  }
-  stop(): void {
-    clearInterval(this.timer);
-  }
-}
+const pump = (conn: Connection) => new EchoPump(conn, { chunk: PERIOD, everyMs: 100 });
 
 describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of three gkd servers', () => {
   it(`keeps each of ${SESSIONS} sessions × ${TUNNELS} tunnels (from ${TUNNELS} source addresses each) on one server; a killed server's clients stream again within 5 s, the others byte-exact`, async () => {
@@ -128,7 +93,7 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
     let haproxyErr = '';
     haproxy.stderr!.on('data', (d: Buffer) => (haproxyErr += d.toString()));
     const clients: Client[] = [];
-    const pumps: Pump[] = [];
+    const pumps: EchoPump[] = [];
     try {
       await until(() => haproxy.exitCode === null && haproxyErr.length >= 0, 1000, 'haproxy');
       for (let tries = 0; ; tries++) {
@@ -193,7 +158,7 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
 
       const serverOf = (c: Client): number => home.get(c.stats().id)!;
       const echoPort = (echo.address() as net.AddressInfo).port;
-      for (const c of clients) pumps.push(new Pump(await c.open({ host: '127.0.0.1', port: echoPort })));
+      for (const c of clients) pumps.push(pump(await c.open({ host: '127.0.0.1', port: echoPort })));
       await until(() => pumps.every((p) => p.received >= 2 * PERIOD), 60_000, 'every stream moving');
 
       const victim = 0;
@@ -210,7 +175,7 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
             if (Date.now() - killedAt > 10_000) return Infinity;
             try {
               const conn = await c.open({ host: '127.0.0.1', port: echoPort });
-              const p = new Pump(conn);
+              const p = pump(conn);
               try {
                 await until(() => p.received >= PERIOD || p.error !== null, 5_000, 'a new stream to move');
               } finally {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client, type Connection } from '@gkd/transport';
-import { ensureBuilt, gkd, killAll } from '@gkd/test-support';
+import { EchoPump, ensureBuilt, gkd, killAll, until } from '@gkd/test-support';
 
 /**
  * `gkd server --workers 2` (packages/cli/src/workers): one port, two worker processes. Every tunnel of a
@@ -30,14 +30,6 @@ afterAll(() => {
   echo.close();
 });
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(url)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
@@ -45,43 +37,10 @@ async function metric(url: string, name: string): Promise<number> {
 }
 
 /** 251 × 131 bytes of a counter pattern mod 251, twice: any offset's next 32 881 bytes are one subarray. */
+/** Bytes per write of the echo pumps (a multiple of 251: the pattern stays aligned). */
 const PERIOD = 251 * 131;
-const PATTERN = Buffer.from(Array.from({ length: 2 * PERIOD }, (_, i) => i % 251));
-
-/**
- * A stream that sends the pattern to the echo destination at a bounded pace (the test process must
- * stay responsive: it runs six of them) and checks every echoed byte.
- */
-class Pump {
-  sent = 0;
-  received = 0;
-  error: Error | null = null;
-  mismatch = false;
-  private readonly timer: NodeJS.Timeout;
-  constructor(readonly conn: Connection) {
-    conn.on('data', (d: Buffer) => {
-      for (let at = 0; at < d.length; at += PERIOD) {
-        const part = d.subarray(at, at + PERIOD);
-        const off = (this.received + at) % 251;
-        if (!part.equals(PATTERN.subarray(off, off + part.length))) this.mismatch = true;
-      }
-      this.received += d.length;
-    });
-    conn.on('error', (err: Error) => (this.error = err));
-    // About 8 MiB/s each, with at most 1 MiB in flight.
-    this.timer = setInterval(() => {
-      if (this.error || this.sent - this.received > 1 << 20) return;
-      const off = this.sent % 251;
-      for (let i = 0; i < 5; i++) {
-        this.conn.write(PATTERN.subarray(off, off + PERIOD));
-        this.sent += PERIOD;
-      }
-    }, 20);
-  }
-  stop(): void {
-    clearInterval(this.timer);
-  }
-}
+/** About 8 MiB/s each, with at most 1 MiB in flight: the test process runs six of them. */
+const pump = (conn: Connection) => new EchoPump(conn, { chunk: PERIOD, perTick: 5, everyMs: 20 });
 
 describe('gkd server --workers 2', () => {
   it('over TLS (the default): the bytes after the preface reach the worker, which completes TLS; the fingerprint pins', async () => {
@@ -93,7 +52,7 @@ describe('gkd server --workers 2', () => {
     try {
       await until(() => clients.every((c) => c.tunnelsUp === 4), 30_000, 'every TLS client with 4 tunnels');
       for (const c of clients) {
-        const p = new Pump(await c.open({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port }));
+        const p = pump(await c.open({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port }));
         await until(() => p.received >= 2 * PERIOD || p.error !== null, 10_000, 'an echo over TLS');
         p.stop();
         expect(p.error).toBeNull();
@@ -121,7 +80,7 @@ describe('gkd server --workers 2', () => {
     expect([...pids.keys()].sort()).toEqual([1, 2]);
 
     const clients: Client[] = [];
-    let cleanupPumps: Pump[] = [];
+    let cleanupPumps: EchoPump[] = [];
     try {
       for (let i = 0; i < 6; i++) clients.push(Client.create(`127.0.0.1:${port}`, { key, tunnels: 8, reconnectMax: 200 }));
       await until(() => clients.every((c) => c.tunnelsUp === 8), 30_000, 'every client with 8 tunnels');
@@ -140,7 +99,7 @@ describe('gkd server --workers 2', () => {
       // Spread by load: three and three.
       expect([onWorker(1).length, onWorker(2).length]).toEqual([3, 3]);
 
-      const pumps = await Promise.all(clients.map(async (c) => new Pump(await c.open({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port }))));
+      const pumps = await Promise.all(clients.map(async (c) => pump(await c.open({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port }))));
       cleanupPumps = pumps;
       await until(() => pumps.every((p) => p.received > 1 << 20), 30_000, 'every stream moving');
 
@@ -158,7 +117,7 @@ describe('gkd server --workers 2', () => {
           for (;;) {
             try {
               const conn = await c.open({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port });
-              const p = new Pump(conn);
+              const p = pump(conn);
               try {
                 await until(() => p.received > 64 * 1024 || p.error !== null, 5_000, 'a new stream to move');
               } finally {

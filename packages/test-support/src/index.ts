@@ -12,3 +12,4 @@ export { runHostile, type HostileOptions, type HostileReport } from './reliabili
 export { DEFAULT_CAPS, summary, violations, type RssCaps } from './reliability/hostile-check.js';
 export { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from './reliability/scenarios.js';
 export * from './path-relay.js';
+export * from './echo-pump.js';
