@@ -3,7 +3,7 @@ import { TunnelCountController, type AdaptiveConfig, type CountDecision } from '
 
 const Mbit = 1e6 / 8;
 
-/** The rule's tests start from 4 tunnels (the default is 8: see the last test). */
+/** The rule's tests start from 4 tunnels (the default is 16: see the last test). */
 const ctl = (config: Partial<AdaptiveConfig> = {}) => new TunnelCountController({ start: 4, ...config });
 
 /**
@@ -224,9 +224,9 @@ describe('TunnelCountController', () => {
     expect(Math.min(sa, sb) / Math.max(sa, sb)).toBeGreaterThanOrEqual(0.7);
   });
 
-  it('rejects a min above max and clamps the start count; the default start is 8', () => {
+  it('rejects a min above max and clamps the start count; the default start is 16', () => {
     expect(() => ctl({ min: 5, max: 4 })).toThrow(RangeError);
     expect(ctl({ min: 2, max: 3, start: 8 }).target).toBe(3);
-    expect(new TunnelCountController().target).toBe(8);
+    expect(new TunnelCountController().target).toBe(16);
   });
 });
