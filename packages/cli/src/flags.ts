@@ -150,7 +150,7 @@ export const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     placeholder: 'N',
     describe: 'With --tunnels auto: the count a new client starts with, before it has measured anything (within --min/--max-tunnels)',
-    default: '8',
+    default: '16',
     commands: PROXYING,
   },
   {

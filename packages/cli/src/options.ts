@@ -340,7 +340,7 @@ function proxy(args: Args): ProxySettings {
   const minTunnels = integer(args, 'min-tunnels', minText ?? '2', 1, 256);
   const maxTunnels = integer(args, 'max-tunnels', maxText ?? String(Math.max(32, minTunnels)), 1, 256);
   if (maxTunnels < minTunnels) throw new UsageError(`${args.label('max-tunnels')} (${maxTunnels}) must be at least --min-tunnels (${minTunnels})`);
-  const startTunnels = integer(args, 'start-tunnels', startText ?? String(Math.min(maxTunnels, Math.max(8, minTunnels))), minTunnels, maxTunnels);
+  const startTunnels = integer(args, 'start-tunnels', startText ?? String(Math.min(maxTunnels, Math.max(16, minTunnels))), minTunnels, maxTunnels);
   return {
     tunnels,
     minTunnels,

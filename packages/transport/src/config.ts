@@ -72,6 +72,13 @@ export interface SessionConfig {
   /** With TCP_NOTSENT_LOWAT in force, a tunnel whose socket holds this many unsent bytes in user space takes no new frame, in bytes. Default 64 KiB. */
   tunedHighWater: number;
   /**
+   * The express lane, in bytes (0: none): tunnel 0 keeps at most this much unsent in the kernel and
+   * this much queued in user space (kernel mode only), so control frames and a new stream's first
+   * bytes, which the scheduler sends where they arrive first, leave at once while bulk data fills the
+   * other tunnels' deeper queues. Default 16 KiB.
+   */
+  expressLane: number;
+  /**
    * Have the kernel pace each tunnel's TCP (SO_MAX_PACING_RATE; Linux 4.13+), so a congestion window
    * is spread over the RTT instead of leaving in one burst when a stream's window reopens. Default true.
    */
@@ -107,6 +114,7 @@ export const defaultSessionConfig: SessionConfig = {
   socketTuning: 'auto',
   notSentLowat: 128 * 1024,
   tunedHighWater: 64 * 1024,
+  expressLane: 16 * 1024,
   congestion: null,
   pacing: true,
   holResend: true,
@@ -146,6 +154,7 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
     throw new ConfigError(`socketTuning must be 'auto', 'on' or 'off', got ${String(c.socketTuning)}`);
   checkInt('notSentLowat', c.notSentLowat, 0, 1 << 30);
   checkInt('tunedHighWater', c.tunedHighWater, 1024, 1 << 30);
+  checkInt('expressLane', c.expressLane, 0, 1 << 30);
   if (c.congestion !== null && (typeof c.congestion !== 'string' || !/^[a-z0-9_-]{1,15}$/i.test(c.congestion))) {
     throw new ConfigError(`congestion must be a congestion control name such as 'bbr' or 'cubic', got ${String(c.congestion)}`);
   }

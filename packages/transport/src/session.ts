@@ -53,6 +53,9 @@ const HOL_BUDGET = 0.05;
 const HOL_CREDIT_START = 256 * 1024;
 const HOL_CREDIT_MAX = 4 * 1024 * 1024;
 
+/** A stream's first bytes that go before other streams' frames, on the express lane while it has room (bytes). */
+const EXPRESS_STREAM_BYTES = 64 * 1024;
+
 /**
  * Session states. All transitions happen in `transition`: open → draining → lost; open → lost.
  * `open`: streams may be opened; `draining`: GOAWAY SHUTDOWN sent or received, existing streams finish
@@ -244,6 +247,7 @@ export class Session extends EventEmitter implements StreamHost {
       return;
     }
     this.tunnels.push(t);
+    if (t.index === 0 && this.config.expressLane > 0) t.expressLane(this.config.expressLane);
     t.handlers.frame = (f) => this.onFrame(f);
     t.handlers.drain = () => this.pump();
     t.handlers.close = (tt, unconfirmed, err) => this.onTunnelClose(tt, unconfirmed, err);
@@ -370,10 +374,17 @@ export class Session extends EventEmitter implements StreamHost {
       this.heldControl.push(frame);
       return;
     }
-    // Control frames are small and must not wait behind a full buffer: the scheduler picks the tunnel
-    // that would deliver them first, room or not.
-    const best = this.pick(live, 64, 0, true) ?? live[0]!;
+    // Control frames are small and must not wait behind a full buffer: the express lane if there is
+    // one, else the tunnel that would deliver them first, room or not.
+    const best = this.expressOf(live) ?? this.pick(live, 64, 0, true) ?? live[0]!;
     best.send(frame);
+  }
+
+  /** The express lane among `tunnels` (usable, kernel mode, `expressLane` set), or undefined. */
+  private expressOf(tunnels: readonly Tunnel[]): Tunnel | undefined {
+    if (this.config.expressLane === 0) return undefined;
+    for (const t of tunnels) if (t.express > 0 && t.usable) return t;
+    return undefined;
   }
 
   scheduleAck(stream: Connection): void {
@@ -475,6 +486,27 @@ export class Session extends EventEmitter implements StreamHost {
         s.resentBytes += e.payload.length;
         // Not `sendTracked`: the head-of-line record keeps naming the dead tunnel, so hol.ts leaves the frame to failover.
         t.sendData(e);
+      }
+      // A new connection's first bytes (a page, an answer) go first, on the express lane while it has
+      // room: they would otherwise wait their round-robin turn behind a download's frames, and then
+      // behind its deep tunnel queues.
+      const lane = this.expressOf(usable);
+      if (lane) {
+        for (const s of this.ready) {
+          while (s.sent < EXPRESS_STREAM_BYTES && s.canSend) {
+            const bytes = Math.min(this.config.maxPayload, s.pendingLength);
+            const t = lane.hasRoom ? lane : this.pick(usable, bytes, s.pendingLength - bytes);
+            if (!t) break;
+            const f = s.takeFrame();
+            if (!f) break;
+            if (!corked.has(t)) {
+              t.cork();
+              corked.add(t);
+            }
+            this.sendTracked(t, f);
+            this.holCredit = Math.min(HOL_CREDIT_MAX, this.holCredit + HOL_BUDGET * f.payload.length);
+          }
+        }
       }
       while (this.ready.size > 0) {
         const s = this.ready.values().next().value as Connection;

@@ -258,6 +258,11 @@ export class Connection extends Duplex {
     return this.pendingBytes > 0 && limit > this.sentOffset && this.host.sendBudget.free <= 0;
   }
 
+  /** Bytes sent so far (the next frame's offset). */
+  get sent(): number {
+    return this.sentOffset;
+  }
+
   /** True if `takeFrame` would return a frame now. */
   get canSend(): boolean {
     return (

@@ -4,6 +4,8 @@ import { fdOf, kernelAccess, kernelSocket, parseTcpInfo } from '../src/kernel.js
 import { duplexPair } from '../src/memory.js';
 import { PathEstimator } from '../src/path.js';
 import { resolveSessionConfig } from '../src/config.js';
+import { FrameType } from '@gkd/protocol';
+import { Session } from '../src/session.js';
 import { Tunnel, isLoopback, tunnelOptions } from '../src/tunnel.js';
 
 /** Kernel socket access (kernel.ts): TCP_INFO parsing, and the real setsockopt/getsockopt on loopback sockets. */
@@ -135,6 +137,51 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
     expect(u.stats()).toMatchObject({ mode: 'user', notSentLowat: 0, congestion: null, kernel: null });
     t.close();
     u.close();
+  });
+
+  it('the express lane: tunnel 0 of a session keeps short queues (kernel mode only)', async () => {
+    const cfg = resolveSessionConfig({ socketTuning: 'on' });
+    expect(cfg.expressLane).toBe(16 * 1024);
+    const session = new Session('client', 'express-test', cfg);
+    const [c0] = await pair();
+    const [c1] = await pair();
+    const t0 = new Tunnel(c0, tunnelOptions(cfg, 0));
+    const t1 = new Tunnel(c1, tunnelOptions(cfg, 1));
+    for (const t of [t0, t1]) {
+      t.transition('handshaking');
+      t.transition('open');
+      session.addTunnel(t);
+    }
+    expect(t0.stats()).toMatchObject({ mode: 'kernel', express: true, notSentLowat: 16 * 1024 });
+    expect(t1.stats()).toMatchObject({ mode: 'kernel', express: false, notSentLowat: cfg.notSentLowat });
+    // 20 KB queued in user space: past the lane's mark, under the other tunnels' (64 KiB)
+    c0.cork();
+    c1.cork();
+    c0.write(Buffer.alloc(20_000));
+    c1.write(Buffer.alloc(20_000));
+    expect(t0.hasRoom).toBe(false);
+    expect(t1.hasRoom).toBe(true);
+    // control frames take the lane even with its queue fuller than the other tunnel's (an ACK or
+    // OPEN_OK waits behind at most 16 KiB + 16 KiB there, behind up to 192 KiB elsewhere)
+    const before = [t0.stats().framesOut, t1.stats().framesOut];
+    for (let i = 0; i < 5; i++) session.sendControl({ type: FrameType.ACK, stream: 1, ack: 0, window: 1 << 20 });
+    expect(t0.stats().framesOut - before[0]!).toBe(5);
+    expect(t1.stats().framesOut - before[1]!).toBe(0);
+    session.close();
+    // a user-mode tunnel (in memory) cannot be one: nothing changes
+    const [m] = duplexPair();
+    const u = new Tunnel(m, tunnelOptions(cfg, 0));
+    expect(u.expressLane(16 * 1024)).toBe(false);
+    expect(u.stats()).toMatchObject({ mode: 'user', express: false, notSentLowat: 0 });
+    u.close();
+    // and a session configured without it leaves tunnel 0 alone
+    const off = resolveSessionConfig({ socketTuning: 'on', expressLane: 0 });
+    const s2 = new Session('client', 'express-off', off);
+    const [c2] = await pair();
+    const t2 = new Tunnel(c2, tunnelOptions(off, 0));
+    s2.addTunnel(t2);
+    expect(t2.stats()).toMatchObject({ express: false, notSentLowat: off.notSentLowat });
+    s2.close();
   });
 
   it("socketTuning 'auto' leaves a loopback tunnel in user mode (the CPU, not the network, is the limit there)", async () => {

@@ -60,9 +60,9 @@ export function chosen(r: Row): number {
  * median over rounds of the largest count each reached (a download may end after a step back, so
  * the count at its end understates what it ran with).
  */
-export function iperfAtChosen(rows: Row[], scenario: string): { n: number; mbps: number } {
+export function iperfAtChosen(rows: Row[], scenario: string, which: 'end' | 'largest' = 'largest'): { n: number; mbps: number } {
   const autos = rows.filter((r) => r.scenario === scenario && r.tool === 'gkd' && r.n === 0);
-  const n = median(autos.map((r) => r.gkd?.countMax ?? chosen(r)));
+  const n = median(autos.map((r) => (which === 'end' ? chosen(r) : (r.gkd?.countMax ?? chosen(r)))));
   const ps = [...new Set(rows.filter((r) => r.scenario === scenario && r.tool === 'iperf3').map((r) => r.n))];
   if (!Number.isFinite(n) || ps.length === 0) return { n: NaN, mbps: NaN };
   const best = ps.sort((a, b) => Math.abs(a - n) - Math.abs(b - n) || b - a)[0]!;
@@ -116,7 +116,8 @@ export function details(res: Results, scenario: string): string {
     const o = order(rows);
     return o.findIndex((k) => k.tool === a.tool && k.n === a.n) - o.findIndex((k) => k.tool === b.tool && k.n === b.n) || a.round - b.round;
   })) {
-    const ip = r.tool === 'gkd' || r.tool === 'gkd-tls' ? (r.n === 0 ? iperfAtChosen(res.rows, scenario).mbps : mbps(res.rows, scenario, 'iperf3', r.n)) : NaN;
+    const ip =
+      r.tool === 'gkd' || r.tool === 'gkd-tls' ? (r.n === 0 ? iperfAtChosen(res.rows, scenario, 'end').mbps : mbps(res.rows, scenario, 'iperf3', r.n)) : NaN;
     const g = r.gkd;
     const rtts = g ? g.tunnels.map((t) => t.rttMs).filter((x): x is number => typeof x === 'number' && Number.isFinite(x)) : [];
     const c = r.cpu;
@@ -201,14 +202,25 @@ export function targets(res: Results): Target[] {
       met: ratio >= 0.7,
     });
   }
-  const ic = iperfAtChosen(R, 'c');
+  // "At the N it chose": the count a download settled on (median over rounds); the largest count it
+  // tried (a probe it may have undone) is shown beside it.
+  const ic = iperfAtChosen(R, 'c', 'end');
   if (Number.isFinite(auto('c') / ic.mbps))
     out.push({
-      what: `gkd-auto / iperf3 -P ${ic.n} (nearest the largest count used, median)`,
+      what: `gkd-auto / iperf3 -P ${ic.n} (nearest the count it settled on, median)`,
       scenario: 'c',
       value: auto('c') / ic.mbps,
       goal: '≥ 90 %',
       met: auto('c') / ic.mbps >= 0.9,
+    });
+  const il = iperfAtChosen(R, 'c', 'largest');
+  if (Number.isFinite(auto('c') / il.mbps) && il.n !== ic.n)
+    out.push({
+      what: `gkd-auto / iperf3 -P ${il.n} (nearest the largest count it tried, median)`,
+      scenario: 'c',
+      value: auto('c') / il.mbps,
+      goal: 'report',
+      met: null,
     });
   if (res.latency) {
     const L = res.latency.rows;
