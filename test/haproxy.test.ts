@@ -15,8 +15,9 @@ import { Client, type Connection } from '@gkd/transport';
  * deploy/haproxy.cfg, for real: HAProxy (started here, with the config's own rules and only the
  * addresses changed) in front of three gkd server processes (test/support/server-child.mjs). 100 client sessions of 8 tunnels, each
  * tunnel from its own source address, must each land whole on one server (stick on the preface's
- * routing token); one server killed mid-run: its clients stream again within 5 s, the others' streams
- * never notice and stay byte-exact.
+ * routing token), and each server must see the client's own source address (send-proxy-v2, the
+ * servers' proxyProtocol), not HAProxy's; one server killed mid-run: its clients stream again within
+ * 5 s, the others' streams never notice and stay byte-exact.
  */
 
 function findHaproxy(): string | null {
@@ -57,9 +58,14 @@ afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
 });
 
-function serverStats(proc: ChildProcess): Promise<{ sessions: { id: string; tunnelsUp: number }[]; refused: number }> {
+interface ServerStats {
+  sessions: { id: string; tunnelsUp: number; remoteAddress: string | undefined }[];
+  refused: number;
+}
+
+function serverStats(proc: ChildProcess): Promise<ServerStats> {
   proc.send('stats');
-  return once(proc, 'message').then(([m]) => m as { sessions: { id: string; tunnelsUp: number }[]; refused: number });
+  return once(proc, 'message').then(([m]) => m as ServerStats);
 }
 
 /** Bytes per write of the echo pumps (a multiple of 251), one write per 100 ms: 160 KiB/s each. */
@@ -84,9 +90,13 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
     let cfg = readFileSync(new URL('../deploy/haproxy.cfg', import.meta.url), 'utf8');
     cfg = cfg.replace(/^(\s*)bind :9990$/m, `$1bind 127.0.0.1:${front}`);
     cfg = cfg.replace(/^\s*server gkd\d .*\n/gm, '');
-    cfg = cfg.replace(/^(\s*stick on .*)$/m, `$1\n${servers.map((s, i) => `    server gkd${i + 1} 127.0.0.1:${s.port}`).join('\n')}`);
+    // After the default-server line, as in the shipped file: it applies only to servers below it
+    // (health checks, send-proxy-v2).
+    cfg = cfg.replace(/^(\s*default-server .*)$/m, `$1\n${servers.map((s, i) => `    server gkd${i + 1} 127.0.0.1:${s.port}`).join('\n')}`);
     cfg = cfg.replace(/^\s*log stdout.*\n/m, '');
     expect(cfg).toContain('stick on req.payload(4,16)');
+    expect(cfg).toMatch(/^\s*default-server .*\bsend-proxy-v2\b/m);
+    expect(cfg.indexOf('default-server')).toBeLessThan(cfg.indexOf('server gkd1 '));
     const dir = mkdtempSync(join(tmpdir(), 'gkd-haproxy-'));
     writeFileSync(join(dir, 'haproxy.cfg'), cfg);
     const haproxy = spawn(HAPROXY!, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -110,12 +120,12 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
       }
       // Every tunnel from its own source address (Linux routes all of 127/8 to loopback), as with
       // multipath or NAT rebinding: a balancer that stuck on the source would split the session.
-      // In waves of 4 clients (32 tunnels): behind a balancer every handshake comes from its address,
-      // and a server holds at most 32 handshakes in progress per address (LIMITS.md), evicting the
-      // oldest; 800 at once would mostly be evicted and retried.
+      // In waves of 16 clients (128 tunnels): the servers see each client's own address (PROXY
+      // header), so the per-address handshake cap no longer lumps them together, but 800 at once
+      // would pass a server's 256 handshakes in progress (LIMITS.md) and be partly evicted and retried.
       for (let c = 0; c < SESSIONS; c++) {
-        if (c % 4 === 0 && c > 0)
-          await until(() => clients.every((cl) => cl.tunnelsUp === TUNNELS), 60_000, `wave ${c / 4}`).catch((err: Error) => {
+        if (c % 16 === 0 && c > 0)
+          await until(() => clients.every((cl) => cl.tunnelsUp === TUNNELS), 60_000, `wave ${c / 16}`).catch((err: Error) => {
             throw new Error(`${err.message}: tunnels up ${clients.map((cl) => cl.tunnelsUp).join(',')}`);
           });
         clients.push(
@@ -155,6 +165,11 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
       }
       expect(home.size).toBe(SESSIONS);
       for (const c of clients) expect(home.has(c.stats().id)).toBe(true);
+      // Each server saw the client's own address (one of the 8 its tunnels come from), not HAProxy's.
+      const seenFrom = new Map(stats.flatMap((st) => st.sessions.map((sess) => [sess.id, sess.remoteAddress] as const)));
+      for (const [c, client] of clients.entries()) {
+        expect(seenFrom.get(client.stats().id), `client ${c}`).toMatch(new RegExp(`^127\\.${1 + (c >> 8)}\\.${c & 255}\\.[1-${TUNNELS}]$`));
+      }
 
       const serverOf = (c: Client): number => home.get(c.stats().id)!;
       const echoPort = (echo.address() as net.AddressInfo).port;

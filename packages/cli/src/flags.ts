@@ -52,12 +52,61 @@ export const FLAGS: readonly FlagSpec[] = [
     commands: ['server'],
   },
   {
+    name: 'max-tunnels-per-session',
+    kind: 'string',
+    placeholder: 'N',
+    describe: 'Most tunnels in one session, per worker process (announced to clients, so --tunnels auto stays under it)',
+    default: '32',
+    commands: ['server'],
+  },
+  {
+    name: 'max-tunnels-per-peer',
+    kind: 'string',
+    placeholder: 'N',
+    describe: 'Most tunnels of one peer over all its sessions, per worker process',
+    default: '64',
+    commands: ['server'],
+  },
+  {
+    name: 'max-total-tunnels',
+    kind: 'string',
+    placeholder: 'N',
+    describe: 'Most tunnels of all peers together, per worker process',
+    default: '1024',
+    commands: ['server'],
+  },
+  {
+    name: 'max-handshakes',
+    kind: 'string',
+    placeholder: 'N',
+    describe: 'Most connections still in their handshake (not yet authenticated), per worker process; a new one evicts the oldest',
+    default: '256',
+    commands: ['server'],
+  },
+  {
+    name: 'max-handshakes-per-address',
+    kind: 'string',
+    placeholder: 'N',
+    describe:
+      "The same from one address (the PROXY header's with --proxy-protocol), at most --max-handshakes; a tunnel joining a live session counts with its session instead",
+    default: '32',
+    commands: ['server'],
+  },
+  {
     name: 'workers',
     kind: 'string',
     placeholder: 'N|auto',
     describe:
-      'Worker processes behind the one --listen port (auto: one per available core); every tunnel of a session goes to the worker that holds it, by its routing token',
-    default: '1',
+      'Worker processes behind the one --listen port (auto: one per available core; 1: a single process); every tunnel of a session goes to the worker that holds it, by its routing token',
+    default: 'auto',
+    commands: ['server'],
+  },
+  {
+    name: 'proxy-protocol',
+    kind: 'boolean',
+    describe:
+      "Behind a load balancer that sends a PROXY protocol header (HAProxy send-proxy-v2): take the client's address from it, and refuse connections without one. Only when nothing but the balancer can reach --listen",
+    default: 'false',
     commands: ['server'],
   },
   {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { ConfigError } from '@gkd/protocol';
-import { compilePolicy } from '@gkd/server';
+import { DEFAULT_LIMITS, compilePolicy, type ServerLimits } from '@gkd/server';
 import type { SocksAuth } from '@gkd/socks-client';
 import { DEFAULT_PATH_TUNNELS, PathPlan, parseHostPort, parseKey, parseVia, type ClientTlsOptions, type HostPort, type PathOptions } from '@gkd/transport';
 import { UsageError, type Args } from './args.js';
@@ -64,10 +64,12 @@ export interface ServerIdentitySettings {
 
 /** `gkd server`. */
 export interface ServerSettings extends CommonSettings, PolicySettings, ServerIdentitySettings {
-  /** Worker processes (1: this process serves the tunnels itself). */
+  /** Worker processes (1: this process serves the tunnels itself). Default: the available cores. */
   workers: number;
-  /** Peers with a live session at once, per worker; undefined: the server's default (32). */
-  maxPeers: number | undefined;
+  /** The server limits given by flags (--max-peers, --max-tunnels-per-peer, …), per worker; the rest keep `@gkd/server`'s defaults. */
+  limits: Partial<ServerLimits>;
+  /** Every tunnel connection starts with a PROXY protocol header from a load balancer (--proxy-protocol). */
+  proxyProtocol: boolean;
 }
 
 /** `gkd link`. */
@@ -124,22 +126,47 @@ export function serverSettings(args: Args): ServerSettings {
     ...common(args),
     ...policy(args),
     ...serverIdentity(args),
-    workers: workers(args, args.string('workers') ?? '1'),
-    maxPeers: maxPeers(args, args.string('max-peers')),
+    workers: workerCount(args, args.string('workers')),
+    limits: serverLimits(args),
+    proxyProtocol: args.bool('proxy-protocol') ?? false,
   };
 }
 
-/** --max-peers: 1–1 000 000 (the transport's own bound). */
-function maxPeers(args: Args, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > 1_000_000) throw new UsageError(`${args.label('max-peers')} must be a number 1–1000000, got "${text}"`);
-  return n;
+/** The server-limit flags: flag name → `@gkd/server` limit and its bounds (those `resolveServerConfig` enforces). */
+export const LIMIT_FLAGS: readonly { flag: string; limit: keyof ServerLimits; max: number }[] = [
+  { flag: 'max-peers', limit: 'maxPeers', max: 1_000_000 },
+  { flag: 'max-tunnels-per-session', limit: 'maxTunnelsPerSession', max: 65_535 },
+  { flag: 'max-tunnels-per-peer', limit: 'maxTunnelsPerPeer', max: 1_000_000 },
+  { flag: 'max-total-tunnels', limit: 'maxTunnels', max: 1_000_000 },
+  { flag: 'max-handshakes', limit: 'maxHandshakes', max: 1_000_000 },
+  { flag: 'max-handshakes-per-address', limit: 'maxHandshakesPerAddress', max: 1_000_000 },
+];
+
+/** The server-limit flags given (1 up to each one's bound), checked together where one bounds another. */
+function serverLimits(args: Args): Partial<ServerLimits> {
+  const limits: Partial<ServerLimits> = {};
+  for (const { flag, limit, max } of LIMIT_FLAGS) {
+    const text = args.string(flag);
+    if (text === undefined) continue;
+    const n = Number(text);
+    if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > max) throw new UsageError(`${args.label(flag)} must be a number 1–${max}, got "${text}"`);
+    limits[limit] = n;
+  }
+  const perAddress = limits.maxHandshakesPerAddress ?? DEFAULT_LIMITS.maxHandshakesPerAddress;
+  const total = limits.maxHandshakes ?? DEFAULT_LIMITS.maxHandshakes;
+  if (perAddress > total)
+    throw new UsageError(
+      `${args.label(limits.maxHandshakesPerAddress === undefined ? 'max-handshakes' : 'max-handshakes-per-address')} leaves --max-handshakes-per-address (${perAddress}) above --max-handshakes (${total})`,
+    );
+  return limits;
 }
 
-/** --workers: a count 1–256, or `auto` (one per core Node reports as available). */
-function workers(args: Args, text: string): number {
-  if (text === 'auto') return Math.max(1, Math.min(256, availableParallelism()));
+/**
+ * --workers: a count 1–256, or `auto`; not given, `auto`: one per core Node reports as available
+ * (`os.availableParallelism()`, which counts the CPUs this process may run on), at most 256.
+ */
+export function workerCount(args: Args, text: string | undefined, cores: number = availableParallelism()): number {
+  if (text === undefined || text.trim() === 'auto') return Math.max(1, Math.min(256, cores));
   const n = Number(text);
   if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > 256) throw new UsageError(`${args.label('workers')} must be a number 1–256 or auto, got "${text}"`);
   return n;

@@ -42,8 +42,10 @@ export function watchStopSignals(logger: Logger): StopSignals {
 export interface DrainPlan {
   /** Stop taking new connections and streams (close listeners, GOAWAY). */
   stopAccepting(): void;
-  /** Streams still open. */
+  /** Streams still open (or, with `unit`, whatever it counts). */
   active(): number;
+  /** What `active()` counts, singular and plural, for the drain log lines. Default open connections. */
+  unit?: readonly [string, string];
   /** Close whatever is left, now. */
   close(): Promise<void>;
 }
@@ -57,7 +59,8 @@ export async function drainAndClose(plan: DrainPlan, opts: { timeoutMs: number; 
   plan.stopAccepting();
   const open = plan.active();
   if (open > 0 && timeoutMs > 0 && !force?.aborted) {
-    logger.info(`waiting up to ${timeoutMs / 1000} s for ${open} open connection${open === 1 ? '' : 's'} to finish`);
+    const [one, many] = plan.unit ?? ['open connection', 'open connections'];
+    logger.info(`waiting up to ${timeoutMs / 1000} s for ${open} ${open === 1 ? one : many} to finish`);
     const deadline = Date.now() + timeoutMs;
     while (plan.active() > 0 && Date.now() < deadline && !force?.aborted) {
       await new Promise<void>((resolve) => {
@@ -72,7 +75,8 @@ export async function drainAndClose(plan: DrainPlan, opts: { timeoutMs: number; 
     }
   }
   const cut = plan.active();
-  if (cut > 0) logger.info(`closing ${cut} connection${cut === 1 ? '' : 's'} still open`);
+  if (cut > 0)
+    logger.info(plan.unit ? `stopping ${cut} ${cut === 1 ? plan.unit[0] : plan.unit[1]} now` : `closing ${cut} connection${cut === 1 ? '' : 's'} still open`);
   await plan.close();
   return cut;
 }

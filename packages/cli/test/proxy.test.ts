@@ -38,7 +38,8 @@ describe('gkd server + gkd client', () => {
     expect(r.code).toBe(0);
     expect(r.sha256).toBe(origin.blobSha);
 
-    await server.waitFor('stderr', /info {2}tunnel \d+ up \(session [0-9a-f]{8}, from 127\.0\.0\.1\)/, { count: 4 });
+    // With one worker process per core (the default) the server's lines carry `worker N: `.
+    await server.waitFor('stderr', /info {2}(?:worker \d+: )?tunnel \d+ up \(session [0-9a-f]{8}, from 127\.0\.0\.1\)/, { count: 4 });
     expect(client.stderr.match(/info {2}tunnel \d up \(\d\/4\)/g)).toHaveLength(4);
     expect(client.stdout).toBe(`gkd: SOCKS5 proxy on 127.0.0.1:${socks} (server 127.0.0.1:${listen}, 4 tunnels up)\n`);
     expect(client.stdout).not.toContain('\r');
@@ -55,7 +56,7 @@ describe('gkd server + gkd client', () => {
     );
     // No reconnect warnings (the --plaintext warning at start aside).
     expect(client.stderr.replace(/^.*warn {2}--plaintext: .*\n/m, '')).not.toMatch(/warn/);
-    await server.waitFor('stderr', /warn {2}refused a tunnel from 127\.0\.0\.1: .*proof/);
+    await server.waitFor('stderr', /warn {2}(?:worker \d+: )?refused a tunnel from 127\.0\.0\.1: .*proof/);
     // One handshake was tried, not one per tunnel (the other tunnels waited for it and never dialed).
     expect(server.stderr.match(/refused a tunnel/g)).toHaveLength(1);
   });

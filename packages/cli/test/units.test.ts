@@ -12,7 +12,9 @@ import { FLAGS, envName } from '../src/flags.js';
 import { StartError, listenWithFallback } from '../src/listen.js';
 import { LogDigest } from '../src/log-digest.js';
 import { LogSink, createLogger } from '../src/logger.js';
-import { clientSettings, serverSettings, upSettings } from '../src/options.js';
+import { availableParallelism } from 'node:os';
+import { DEFAULT_LIMITS } from '@gkd/server';
+import { clientSettings, serverSettings, upSettings, workerCount } from '../src/options.js';
 import { RetryLog } from '../src/retry-log.js';
 import { TransportSampler } from '../src/sampler.js';
 import { drainAndClose } from '../src/shutdown.js';
@@ -184,6 +186,52 @@ describe('options', () => {
     expect(bare.auth).toBeUndefined();
     expect(bare.stateDir).toBe('/tmp/x');
     expect(serverSettings(args({ plaintext: true }, ['--plaintext'])).tls).toBe('plaintext');
+  });
+
+  it('server: --workers defaults to the available cores (1 keeps one process), at most 256; auto is the same', () => {
+    const none = args({});
+    expect(workerCount(none, undefined, 6)).toBe(6);
+    expect(workerCount(none, undefined, 1)).toBe(1);
+    expect(workerCount(none, undefined, 512)).toBe(256);
+    expect(workerCount(none, 'auto', 12)).toBe(12);
+    expect(workerCount(none, '1', 12)).toBe(1);
+    expect(serverSettings(args({})).workers).toBe(Math.min(256, availableParallelism()));
+    expect(serverSettings(args({ workers: '1' }, ['--workers', '1'])).workers).toBe(1);
+    for (const bad of ['0', '257', 'two', '1.5', '-1'])
+      expect(() => serverSettings(args({ workers: bad }, ['--workers', bad]))).toThrow(`--workers must be a number 1–256 or auto, got "${bad}"`);
+  });
+
+  it('server: the limit flags set @gkd/server limits (only those given), validated by name', () => {
+    expect(serverSettings(args({})).limits).toEqual({});
+    const s = serverSettings(
+      args({
+        'max-peers': '5',
+        'max-tunnels-per-session': '8',
+        'max-tunnels-per-peer': '16',
+        'max-total-tunnels': '100',
+        'max-handshakes': '64',
+        'max-handshakes-per-address': '4',
+      }),
+    );
+    expect(s.limits).toEqual({ maxPeers: 5, maxTunnelsPerSession: 8, maxTunnelsPerPeer: 16, maxTunnels: 100, maxHandshakes: 64, maxHandshakesPerAddress: 4 });
+    expect(() => serverSettings(args({ 'max-tunnels-per-session': '65536' }, ['--max-tunnels-per-session', '65536']))).toThrow(
+      '--max-tunnels-per-session must be a number 1–65535, got "65536"',
+    );
+    expect(() => serverSettings(args({ 'max-total-tunnels': '0' }, [], { GKD_MAX_TOTAL_TUNNELS: '0' }))).toThrow(
+      '--max-total-tunnels (from GKD_MAX_TOTAL_TUNNELS) must be a number 1–1000000, got "0"',
+    );
+    expect(() => serverSettings(args({ 'max-handshakes': '16' }, ['--max-handshakes', '16']))).toThrow(
+      `--max-handshakes leaves --max-handshakes-per-address (${DEFAULT_LIMITS.maxHandshakesPerAddress}) above --max-handshakes (16)`,
+    );
+    expect(() => serverSettings(args({ 'max-handshakes-per-address': '300' }, ['--max-handshakes-per-address', '300']))).toThrow(
+      '--max-handshakes-per-address leaves --max-handshakes-per-address (300) above --max-handshakes (256)',
+    );
+  });
+
+  it('server: --proxy-protocol is off unless given', () => {
+    expect(serverSettings(args({})).proxyProtocol).toBe(false);
+    expect(serverSettings(args({ 'proxy-protocol': true }, ['--proxy-protocol'])).proxyProtocol).toBe(true);
+    expect(serverSettings(args({}, [], { GKD_PROXY_PROTOCOL: '1' })).proxyProtocol).toBe(true); // Args reads booleans' GKD_* itself
   });
 
   it('up: --socks given is not the default; --drain-timeout is seconds', () => {

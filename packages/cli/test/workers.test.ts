@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { encodeProxyV2 } from '@gkd/protocol';
 import { Client, type Connection } from '@gkd/transport';
 import { EchoPump, ensureBuilt, gkd, killAll, until } from '@gkd/test-support';
 
@@ -158,4 +159,45 @@ describe('gkd server --workers 2', () => {
     expect(server.stderr.match(/worker \d+: stopped/g)?.length).toBe(2);
     for (const pid of workerPids) expect(() => process.kill(pid, 0)).toThrow(); // none left behind
   }, 180_000);
+
+  it("--proxy-protocol: the master reads the header and the workers see the clients' own addresses; no header: refused; limit flags reach the workers", async () => {
+    const key = randomBytes(32).toString('base64url');
+    const server = gkd(
+      ['server', '--workers', '2', '--plaintext', '--proxy-protocol', '--max-tunnels-per-session', '3', '--listen', '127.0.0.1:0', '--allow', '127.0.0.1'],
+      { env: { GKD_KEY: key } },
+    );
+    const port = Number((await server.waitFor('stdout', /listening on 127\.0\.0\.1:(\d+)/, { timeoutMs: 60_000 }))[1]);
+    // Two clients behind a "balancer": every socket from 127.0.0.1, each with a header naming its own address.
+    const behind = (claimed: string, tunnels: number) =>
+      Client.create(`127.0.0.1:${port}`, {
+        key,
+        tunnels,
+        reconnectMax: 200,
+        connect: () =>
+          new Promise((resolve, reject) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+              s.off('error', reject);
+              s.write(encodeProxyV2({ address: claimed, port: 40_000 }, { address: '127.0.0.1', port }));
+              resolve(s);
+            });
+            s.once('error', reject);
+          }),
+      });
+    const clients = [behind('198.51.100.1', 4), behind('198.51.100.2', 3)];
+    const direct = Client.create(`127.0.0.1:${port}`, { key, tunnels: 1, reconnectMax: 200 });
+    try {
+      await until(() => clients.every((c) => c.tunnelsUp === 3), 30_000, 'both clients with 3 tunnels');
+      await server.waitFor('stderr', /worker \d: new session \(session \w+, from 198\.51\.100\.1\)/);
+      await server.waitFor('stderr', /worker \d: new session \(session \w+, from 198\.51\.100\.2\)/);
+      // --max-tunnels-per-session 3 reached the worker: the 4th tunnel is refused, and the line names the client.
+      await server.waitFor('stderr', /worker \d: refused a tunnel from 198\.51\.100\.1: .*too many tunnels in this session/);
+      expect(clients[0]!.tunnelsUp).toBe(3);
+      // A client that bypasses the balancer sends no header: the master refuses it (REJECT on plain TCP).
+      await server.waitFor('stderr', /warn {2}refused a tunnel from 127\.0\.0\.1: .*expected a PROXY protocol header .*bypassed the balancer/);
+      expect(direct.tunnelsUp).toBe(0);
+      expect(server.stderr).not.toMatch(/new session \(session \w+, from 127\.0\.0\.1\)/);
+    } finally {
+      for (const c of [...clients, direct]) c.close();
+    }
+  }, 120_000);
 });

@@ -20,6 +20,7 @@ export const ErrorCode = {
   ASSOCIATION_CLOSED: 'GKD_ERR_ASSOCIATION_CLOSED',
   ABORTED: 'GKD_ERR_ABORTED',
   PATH_DOWN: 'GKD_ERR_PATH_DOWN',
+  PROXY_HEADER: 'GKD_ERR_PROXY_HEADER',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

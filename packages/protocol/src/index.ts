@@ -7,3 +7,4 @@ export * from './reason.js';
 export * from './errors.js';
 export * from './handshake.js';
 export * from './preface.js';
+export * from './proxy-header.js';

@@ -39,6 +39,18 @@ export interface ServerLimits {
   /** Time a new tunnel has to complete its handshake, in milliseconds (PROTOCOL.md §4). Default 10 000. */
   handshakeTimeout: number;
   /**
+   * Tunnels still in their handshake (not yet authenticated) at once. Default 256. When full, a new
+   * connection evicts the oldest handshake, so idle sockets cannot lock peers out until they time out.
+   */
+  maxHandshakes: number;
+  /**
+   * Tunnels in their handshake at once from one remote address (the PROXY header's, with
+   * `proxyProtocol`). Default 32. When full, a new one from there evicts that address's oldest. A
+   * tunnel joining a live session (its routing token names it) counts with its session instead, up to
+   * `maxTunnelsPerSession`. At most `maxHandshakes`.
+   */
+  maxHandshakesPerAddress: number;
+  /**
    * Time a session may stay with no open stream before the server sends GOAWAY `IDLE_TIMEOUT` and frees
    * it, in milliseconds. Default 1 800 000 (30 min). 0 disables.
    */
@@ -62,6 +74,13 @@ export interface ServerConfig {
    * of being dialed. Default false: such an OPEN gets OPEN_FAIL `NOT_ALLOWED`.
    */
   allowLibraryMode: boolean;
+  /**
+   * Every tunnel connection starts with a PROXY protocol header (v1 or v2) from a load balancer
+   * (HAProxy `send-proxy-v2`); its source address is the peer's for limits and logs. A connection
+   * without one is refused. Default false: a header is never accepted. Only for a port nothing but
+   * the balancer can reach.
+   */
+  proxyProtocol: boolean;
   limits: ServerLimits;
 }
 
@@ -85,6 +104,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxStreamsPerSession: 1024,
   maxBufferedBytesPerPeer: 32 * 1024 * 1024,
   handshakeTimeout: 10_000,
+  maxHandshakes: 256,
+  maxHandshakesPerAddress: 32,
   idleSessionTimeout: 30 * 60_000,
   maxAssociationsPerPeer: 64,
   associationIdleTimeout: 120_000,
@@ -96,6 +117,7 @@ export const DEFAULT_SERVER_CONFIG: Readonly<ServerConfig> = Object.freeze({
   allow: Object.freeze([]) as readonly string[],
   deny: Object.freeze([]) as readonly string[],
   allowLibraryMode: false,
+  proxyProtocol: false,
   limits: DEFAULT_LIMITS,
 });
 
@@ -120,6 +142,8 @@ const LIMIT_RULES: Record<keyof ServerLimits, IntRule> = {
   maxStreamsPerSession: { min: 1, max: 2 ** 31, unit: 'streams' }, // odd u32 ids: 2^31 per session at most
   maxBufferedBytesPerPeer: { min: 1, max: Number.MAX_SAFE_INTEGER, unit: 'bytes' },
   handshakeTimeout: { min: 1, max: MAX_TIMER_MS, unit: 'ms' },
+  maxHandshakes: { min: 1, max: 1_000_000, unit: 'handshakes' },
+  maxHandshakesPerAddress: { min: 1, max: 1_000_000, unit: 'handshakes' },
   idleSessionTimeout: { min: 1, max: MAX_TIMER_MS, zeroDisables: true, unit: 'ms' },
   maxAssociationsPerPeer: { min: 0, max: 65_536, unit: 'associations' }, // 0: UDP relay off
   associationIdleTimeout: { min: 1, max: MAX_TIMER_MS, unit: 'ms' },
@@ -157,7 +181,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  */
 export function resolveServerConfig(input: ServerConfigInput = {}): ResolvedServerConfig {
   if (!isPlainObject(input)) throw new ConfigError('server options must be an object');
-  rejectUnknown('', input, ['connectTimeout', 'allow', 'deny', 'allowLibraryMode', 'limits']);
+  rejectUnknown('', input, ['connectTimeout', 'allow', 'deny', 'allowLibraryMode', 'proxyProtocol', 'limits']);
   const d = DEFAULT_SERVER_CONFIG;
 
   const connectTimeout = checkInt('connectTimeout', input.connectTimeout ?? d.connectTimeout, {
@@ -169,6 +193,11 @@ export function resolveServerConfig(input: ServerConfigInput = {}): ResolvedServ
   const allowLibraryMode = input.allowLibraryMode ?? d.allowLibraryMode;
   if (typeof allowLibraryMode !== 'boolean') {
     throw new ConfigError(`invalid server option allowLibraryMode: must be true or false, got ${describe(allowLibraryMode)}`);
+  }
+
+  const proxyProtocol = input.proxyProtocol ?? d.proxyProtocol;
+  if (typeof proxyProtocol !== 'boolean') {
+    throw new ConfigError(`invalid server option proxyProtocol: must be true or false, got ${describe(proxyProtocol)}`);
   }
 
   const rules = (key: 'allow' | 'deny'): readonly string[] => {
@@ -187,6 +216,11 @@ export function resolveServerConfig(input: ServerConfigInput = {}): ResolvedServ
   for (const key of Object.keys(LIMIT_RULES) as (keyof ServerLimits)[]) {
     limits[key] = checkInt(`limits.${key}`, limitsInput[key] ?? DEFAULT_LIMITS[key], LIMIT_RULES[key]);
   }
+  if (limits.maxHandshakesPerAddress > limits.maxHandshakes) {
+    throw new ConfigError(
+      `invalid server option limits.maxHandshakesPerAddress: must be at most limits.maxHandshakes (${limits.maxHandshakes}), got ${limits.maxHandshakesPerAddress}`,
+    );
+  }
 
-  return Object.freeze({ connectTimeout, allow, deny, allowLibraryMode, limits: Object.freeze(limits), policy });
+  return Object.freeze({ connectTimeout, allow, deny, allowLibraryMode, proxyProtocol, limits: Object.freeze(limits), policy });
 }

@@ -60,6 +60,7 @@ describe('resolveServerConfig', () => {
     ['connectTimeout', Infinity, /connectTimeout/],
     ['connectTimeout', '10000', /connectTimeout: .* got "10000"/],
     ['allowLibraryMode', 'yes', /allowLibraryMode: must be true or false, got "yes"/],
+    ['proxyProtocol', 1, /proxyProtocol: must be true or false, got 1/],
     ['allow', '10.0.0.0/8', /allow: must be an array of rule strings/],
     ['deny', { a: 1 }, /deny: must be an array/],
     ['limits', 5, /limits: must be an object/],
@@ -81,10 +82,22 @@ describe('resolveServerConfig', () => {
     ['handshakeTimeout', 2 ** 31],
     ['idleSessionTimeout', -1],
     ['idleSessionTimeout', '30m'],
+    ['maxHandshakes', 0],
+    ['maxHandshakesPerAddress', 0],
   ])('rejects limits.%s = %j, naming the option', (key, value) => {
     const run = () => resolveServerConfig({ limits: { [key]: value } });
     expect(run).toThrow(ConfigError);
     expect(run).toThrow(new RegExp(`^invalid server option limits\\.${key}: must be`));
+  });
+
+  it('proxyProtocol is off by default; the handshake caps default to 256 and 32, the per-address one at most the other', () => {
+    const c = resolveServerConfig();
+    expect(c.proxyProtocol).toBe(false);
+    expect(c.limits).toMatchObject({ maxHandshakes: 256, maxHandshakesPerAddress: 32 });
+    expect(resolveServerConfig({ proxyProtocol: true, limits: { maxHandshakes: 8, maxHandshakesPerAddress: 8 } }).proxyProtocol).toBe(true);
+    expect(() => resolveServerConfig({ limits: { maxHandshakes: 8 } })).toThrow(
+      'invalid server option limits.maxHandshakesPerAddress: must be at most limits.maxHandshakes (8), got 32',
+    );
   });
 
   it('says 0 disables the idle timeout in its error', () => {

@@ -14,6 +14,7 @@ import {
   HandshakeTimeoutError,
   LimitError,
   ProtocolError,
+  ProxyHeaderError,
   Reason,
   authProof,
   encode,
@@ -28,6 +29,7 @@ import { parseHostPort, type HostPort } from './address.js';
 import { checkInt, parseKey, resolveSessionConfig, type KeyInput, type SessionConfig } from './config.js';
 import { newNonce } from './handshake.js';
 import { readPreface } from './preface.js';
+import { readProxyHeader } from './proxy-header.js';
 import { ByteBudget } from './budget.js';
 import { Session, type OpenRequest, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
@@ -90,8 +92,22 @@ export interface ServerOptions {
    * handshake (so sockets that never authenticate cannot lock legitimate peers out until they time out).
    */
   maxHandshakes?: number;
-  /** Tunnels handshaking at once from one remote address; when full, a new one from there evicts that address's oldest. Default 32. */
+  /**
+   * Tunnels handshaking at once from one remote address; when full, a new one from there evicts that
+   * address's oldest. Default 32. A tunnel whose routing preface names a live session (a JOIN of a
+   * session already authenticated) leaves its address's count for its session's, capped at
+   * `maxTunnelsPerSession`: a busy client host adding tunnels to its sessions is not evicted by its own
+   * new sessions, nor by a flood from its address.
+   */
   maxHandshakesPerAddress?: number;
+  /**
+   * Every connection starts with a PROXY protocol header (v1 or v2, PROTOCOL.md §4.2), as a load balancer
+   * sends with `send-proxy-v2`: the address it names is the peer's for the per-address handshake cap,
+   * the logs and `PeerInfo`. A connection without a valid one is refused. Default false: a header is
+   * then never accepted (it would fail as a bad preface). Enable it only when nothing but the balancer
+   * can reach the port: anyone who can connect may claim any address.
+   */
+  proxyProtocol?: boolean;
   /** Connections waiting in `accept()`, at most; more are refused. Default 1 024. */
   maxAcceptQueue?: number;
 }
@@ -112,6 +128,7 @@ interface ResolvedServerOptions {
   maxStreamsPerSession: number;
   maxHandshakes: number;
   maxHandshakesPerAddress: number;
+  proxyProtocol: boolean;
   maxAcceptQueue: number;
   maxPeers: number;
   maxBufferedBytesPerUser: number | undefined;
@@ -146,6 +163,7 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     maxStreamsPerSession: o.maxStreamsPerSession ?? 1024,
     maxHandshakes: o.maxHandshakes ?? 256,
     maxHandshakesPerAddress: o.maxHandshakesPerAddress ?? 32,
+    proxyProtocol: o.proxyProtocol ?? false,
     maxAcceptQueue: o.maxAcceptQueue ?? 1024,
     maxPeers: o.maxPeers ?? 1024,
     maxBufferedBytesPerUser: o.maxBufferedBytesPerUser,
@@ -165,6 +183,7 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
   checkInt('maxHandshakes', r.maxHandshakes, 1, 1_000_000);
   checkInt('maxHandshakesPerAddress', r.maxHandshakesPerAddress, 1, r.maxHandshakes);
   checkInt('maxAcceptQueue', r.maxAcceptQueue, 0, 1_000_000);
+  if (typeof r.proxyProtocol !== 'boolean') throw new ConfigError(`proxyProtocol must be true or false, got ${String(r.proxyProtocol)}`);
   return r;
 }
 
@@ -196,8 +215,13 @@ export class Server extends EventEmitter {
   private readonly sockets = new Set<Duplex>();
   /** Handshakes in progress, oldest first: how to refuse each. */
   private readonly handshakes = new Map<Duplex, (err: Error) => void>();
-  /** The same, per remote address (oldest first). */
-  private readonly handshakesByAddress = new Map<string, Set<Duplex>>();
+  /**
+   * The same, grouped (oldest first): `a<address>` for each remote address, `t<token>` for tunnels
+   * whose routing token names a live session. Each handshake is in one group at most.
+   */
+  private readonly handshakeGroups = new Map<string, Set<Duplex>>();
+  /** Routing tokens (hex) of live sessions → how many sessions carry each (a token is random per session, so almost always 1). */
+  private readonly liveTokens = new Map<string, number>();
   private readonly queue: Connection[] = [];
   private readonly waiters: { resolve: (c: Connection) => void; reject: (e: Error) => void }[] = [];
   private closed = false;
@@ -255,74 +279,112 @@ export class Server extends EventEmitter {
   }
 
   /**
-   * Serve one tunnel from its first byte (any Duplex: TCP, in-memory): the routing preface (PROTOCOL.md
-   * §4.1), then TLS when the server has a certificate, then the handshake. `routed.token`: the preface
-   * was already read by whoever handed this socket over (the `gkd server --workers` master).
+   * Serve one tunnel from its first byte (any Duplex: TCP, in-memory): with `proxyProtocol` the PROXY
+   * header, then the routing preface (PROTOCOL.md §4.1), then TLS when the server has a certificate,
+   * then the handshake. `routed`: whoever handed this socket over (the `gkd server --workers` master)
+   * already read the header and the preface: `token` is the preface's, `remoteAddress` the peer's
+   * address (the PROXY header's, or the socket's).
    */
-  handleConnection(socket: Duplex, routed?: { token: Buffer }): void {
+  handleConnection(socket: Duplex, routed?: { token: Buffer; remoteAddress?: string | undefined }): void {
     if (this.closed) {
       socket.destroy();
       return;
     }
-    const remoteAddress = (socket as net.Socket).remoteAddress;
-    const address = remoteAddress ?? '';
-    // When full (per address, then in total), evict the oldest handshake rather than refuse the new
-    // one: a legitimate handshake takes one RTT, so only a flood of new connections (not a pile of
-    // idle ones, nor an attacker behind the same NAT address) can keep one from completing.
-    const fromHere = this.handshakesByAddress.get(address);
-    if (fromHere && fromHere.size >= this.opts.maxHandshakesPerAddress) {
-      const oldest = fromHere.values().next().value!;
-      this.handshakes.get(oldest)?.(
-        new LimitError(`handshake evicted: more than ${this.opts.maxHandshakesPerAddress} in progress from ${address || 'this address'}`),
-      );
-    }
-    if (this.handshakes.size >= this.opts.maxHandshakes) {
-      const oldest = this.handshakes.values().next().value!;
-      oldest(new LimitError(`handshake evicted: more than ${this.opts.maxHandshakes} in progress`));
-    }
+    const socketAddress = (socket as net.Socket).remoteAddress;
+    /** The peer's address: the socket's, or the one the PROXY header (or the master) names. */
+    let remoteAddress = routed?.remoteAddress ?? socketAddress;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
     /** Set once the preface (and TLS) are through and frames flow: refusals then go out as REJECT on it. */
     let tunnel: Tunnel | null = null;
-    let stopPreface: (() => void) | null = null;
-    let prefaced = routed !== undefined;
+    let stopReading: (() => void) | null = null;
+    let stage: 'proxy' | 'preface' | 'handshake' = routed ? 'handshake' : this.opts.proxyProtocol ? 'proxy' : 'preface';
     let done = false;
+    let group: string | null = null;
+    const leaveGroup = () => {
+      if (group === null) return;
+      const members = this.handshakeGroups.get(group);
+      members?.delete(socket);
+      if (members?.size === 0) this.handshakeGroups.delete(group);
+      group = null;
+    };
     const finish = () => {
       if (done) return false;
       done = true;
       clearTimeout(timer);
       this.handshakes.delete(socket);
-      const mine = this.handshakesByAddress.get(address);
-      mine?.delete(socket);
-      if (mine?.size === 0) this.handshakesByAddress.delete(address);
+      leaveGroup();
       return true;
     };
     const refuse = (err: Error) => {
       if (!finish()) return;
       this.emit('refused', remoteAddress, err);
       if (tunnel) tunnel.fail(err);
-      else this.refuseRaw(socket, err, stopPreface);
+      else this.refuseRaw(socket, err, stopReading);
     };
-    this.handshakes.set(socket, refuse);
-    let mine = this.handshakesByAddress.get(address);
-    if (!mine) {
-      mine = new Set();
-      this.handshakesByAddress.set(address, mine);
+    /** Join a group; when it is full, its oldest handshake is evicted first. */
+    const joinGroup = (key: string, cap: number, evicted: () => string) => {
+      leaveGroup();
+      let members = this.handshakeGroups.get(key);
+      if (members && members.size >= cap) this.handshakes.get(members.values().next().value!)?.(new LimitError(evicted()));
+      members = this.handshakeGroups.get(key);
+      if (!members) {
+        members = new Set();
+        this.handshakeGroups.set(key, members);
+      }
+      members.add(socket);
+      group = key;
+    };
+    const joinAddressGroup = () => {
+      const address = remoteAddress ?? '';
+      joinGroup(
+        `a${address}`,
+        this.opts.maxHandshakesPerAddress,
+        () => `handshake evicted: more than ${this.opts.maxHandshakesPerAddress} in progress from ${address || 'this address'}`,
+      );
+    };
+    // When full (per address, then in total), evict the oldest handshake rather than refuse the new
+    // one: a legitimate handshake takes one RTT, so only a flood of new connections (not a pile of idle
+    // ones, nor an attacker behind the same NAT address) can keep one from completing. Behind a PROXY
+    // header the address is known only once the header is read: the group is joined then.
+    const addressKnown = routed !== undefined || !this.opts.proxyProtocol;
+    if (addressKnown) joinAddressGroup();
+    if (this.handshakes.size >= this.opts.maxHandshakes) {
+      const oldest = this.handshakes.values().next().value!;
+      oldest(new LimitError(`handshake evicted: more than ${this.opts.maxHandshakes} in progress`));
     }
-    mine.add(socket);
+    this.handshakes.set(socket, refuse);
     const timer = setTimeout(
       () =>
         refuse(
-          prefaced
+          stage === 'handshake'
             ? new HandshakeTimeoutError(this.opts.handshakeTimeout)
-            : new BadPrefaceError(`no routing preface within ${this.opts.handshakeTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`),
+            : stage === 'proxy'
+              ? new ProxyHeaderError(
+                  `no PROXY protocol header within ${this.opts.handshakeTimeout} ms (this server is set to sit behind a balancer that sends one)`,
+                )
+              : new BadPrefaceError(
+                  `no routing preface within ${this.opts.handshakeTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`,
+                ),
         ),
       this.opts.handshakeTimeout,
     );
     const start = (token: Buffer) => {
-      prefaced = true;
+      stage = 'handshake';
       if (done) return;
+      // A JOIN for a live session (its token is known): counted with its session, not its address,
+      // so a host founding many sessions at once (or a flood from its address) cannot evict the
+      // tunnels of sessions it already authenticated. The token is only a claim until AUTH proves it;
+      // guessing one takes 2^128 tries, and a claim buys at most maxTunnelsPerSession slots, still
+      // under maxHandshakes.
+      const hex = token.toString('hex');
+      if (this.liveTokens.has(hex))
+        joinGroup(
+          `t${hex}`,
+          this.opts.maxTunnelsPerSession,
+          () => `handshake evicted: more than ${this.opts.maxTunnelsPerSession} tunnels of one session in progress`,
+        );
       const tlsOpts = this.opts.tls;
       if (!tlsOpts) {
         tunnel = this.startHandshake(socket, remoteAddress, token, finish, refuse);
@@ -339,27 +401,56 @@ export class Server extends EventEmitter {
         if (!done) tunnel = this.startHandshake(secure, remoteAddress, token, finish, refuse);
       });
     };
-    if (routed) start(routed.token);
-    else {
-      let sentAnything = false;
-      socket.once('data', () => (sentAnything = true));
-      stopPreface = readPreface(socket, start, refuse);
-      // A connection that closes before its preface frees its handshake slot now. One that sent
-      // nothing at all (a balancer's health check, a port scan) is not worth a refusal in the logs.
-      socket.once('close', () => {
-        if (prefaced) return;
-        if (!sentAnything) {
-          finish();
-          return;
-        }
-        refuse(new BadPrefaceError('closed during the routing preface'));
-      });
+    if (routed) {
+      start(routed.token);
+      return;
     }
+    let sentPreface = false;
+    const readThePreface = () => {
+      stage = 'preface';
+      stopReading = readPreface(socket, start, refuse);
+    };
+    if (this.opts.proxyProtocol) {
+      const reader = readProxyHeader(
+        socket,
+        (header, more) => {
+          if (done) return;
+          remoteAddress = header.source?.address ?? socketAddress;
+          sentPreface = more;
+          joinAddressGroup();
+          if (done) return;
+          readThePreface();
+          socket.once('data', () => (sentPreface = true));
+          socket.resume(); // the header reader paused it; the preface reader takes over
+        },
+        refuse,
+      );
+      stopReading = reader.stop;
+      // Closed before the PROXY header was whole: a refusal, unless it sent nothing at all (a port scan).
+      socket.once('close', () => {
+        if (stage !== 'proxy') return;
+        if (reader.decoder.bufferedBytes === 0) finish();
+        else refuse(new ProxyHeaderError('closed during the PROXY protocol header'));
+      });
+    } else {
+      socket.once('data', () => (sentPreface = true));
+      readThePreface();
+    }
+    // A connection that closes before its preface frees its handshake slot now. One that sent nothing
+    // (past a PROXY header): a balancer's health check or a port scan, not worth a refusal in the logs.
+    socket.once('close', () => {
+      if (stage !== 'preface') return;
+      if (!sentPreface) {
+        finish();
+        return;
+      }
+      refuse(new BadPrefaceError('closed during the routing preface'));
+    });
   }
 
   /** Refuse a tunnel before frames flow: on plain TCP a REJECT (a version-1 client reads it), on TLS just close. */
-  private refuseRaw(socket: Duplex, err: Error & { reason?: number | undefined }, stopPreface: (() => void) | null): void {
-    stopPreface?.();
+  private refuseRaw(socket: Duplex, err: Error & { reason?: number | undefined }, stopReading: (() => void) | null): void {
+    stopReading?.();
     if (this.opts.tls || socket.destroyed || !socket.writable) {
       socket.destroy();
       return;
@@ -468,6 +559,7 @@ export class Server extends EventEmitter {
     const entry: SessionEntry = { session, secret, peer };
     this.sessions.set(mapKey, entry);
     this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
+    this.liveTokens.set(routingToken, (this.liveTokens.get(routingToken) ?? 0) + 1);
     session.on('open', (req: OpenRequest) => this.onOpen(req, peer));
     const onAssociation = this.opts.onAssociation;
     if (onAssociation) session.datagrams.onAssociation = (a) => onAssociation(a, peer);
@@ -476,6 +568,9 @@ export class Server extends EventEmitter {
     session.on('lost', (err: Error) => {
       if (this.sessions.get(mapKey) === entry) {
         this.sessions.delete(mapKey);
+        const tokens = (this.liveTokens.get(routingToken) ?? 1) - 1;
+        if (tokens > 0) this.liveTokens.set(routingToken, tokens);
+        else this.liveTokens.delete(routingToken);
         const n = (this.perUser.get(user) ?? 1) - 1;
         if (n > 0) this.perUser.set(user, n);
         else {

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { AuthMode, FrameType, encodePreface, newRoutingToken, sessionSecret } from '@gkd/protocol';
 import { Client, Server } from '../src/index.js';
-import { until } from '@gkd/test-support';
+import { WirePeer, newSessionId, until } from '@gkd/test-support';
 
 /**
  * Sockets that connect and never authenticate: the server holds at most `maxHandshakes` of them and at
@@ -69,6 +70,38 @@ describe('handshakes in progress', () => {
       client.close();
     }
   }, 60_000);
+
+  it('a tunnel joining a live session counts with its session, not its address: new connections from that address do not evict it', async () => {
+    server = await Server.bind('127.0.0.1:0', { key, maxHandshakes: 64, maxHandshakesPerAddress: 2, maxTunnelsPerSession: 3, handshakeTimeout: 60_000 });
+    const refused: string[] = [];
+    server.on('refused', (_addr: string, err: Error) => refused.push(err.message));
+    const port = server.address().port;
+    const token = newRoutingToken();
+    const sessionId = newSessionId();
+    const founder = await WirePeer.connect(port, { preface: encodePreface(token), challenge: true });
+    const { answer, input } = await founder.handshake({ mode: AuthMode.NEW, sessionId, key });
+    expect(answer?.type).toBe(FrameType.WELCOME);
+    const secret = sessionSecret(key, input!);
+    // Two more tunnels of that session are in their handshake (CHALLENGE read, AUTH not sent yet)...
+    const joins = [
+      await WirePeer.connect(port, { preface: encodePreface(token), challenge: true }),
+      await WirePeer.connect(port, { preface: encodePreface(token), challenge: true }),
+    ];
+    // ...when four new connections come from the same address (another client on the host founding
+    // sessions, or a flood). With 2 per address they evict each other, not the session's tunnels.
+    for (let i = 0; i < 4; i++) await WirePeer.connect(port, { challenge: true });
+    expect(refused).toEqual(['handshake evicted: more than 2 in progress from 127.0.0.1', 'handshake evicted: more than 2 in progress from 127.0.0.1']);
+    for (const [i, peer] of joins.entries()) {
+      const joined = await peer.handshake({ mode: AuthMode.JOIN, sessionId, key: secret, tunnelIndex: i + 1 });
+      expect(joined.answer?.type, `join ${i + 1}`).toBe(FrameType.WELCOME);
+    }
+    // A session's group is capped too (at maxTunnelsPerSession, 3 here): a 4th claim of the token evicts its oldest.
+    const claims = [];
+    for (let i = 0; i < 4; i++) claims.push(await WirePeer.connect(port, { preface: encodePreface(token), challenge: true }));
+    await claims[0]!.closed;
+    expect(refused.at(-1)).toBe('handshake evicted: more than 3 tunnels of one session in progress');
+    expect(claims.slice(1).every((c) => c.isOpen)).toBe(true);
+  });
 
   it('options are validated', () => {
     expect(() => new Server({ key, maxHandshakes: 4, maxHandshakesPerAddress: 5 })).toThrow(/maxHandshakesPerAddress/);

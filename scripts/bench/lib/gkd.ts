@@ -153,6 +153,10 @@ export class Gkd {
       this.o.mode === 'cli'
         ? this.node([
             'server',
+            // One process: the bench samples the server's CPU and RSS by its pid, and compares with the
+            // published single-process runs (bench:scale measures --workers).
+            '--workers',
+            '1',
             '--listen',
             this.o.listen,
             ...this.security,

@@ -1,4 +1,5 @@
-import { GkdServer, type DatagramDeniedEvent, type OpenEvent } from '@gkd/server';
+import type { AddressInfo } from 'node:net';
+import { GkdServer, type DatagramDeniedEvent, type OpenEvent, type ServerLimits } from '@gkd/server';
 import type { HostPort, PeerInfo } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure } from '../listen.js';
@@ -26,8 +27,10 @@ export interface ServerSideOptions extends PolicySettings {
   embedded: boolean;
   /** TCP congestion control for the tunnel sockets (governs downloads), or undefined for the system's. */
   congestion?: string | undefined;
-  /** --max-peers, or undefined for the server's default. */
-  maxPeers?: number | undefined;
+  /** Limits from the flags (--max-peers, …); the rest keep the server's defaults. */
+  limits?: Partial<ServerLimits>;
+  /** Tunnel connections start with a PROXY protocol header (--proxy-protocol). */
+  proxyProtocol?: boolean;
 }
 
 /** A running server part. */
@@ -49,7 +52,8 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       ...('key' in opts.auth ? { key: opts.auth.key } : { users: opts.auth.users }),
       tls: opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : undefined,
       allow: opts.allow,
-      ...(opts.maxPeers !== undefined ? { limits: { maxPeers: opts.maxPeers } } : {}),
+      limits: opts.limits ?? {},
+      proxyProtocol: opts.proxyProtocol ?? false,
       deny: opts.deny,
       ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
     });
@@ -170,36 +174,54 @@ export async function serverCommand(args: Args): Promise<number> {
     logger.warn('--plaintext: the tunnels are NOT encrypted; anyone on the path can read the traffic (the handshake is still authenticated)', {
       event: 'plaintext',
     });
+  if (settings.proxyProtocol)
+    logger.info(
+      '--proxy-protocol: every connection must start with a PROXY protocol header; client addresses come from it, so only the balancer may reach this port',
+      { event: 'proxy-protocol' },
+    );
   if (settings.workers > 1) return runMaster(settings, identity, logger);
   return runService(logger, settings.drainMs, async (resources) => {
     const side = await startServerSide({ ...settings, ...identity, embedded: false }, logger);
     resources.add('server', () => side.server.close());
-    if (identity.tls)
-      logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, {
-        event: 'fingerprint',
-        fingerprint: identity.tls.fingerprint,
-      });
     await startMetrics(settings.metrics, { server: { server: side.server, sampler: side.sampler, refused: side.refused } }, resources, logger);
-    const address = side.server.address();
-    const at = formatHostPort(address);
-    const auth = 'key' in identity.auth ? 'one key' : `${Object.keys(identity.auth.users).length} users from ${identity.auth.file}`;
-    const rules = [...settings.allow.map((r) => `allow ${r}`), ...settings.deny.map((r) => `deny ${r}`)];
-    const transport = identity.tls ? 'TLS' : 'plain TCP';
-    logger.info(
-      `listening on ${at} (${transport}, ${auth}); destination policy: ${rules.length ? rules.join(', ') + ', then ' : ''}loopback and private ranges denied by default`,
-    );
-    process.stdout.write(`gkd: server listening on ${at} (${transport}, ${auth})\n`);
-    printLinks(identity, { host: settings.listen.host, port: address.port });
-    for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
+    announce(settings, identity, side.server.address(), logger);
     return side.plan;
   });
+}
+
+/**
+ * Say the server is up, the same way with one process or several: the certificate fingerprint, the
+ * listening line with the destination policy (stderr), the ready line and the links (stdout), the
+ * socket tuning.
+ */
+function announce(settings: ServerSettings, identity: ServerIdentity, address: AddressInfo, logger: Logger): void {
+  if (identity.tls)
+    logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, {
+      event: 'fingerprint',
+      fingerprint: identity.tls.fingerprint,
+    });
+  const at = formatHostPort(address);
+  const auth = 'key' in identity.auth ? 'one key' : `${Object.keys(identity.auth.users).length} users from ${identity.auth.file}`;
+  const rules = [...settings.allow.map((r) => `allow ${r}`), ...settings.deny.map((r) => `deny ${r}`)];
+  const transport = identity.tls ? 'TLS' : 'plain TCP';
+  const processes = settings.workers > 1 ? `${settings.workers} worker processes` : 'one process';
+  logger.info(
+    `listening on ${at} (${transport}, ${auth}, ${processes}); destination policy: ${rules.length ? rules.join(', ') + ', then ' : ''}loopback and private ranges denied by default`,
+    { event: 'listening', workers: settings.workers },
+  );
+  process.stdout.write(`gkd: server listening on ${at} (${transport}, ${auth})\n`);
+  printLinks(identity, { host: settings.listen.host, port: address.port });
+  for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
 }
 
 /** `gkd server --workers N` (N > 1): this process holds the port and N workers serve the tunnels. */
 async function runMaster(settings: ServerSettings, identity: ServerIdentity, logger: Logger): Promise<number> {
   // The workers drain for up to --drain-timeout themselves; the master waits a little longer for them.
   return runService(logger, settings.drainMs + 2000, async (resources) => {
-    const master = new WorkerMaster({ listen: settings.listen, workers: settings.workers, tls: identity.tls !== undefined }, logger);
+    const master = new WorkerMaster(
+      { listen: settings.listen, workers: settings.workers, tls: identity.tls !== undefined, proxyProtocol: settings.proxyProtocol },
+      logger,
+    );
     resources.add('workers', () => master.close());
     const digest = new LogDigest(logger);
     master.on('worker-up', (id: number, pid: number) => logger.info(`worker ${id} up (pid ${pid})`, { event: 'worker-up', worker: id, pid }));
@@ -232,22 +254,12 @@ async function runMaster(settings: ServerSettings, identity: ServerIdentity, log
       resources.add('metrics', () => endpoint.close());
       logger.info(`metrics on http://${formatHostPort(endpoint.address)}/metrics (the sum over the workers)`);
     }
-    if (identity.tls)
-      logger.info(`TLS certificate SHA-256 fingerprint ${identity.tls.fingerprint} (clients pin it: it is in the link)`, {
-        event: 'fingerprint',
-        fingerprint: identity.tls.fingerprint,
-      });
-    const address = master.address();
-    const at = formatHostPort(address);
-    const auth = 'key' in identity.auth ? 'one key' : `${Object.keys(identity.auth.users).length} users from ${identity.auth.file}`;
-    const transport = identity.tls ? 'TLS' : 'plain TCP';
-    logger.info(`listening on ${at} (${transport}, ${auth}) with ${settings.workers} worker processes`);
-    process.stdout.write(`gkd: server listening on ${at} (${transport}, ${auth}, ${settings.workers} workers)\n`);
-    printLinks(identity, { host: settings.listen.host, port: address.port });
+    announce(settings, identity, master.address(), logger);
     return {
       stopAccepting: () => master.stopAccepting(),
       // Each worker drains its own streams on SIGTERM: the master waits for the workers to exit.
       active: () => master.runningWorkers,
+      unit: ['worker process to drain its connections', 'worker processes to drain their connections'],
       close: async () => {
         await master.close();
         digest.flush();

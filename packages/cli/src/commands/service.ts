@@ -42,6 +42,7 @@ export async function runService(
       {
         stopAccepting: () => plan.stopAccepting(),
         active: () => plan.active(),
+        ...(plan.unit ? { unit: plan.unit } : {}),
         close: async () => {
           await plan.close();
           await resources.closeAll();

@@ -12,7 +12,9 @@ import { socketTuningLines } from '../tuning.js';
 /**
  * `gkd up`: a gkd server on 127.0.0.1 (a free port) and a client connected to it, in one process,
  * with a fresh random key: a working SOCKS5 proxy in one command. The server keeps its destination
- * policy (loopback and private ranges denied unless `--allow`ed). Returns the exit code.
+ * policy (loopback and private ranges denied unless `--allow`ed). Always one process (no `--workers`):
+ * a local try carries one user's tunnels over loopback, where worker processes would only add start-up
+ * time and memory. Returns the exit code.
  */
 export async function upCommand(args: Args): Promise<number> {
   const settings = upSettings(args);

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import * as net from 'node:net';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import { BadPrefaceError, FrameType, PrefaceDecoder, Reason, encode, type GkdError } from '@gkd/protocol';
+import { BadPrefaceError, FrameType, PrefaceDecoder, ProxyHeaderDecoder, ProxyHeaderError, Reason, encode, type GkdError } from '@gkd/protocol';
 import type { HostPort } from '@gkd/transport';
 import { errorText, type Logger } from '../logger.js';
 import { WORKER_ENV, type FromWorker, type ToWorker } from './messages.js';
@@ -16,6 +16,8 @@ export interface MasterOptions {
   workers: number;
   /** The tunnels are TLS: a tunnel refused before TLS gets a close, not a REJECT frame. */
   tls: boolean;
+  /** Every connection starts with a PROXY protocol header (a balancer's): read it, and tell the worker the address it names. Default false. */
+  proxyProtocol?: boolean;
   /** How long a new connection may take to send its preface, in ms (the server's handshake timeout). Default 10 000. */
   prefaceTimeout?: number;
   /** Connections waiting for their preface, at most; a new one evicts the oldest. Default 1 024. */
@@ -68,6 +70,7 @@ export class WorkerMaster extends EventEmitter {
       maxPending: 1024,
       argv: process.argv.slice(1),
       restartMin: 100,
+      proxyProtocol: false,
       ...options,
     };
   }
@@ -168,7 +171,10 @@ export class WorkerMaster extends EventEmitter {
     });
   }
 
-  /** A new connection: read its 20-byte preface, then hand the socket to the worker its token names. */
+  /**
+   * A new connection: read its PROXY header (with `proxyProtocol`) and its 20-byte preface, then hand
+   * the socket to the worker its token names, with the peer's address (the header's, or the socket's).
+   */
   private accept(socket: net.Socket): void {
     if (this.stopping) {
       socket.destroy();
@@ -176,6 +182,8 @@ export class WorkerMaster extends EventEmitter {
     }
     if (this.pending.size >= this.opts.maxPending) this.pending.values().next().value!();
     socket.on('error', () => undefined);
+    let remoteAddress = socket.remoteAddress;
+    let proxy: ProxyHeaderDecoder | null = this.opts.proxyProtocol ? new ProxyHeaderDecoder() : null;
     const decoder = new PrefaceDecoder();
     const drop = () => {
       clearTimeout(timer);
@@ -184,7 +192,7 @@ export class WorkerMaster extends EventEmitter {
     };
     const refuse = (err: GkdError) => {
       drop();
-      this.emit('refused', socket.remoteAddress, err);
+      this.emit('refused', remoteAddress, err);
       // Like a single-process server: a REJECT a version-1 client reads on plain TCP; on TLS only a close.
       if (this.opts.tls) socket.destroy();
       else {
@@ -194,16 +202,30 @@ export class WorkerMaster extends EventEmitter {
     };
     const timer = setTimeout(
       () =>
-        refuse(new BadPrefaceError(`no routing preface within ${this.opts.prefaceTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`)),
+        refuse(
+          proxy
+            ? new ProxyHeaderError(
+                `no PROXY protocol header within ${this.opts.prefaceTimeout} ms (this server is set to sit behind a balancer that sends one)`,
+              )
+            : new BadPrefaceError(`no routing preface within ${this.opts.prefaceTimeout} ms (a version-1 client? it must be upgraded to protocol version 2)`),
+        ),
       this.opts.prefaceTimeout,
     );
     this.pending.set(socket, () => {
       drop();
       socket.destroy();
     });
-    const onData = (chunk: Buffer) => {
+    const onData = (data: Buffer) => {
+      let chunk = data;
       let r: ReturnType<typeof decoder.push>;
       try {
+        if (proxy) {
+          const h = proxy.push(chunk);
+          if (!h) return;
+          proxy = null;
+          remoteAddress = h.header.source?.address ?? socket.remoteAddress;
+          chunk = h.rest;
+        }
         r = decoder.push(chunk);
       } catch (err) {
         refuse(err as GkdError);
@@ -217,20 +239,21 @@ export class WorkerMaster extends EventEmitter {
       // Stop the handle reading now: once it is sent, whatever the master still read would be dropped
       // (Node sets its onread to a no-op), and those would be bytes of the client's TLS or AUTH.
       (socket as unknown as { _handle?: { readStop?: () => void } })._handle?.readStop?.();
-      this.handOff(socket, r.token.toString('hex'), Buffer.concat(extra));
+      this.handOff(socket, r.token.toString('hex'), Buffer.concat(extra), remoteAddress);
     };
-    // Closed before its preface: free the slot now; one that sent nothing (a balancer's health check)
-    // is not worth a refusal in the logs.
+    // Closed before its preface: free the slot now; one that sent nothing (past a PROXY header: a
+    // balancer's health check) is not worth a refusal in the logs.
     socket.once('close', () => {
       if (!this.pending.has(socket)) return;
       drop();
-      if (decoder.bufferedBytes > 0) this.emit('refused', socket.remoteAddress, new BadPrefaceError('closed during the routing preface'));
+      if (proxy && proxy.bufferedBytes > 0) this.emit('refused', remoteAddress, new ProxyHeaderError('closed during the PROXY protocol header'));
+      else if (decoder.bufferedBytes > 0) this.emit('refused', remoteAddress, new BadPrefaceError('closed during the routing preface'));
     });
     socket.on('data', onData);
     socket.resume(); // pauseOnConnect left it paused (flowing false): a 'data' listener alone does not start it
   }
 
-  private handOff(socket: net.Socket, token: string, head: Buffer): void {
+  private handOff(socket: net.Socket, token: string, head: Buffer, remoteAddress: string | undefined): void {
     const id = this.router.route(token);
     const child = id === undefined ? null : this.slots[id - 1]!.child;
     if (!child?.connected) {
@@ -238,7 +261,7 @@ export class WorkerMaster extends EventEmitter {
       socket.destroy();
       return;
     }
-    const msg: ToWorker = { type: 'tunnel', token, head: head.toString('base64') };
+    const msg: ToWorker = { type: 'tunnel', token, head: head.toString('base64'), remoteAddress };
     child.send(msg, socket, { keepOpen: false }, (err) => {
       if (err) socket.destroy();
       else this.handedOff++;

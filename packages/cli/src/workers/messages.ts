@@ -2,8 +2,11 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 
 /** Master → worker, over the IPC channel of `child_process.fork`. */
 export type ToWorker =
-  /** A tunnel whose preface the master read (its socket handle travels with the message); `head`: base64 of the bytes the master read past the preface. */
-  | { type: 'tunnel'; token: string; head: string }
+  /**
+   * A tunnel whose preface the master read (its socket handle travels with the message); `head`: base64
+   * of the bytes the master read past the preface; `remoteAddress`: the peer's (the PROXY header's, or the socket's).
+   */
+  | { type: 'tunnel'; token: string; head: string; remoteAddress: string | undefined }
   /** Render your metrics and answer with `id`. */
   | { type: 'metrics'; id: number };
 

@@ -39,7 +39,7 @@ export async function runWorker(settings: ServerSettings, id: number): Promise<n
         if (!socket) return;
         // The bytes the master read past the preface (the start of TLS or AUTH) go back in front.
         if (m.head) socket.unshift(Buffer.from(m.head, 'base64'));
-        side.server.transport.handleConnection(socket, { token: Buffer.from(m.token, 'hex') });
+        side.server.transport.handleConnection(socket, { token: Buffer.from(m.token, 'hex'), remoteAddress: m.remoteAddress });
       } else if (m.type === 'metrics') {
         metrics.render().then(
           async () => send({ type: 'metrics', id: m.id, metrics: await metrics.registry.getMetricsAsJSON() }),
