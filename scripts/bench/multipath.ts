@@ -2,8 +2,11 @@
  * Multipath bench (issue 18): one download over two unequal emulated links, against each link alone, and
  * one link dropping out mid-download. Needs root; runs the built gkd CLI (`pnpm build` first).
  *
- *   sudo node --import tsx scripts/bench/multipath.ts [--only f,g] [--repeat 3] [--tunnels 4]
+ *   sudo node --import tsx scripts/bench/multipath.ts [--only f,g] [--repeat 3] [--tunnels 4|auto]
  *        [--size-mib 48] [--cap 40] [--cc cubic] [--out .bench-out/multipath]
+ *
+ * `--tunnels auto`: the paths take no `:N`, so each adapts its own count (one controller per path,
+ * starting at 8 split over the paths: 4 each on both links, 8 on a link alone).
  *
  * Links (scripts/netem, `--links 2`): link 0 20 ms RTT / 50 Mbit/s, link 1 60 ms RTT / 20 Mbit/s, both
  * with 50 ms drop-tail queues. The gkd client binds one path per link by interface name (--via gkdtunA:N,
@@ -33,7 +36,11 @@ const option = (name: string, fallback: string): string => {
 };
 const ONLY = option('only', 'f,g').split(',');
 const REPEAT = Number(option('repeat', '3'));
-const TUNNELS = Number(option('tunnels', '4'));
+const TUNNELS_TEXT = option('tunnels', '4');
+/** 0: `--tunnels auto` (the Gkd helper's convention). */
+const TUNNELS = TUNNELS_TEXT === 'auto' ? 0 : Number(TUNNELS_TEXT);
+/** Tunnels a setup of `paths` paths starts with: the fixed count per path, or auto's start (8 split over the paths). */
+const startTunnels = (paths: number): number => (TUNNELS === 0 ? Math.ceil(8 / paths) * paths : TUNNELS * paths);
 const SIZE = Number(option('size-mib', '48')) * 2 ** 20;
 const CAP = Number(option('cap', '40'));
 const CC = option('cc', 'cubic');
@@ -83,7 +90,7 @@ const SETUPS: Setup[] = [
   { name: 'link 1 alone (60 ms, 20 Mbit/s)', vias: [1] },
   { name: 'both links', vias: [0, 1] },
 ];
-const viaFlags = (vias: number[]): string[] => vias.flatMap((l) => ['--via', `${dev(l)}:${TUNNELS}`]);
+const viaFlags = (vias: number[]): string[] => vias.flatMap((l) => ['--via', TUNNELS === 0 ? dev(l) : `${dev(l)}:${TUNNELS}`]);
 
 async function main(): Promise<void> {
   mkdirSync(`${OUT}/logs`, { recursive: true });
@@ -99,7 +106,7 @@ async function main(): Promise<void> {
     logDir: `${OUT}/logs`,
   });
   await gkd.startServer();
-  const results: Record<string, unknown> = { links: LINKS, tunnelsPerPath: TUNNELS, cc: CC, repeat: REPEAT, sizeMiB: SIZE / 2 ** 20 };
+  const results: Record<string, unknown> = { links: LINKS, tunnelsPerPath: TUNNELS_TEXT, cc: CC, repeat: REPEAT, sizeMiB: SIZE / 2 ** 20 };
 
   const alone0: number[] = [];
   if (ONLY.includes('f')) {
@@ -107,7 +114,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= REPEAT; round++) {
       const order = round % 2 ? SETUPS : [...SETUPS].reverse();
       for (const s of order) {
-        const up = await gkd.startClient(TUNNELS, viaFlags(s.vias), TUNNELS * s.vias.length);
+        const up = await gkd.startClient(TUNNELS, viaFlags(s.vias), startTunnels(s.vias.length));
         await sleep(1000);
         const d = await curlDownload(A, `http://127.0.0.1:${FILE_PORT}/bytes/${SIZE}`, { socks: '127.0.0.1:1080', capSeconds: CAP, size: SIZE });
         mbps.get(s.name)!.push(d.mbps);
@@ -122,7 +129,7 @@ async function main(): Promise<void> {
     const sum = med[0]! + med[1]!;
     const ratio = med[2]! / sum;
     results.f = { mbps: Object.fromEntries(mbps), medians: med, ratio };
-    console.log(`\n(f) two unequal links, medians of ${REPEAT}, ${TUNNELS} tunnels per path, ${CC}`);
+    console.log(`\n(f) two unequal links, medians of ${REPEAT}, ${TUNNELS_TEXT} tunnels per path, ${CC}`);
     console.log('| setup | Mbit/s (median) | rounds |\n| --- | ---: | --- |');
     SETUPS.forEach((s, i) => {
       console.log(
@@ -137,13 +144,13 @@ async function main(): Promise<void> {
 
   if (ONLY.includes('g')) {
     if (alone0.length === 0) {
-      await gkd.startClient(TUNNELS, viaFlags([0]), TUNNELS);
+      await gkd.startClient(TUNNELS, viaFlags([0]), startTunnels(1));
       await sleep(1000);
       alone0.push((await curlDownload(A, `http://127.0.0.1:${FILE_PORT}/bytes/${SIZE}`, { socks: '127.0.0.1:1080', capSeconds: CAP, size: SIZE })).mbps);
       await gkd.stopClient();
     }
     const want = (await run(B, 'sh', ['-c', `curl -s http://127.0.0.1:${FILE_PORT}/bytes/${G_SIZE} | sha256sum`], 120_000)).stdout.split(' ')[0];
-    await gkd.startClient(TUNNELS, [...viaFlags([0, 1]), '--log-level', 'info'], 2 * TUNNELS);
+    await gkd.startClient(TUNNELS, [...viaFlags([0, 1]), '--log-level', 'info'], startTunnels(2));
     await sleep(1000);
     const getting = run(
       A,
@@ -185,7 +192,8 @@ async function main(): Promise<void> {
     let rejoined = false;
     for (let i = 0; i < 60 && !rejoined; i++) {
       await sleep(500);
-      rejoined = ((await gkd.clientSeries()).get(`gkd_path_tunnels_up{path="${dev(1)}"}`) ?? 0) >= TUNNELS;
+      // With auto the path may have idled down to its minimum meanwhile: one tunnel back is a rejoin.
+      rejoined = ((await gkd.clientSeries()).get(`gkd_path_tunnels_up{path="${dev(1)}"}`) ?? 0) >= Math.max(1, TUNNELS);
     }
     await gkd.stopClient();
     const ref = median(alone0);

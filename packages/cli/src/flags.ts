@@ -181,7 +181,7 @@ export const FLAGS: readonly FlagSpec[] = [
     kind: 'list',
     placeholder: 'ADDR|IFACE[:N]',
     describe:
-      'A network path: tunnels start from this local address or interface (N of them; default --tunnels, or 4 with --tunnels auto: counts do not adapt per path yet); repeat it to bond links (--via wlan0 --via wwan0:4). All paths carry one session',
+      'A network path: tunnels start from this local address or interface (N of them, fixed; without N: --tunnels, and with --tunnels auto the path adapts its own count within --min/--max-tunnels, the server cap shared between paths); repeat it to bond links (--via wlan0 --via wwan0:4). All paths carry one session',
     commands: ['client'],
   },
   {
@@ -198,7 +198,8 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'start-tunnels',
     kind: 'string',
     placeholder: 'N',
-    describe: 'With --tunnels auto: the count a new client starts with, before it has measured anything (within --min/--max-tunnels)',
+    describe:
+      'With --tunnels auto: the count a new client starts with, before it has measured anything (within --min/--max-tunnels); with several --via paths, per path, and by default 8 in all is split over them (4 each for two)',
     default: '16',
     commands: PROXYING,
   },

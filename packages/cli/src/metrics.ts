@@ -115,7 +115,11 @@ export class Metrics {
   );
   private readonly associations = this.gauge('gkd_udp_associations', 'SOCKS5 UDP associations open now', ['side']);
   private readonly pathTunnelsUp = this.gauge('gkd_path_tunnels_up', 'Client tunnels up now per network path (--via; "default" without one)', ['path']);
-  private readonly pathTunnels = this.gauge('gkd_path_tunnels_configured', 'Client tunnels configured per network path', ['path']);
+  private readonly pathTunnels = this.gauge(
+    'gkd_path_tunnels_configured',
+    'Client tunnels a network path keeps up now: its --via count, or with --tunnels auto its current target',
+    ['path'],
+  );
   private readonly pathRtt = this.gauge(
     'gkd_path_rtt_seconds',
     "Median smoothed round-trip time of a network path's open tunnels (absent while none is open)",

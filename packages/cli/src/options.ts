@@ -88,6 +88,8 @@ export interface ProxySettings {
   maxTunnels: number;
   /** With 'auto': the count to start from. */
   startTunnels: number;
+  /** --start-tunnels was given: with several paths it is per path; else each path starts from its share of 8. */
+  startTunnelsGiven: boolean;
   socks: HostPort;
   /** --socks was not given anywhere: `gkd up` may move to a free port. */
   socksIsDefault: boolean;
@@ -373,6 +375,7 @@ function proxy(args: Args): ProxySettings {
     minTunnels,
     maxTunnels,
     startTunnels,
+    startTunnelsGiven: startText !== undefined,
     socks,
     socksIsDefault: socksText === undefined,
     http,

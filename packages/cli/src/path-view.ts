@@ -20,9 +20,11 @@ export interface PathReading {
  */
 export function readPaths(client: Client, snap: TransportSnapshot): PathReading[] {
   const rtts = new Map<string, number[]>();
+  const last = client.paths[client.paths.length - 1]!;
+  const slots = client.paths.length === 1 ? client.tunnelCount : last.first + last.tunnels;
   for (const s of snap.sessions) {
     for (const t of s.tunnels) {
-      if (t.state !== 'open' || t.rtt === null || t.index < 0 || t.index >= client.tunnelCount) continue;
+      if (t.state !== 'open' || t.rtt === null || t.index < 0 || t.index >= slots) continue;
       const name = client.pathOf(t.index).name;
       rtts.set(name, [...(rtts.get(name) ?? []), t.rtt]);
     }
@@ -35,8 +37,8 @@ export function readPaths(client: Client, snap: TransportSnapshot): PathReading[
       bytesIn += t?.bytesIn ?? 0;
       bytesOut += t?.bytesOut ?? 0;
     }
-    // A single path holds every slot an adaptive client may start: its count is the client's target.
-    const tunnels = client.paths.length === 1 ? client.tunnelCount : p.tunnels;
+    // A path's slots are the most it may have: its count is its (adaptive) target.
+    const tunnels = client.pathTunnelCount(p.name);
     return { name: p.name, tunnels, tunnelsUp: client.pathTunnelsUp(p.name), rtt: median(rtts.get(p.name) ?? []), bytesIn, bytesOut };
   });
 }

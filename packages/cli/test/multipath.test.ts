@@ -3,6 +3,7 @@
 // the metrics and a download through SOCKS5 show each path.
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Server } from '@gkd/transport';
 import { PathRelay, canBind, curl, ensureBuilt, gkd, killAll, runGkd, startOrigin, until, type Origin } from '@gkd/test-support';
 
 const A = '127.0.0.2';
@@ -101,6 +102,58 @@ describe.skipIf(!aliases)('gkd client --via', () => {
     // Its three tunnels up again: three more lines than at the start.
     await client.waitFor('stderr', /tunnel [234] on path 127\.0\.0\.3 up/, { count: 6, timeoutMs: 20_000 });
     expect(value(await metrics(), `gkd_path_tunnels_up{path="${B}"}`)).toBe(3);
+  }, 60_000);
+
+  it('--tunnels auto on two paths: one controller per path, the server cap shared, each change logged with its path', async () => {
+    // A library server announcing a per-session cap of 6: the two paths start at 4 each and must share it.
+    const server = await Server.bind('127.0.0.1:0', { key, maxTunnelsPerSession: 6 });
+    relay = await PathRelay.start({ host: '127.0.0.1', port: server.address().port });
+    const metricsPort = await getPort({ host: '127.0.0.1' });
+    try {
+      const client = gkd(
+        [
+          'client',
+          '--plaintext',
+          '--server',
+          `127.0.0.1:${relay.port}`,
+          '--via',
+          A,
+          '--via',
+          B,
+          '--socks',
+          '127.0.0.1:0',
+          '--metrics',
+          `127.0.0.1:${metricsPort}`,
+        ],
+        { env: { GKD_KEY: key } },
+      );
+      await client.ready();
+      expect(client.stderr).toMatch(/connecting 8 tunnels to 127\.0\.0\.1:\d+ on paths 127\.0\.0\.2 \(auto from 4: 2–32\), 127\.0\.0\.3 \(auto from 4: 2–32\)/);
+      await client.waitFor('stderr', /info {2}path 127\.0\.0\.2 tunnels 4 → 3: the server allows 6 tunnels per session/);
+      await client.waitFor('stderr', /info {2}path 127\.0\.0\.3 tunnels 4 → 3: the server allows 6 tunnels per session/);
+      const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const value = (text: string, series: string): number | undefined => {
+        const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+        return line === undefined ? undefined : Number(line.slice(series.length + 1));
+      };
+      await until(
+        async () => {
+          const text = await metrics();
+          return value(text, `gkd_path_tunnels_up{path="${A}"}`) === 3 && value(text, `gkd_path_tunnels_up{path="${B}"}`) === 3;
+        },
+        10_000,
+        'three tunnels up on each path',
+        100,
+      );
+      const text = await metrics();
+      expect(value(text, `gkd_path_tunnels_configured{path="${A}"}`)).toBe(3);
+      expect(value(text, `gkd_path_tunnels_configured{path="${B}"}`)).toBe(3);
+      expect(value(text, 'gkd_tunnels_configured')).toBe(6);
+      expect(value(text, 'gkd_tunnels_ceiling')).toBe(6);
+    } finally {
+      await killAll();
+      await server.close();
+    }
   }, 60_000);
 
   it('refuses a --via of an address family no --server address has, naming the flag', async () => {

@@ -166,6 +166,17 @@ export class TunnelCountController {
     return this.change(this.cap, now, reason);
   }
 
+  /**
+   * The ceiling rose while the count sat at the old one (with several paths: another path freed its
+   * share of the server's cap): the next busy epoch probes up, instead of waiting out the hold that
+   * reaching the old ceiling set and then probing down.
+   */
+  ceilingRaised(now: number): void {
+    if (this.probe) return;
+    this.nextDir = 'up';
+    this.holdUntil = Math.min(this.holdUntil, now);
+  }
+
   /** Feed one sample; returns a decision when the target changes. */
   sample(s: CountSample): CountDecision | null {
     const c = this.config;

@@ -25,9 +25,10 @@ import type { Association } from './datagram.js';
 import { Session, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
 import { Tunnel, tunnelOptions } from './tunnel.js';
-import { TunnelCountController, type AdaptiveConfig, type CountDecision } from './adaptive.js';
+import type { AdaptiveConfig, CountDecision } from './adaptive.js';
 import { parseHostPort, type HostPort } from './address.js';
-import { DEFAULT_PATH_TUNNELS, PathPlan, type PathInfo, type PathOptions } from './multipath.js';
+import { MAX_TOTAL_TUNNELS, PathPlan, type PathInfo, type PathOptions } from './multipath.js';
+import { PathCounts, type PathCountDecision, type PathSample } from './path-counts.js';
 
 /** TLS settings of a client: verify the server with a CA, or pin its certificate's SHA-256 fingerprint. */
 export interface ClientTlsOptions {
@@ -48,15 +49,22 @@ export interface ClientOptions {
   /**
    * Number of tunnels (1–256), or `'auto'`: the client picks it from what more tunnels buy (adaptive.ts;
    * between `minTunnels` and `maxTunnels`, never above the server's WELCOME cap). Default 4. With
-   * `paths`: the tunnels of each path that names no count of its own; adaptive counts do not apply per
-   * path yet, so there `'auto'` means `DEFAULT_PATH_TUNNELS` on each such path.
+   * `paths`: the tunnels of each path that names no count of its own; `'auto'` there gives each such
+   * path its own controller (path-counts.ts: `minTunnels`–`maxTunnels` per path, the server's cap
+   * shared between the paths).
    */
   tunnels?: number | 'auto';
-  /** With `tunnels: 'auto'`: fewest tunnels. Default 2. */
+  /** With `tunnels: 'auto'`: fewest tunnels (per path, with several). Default 2. */
   minTunnels?: number;
-  /** With `tunnels: 'auto'`: most tunnels (the server's cap may be lower). Default 32. */
+  /**
+   * With `tunnels: 'auto'`: most tunnels (the server's cap may be lower). Default 32. Per path with
+   * several, lowered so that every path's slots fit in 256.
+   */
   maxTunnels?: number;
-  /** With `tunnels: 'auto'`: the controller's finer settings (tests, tuning). */
+  /**
+   * With `tunnels: 'auto'`: the controller's finer settings (tests, tuning). With several adaptive
+   * paths `start` is per path, and defaults to 8 in all split over them (`defaultPathStart`: 4 each for two).
+   */
   adaptive?: Partial<Omit<AdaptiveConfig, 'min' | 'max'>>;
   /**
    * Network paths (multipath.ts): each path's tunnels start from its own local address or interface, and
@@ -172,9 +180,12 @@ const clientTransitions: Record<ClientState, readonly ClientState[]> = {
  * Client events: 'tunnel-up' (index), 'tunnel-down' (index, error), 'reconnecting' (index, delayMs, error),
  * 'session' (id: a new session started), 'session-lost' (error), 'auth-failed' (error),
  * 'dormant' (error: the server closed the idle session; tunnels stay down until the next open), 'awake',
- * 'tunnels' (CountDecision: the target tunnel count changed, with the reason), 'tunnel-retired' (index),
+ * 'tunnels' (TunnelsEvent: a target tunnel count changed, with the reason; with `paths`, one path's count, named), 'tunnel-retired' (index),
  * 'path-up' (PathInfo: its first tunnel came up), 'path-down' (PathInfo, error: its last tunnel went down).
  */
+/** The 'tunnels' event: a target count changed. With `paths`, `from`/`target` are the path's counts and `path` its name. */
+export type TunnelsEvent = CountDecision & { path?: string };
+
 export class Client extends EventEmitter {
   /** The (first) server address. */
   readonly server: HostPort;
@@ -203,15 +214,20 @@ export class Client extends EventEmitter {
   private wakeUp: { promise: Promise<void>; wake: () => void } | null = null;
   /** How many tunnel slots should run now: the fixed count, or the controller's target (within the server's cap). */
   private target: number;
-  /** The adaptive controller (`tunnels: 'auto'`), else null. */
-  private readonly controller: TunnelCountController | null;
+  /** The adaptive counts, one controller per path that adapts (`tunnels: 'auto'`), else null. */
+  private readonly counts: PathCounts | null;
+  /** `paths` was given: events and per-path samples name their path (a single unbound path is sampled from the session, as before multipath). */
+  private readonly named: boolean;
+  /** Per path: its tunnels attached to the session now, and the wire bytes of those closed (monotonic, in bytes). */
+  private readonly pathAttached: Set<Tunnel>[];
+  private readonly pathBytesClosed: number[];
   private driver: NodeJS.Timeout | undefined;
   /** Slots whose loop is running, and the tunnel each has up. */
   private readonly running = new Set<number>();
   private readonly slotTunnels = new Map<number, Tunnel>();
   private readonly retired = new WeakSet<Tunnel>();
-  /** A lazy step down is pending: retire the extra tunnels once the session is quiet. */
-  private retireWhenQuiet = false;
+  /** Paths (by index) with a lazy step down pending: their extra tunnels go once the path is quiet. */
+  private readonly retireWhenQuiet = new Set<number>();
   /** The server's per-session tunnel cap from WELCOME (null until known, or an old server). */
   private serverCap: number | null = null;
   /** Changes of the target so far, by direction (monotonic; for metrics). */
@@ -222,19 +238,40 @@ export class Client extends EventEmitter {
     super();
     this.opts = resolveClientOptions(options);
     const o = this.opts;
+    let perPathMax = o.maxTunnels;
     if (o.paths && o.paths.length > 0) {
-      // One controller over every slot would retire the last path's tunnels first (slots are numbered
-      // path by path): until counts adapt per path, each path keeps a fixed count.
-      this.plan = new PathPlan(servers, o.paths, o.tunnels === 'auto' ? DEFAULT_PATH_TUNNELS : o.tunnels);
-      o.tunnels = this.plan.total;
+      // Each path owns a range of slots (numbered path by path): its count, or, when it adapts, the most
+      // it may have, so that retiring a path's extra tunnels retires that path's highest slots.
+      if (o.tunnels === 'auto') {
+        const fixedSum = o.paths.reduce((n, p) => n + (p.tunnels ?? 0), 0);
+        const adaptive = o.paths.filter((p) => p.tunnels === undefined).length;
+        if (adaptive > 0) perPathMax = Math.min(o.maxTunnels, Math.floor((MAX_TOTAL_TUNNELS - fixedSum) / adaptive));
+        if (adaptive > 0 && perPathMax < o.minTunnels) {
+          throw new ConfigError(
+            `paths: ${adaptive} adaptive paths of at least ${o.minTunnels} tunnels each and ${fixedSum} fixed tunnels are more than ${MAX_TOTAL_TUNNELS} in all`,
+          );
+        }
+      }
+      this.plan = new PathPlan(servers, o.paths, o.tunnels === 'auto' ? perPathMax : o.tunnels);
+      // A user's count wins: with every path's count given, nothing adapts.
+      if (o.tunnels !== 'auto' || this.plan.paths.every((p) => p.fixed)) o.tunnels = this.plan.total;
     } else {
       // One path: it must hold every slot the controller may start.
       this.plan = new PathPlan(servers, undefined, o.tunnels === 'auto' ? o.maxTunnels : o.tunnels);
     }
+    this.named = o.paths !== undefined && o.paths.length > 0;
+    this.pathAttached = this.plan.paths.map(() => new Set<Tunnel>());
+    this.pathBytesClosed = this.plan.paths.map(() => 0);
     this.servers = servers;
     this.server = servers[0]!;
-    this.controller = o.tunnels === 'auto' ? new TunnelCountController({ ...o.adaptive, min: o.minTunnels, max: o.maxTunnels }) : null;
-    this.target = this.controller ? this.controller.target : (o.tunnels as number);
+    this.counts =
+      o.tunnels === 'auto'
+        ? new PathCounts(
+            this.plan.paths.map((p) => (p.fixed ? { name: p.name, fixed: p.tunnels } : { name: p.name })),
+            { ...o.adaptive, min: o.minTunnels, max: perPathMax },
+          )
+        : null;
+    this.target = this.counts ? this.counts.total : (o.tunnels as number);
     // Every open() that finds no tunnel up waits with its own 'tunnel-up' and 'auth-failed' listener
     // (removed when it is done): a proxy opening many connections at once legitimately has more than 10.
     this.setMaxListeners(0);
@@ -252,7 +289,7 @@ export class Client extends EventEmitter {
       options,
     );
     c.startSlots();
-    if (c.controller) {
+    if (c.counts) {
       c.driver = setInterval(() => c.drive(), 100);
       c.driver.unref();
     }
@@ -366,15 +403,34 @@ export class Client extends EventEmitter {
     return this.target;
   }
 
-  /** True with `tunnels: 'auto'`. */
+  /** True with `tunnels: 'auto'` (with `paths`: when at least one path names no count). */
   get adaptive(): boolean {
-    return this.controller !== null;
+    return this.counts !== null;
   }
 
-  /** Most tunnels allowed now: `maxTunnels` (or the fixed count), lowered by the server's cap. */
+  /** Most tunnels allowed now (over all paths): `maxTunnels` (or the fixed count), lowered by the server's cap. */
   get tunnelCeiling(): number {
-    if (this.controller) return this.controller.ceiling;
+    const c = this.counts;
+    if (c) {
+      let n = 0;
+      for (let i = 0; i < c.size; i++) n += c.ceiling(i);
+      return Math.min(n, c.sumCap);
+    }
     return Math.min(this.opts.tunnels as number, this.serverCap ?? Infinity);
+  }
+
+  /** Tunnels path `name` keeps up now: its count, or its adaptive target. */
+  pathTunnelCount(name: string): number {
+    const i = this.plan.paths.findIndex((p) => p.name === name);
+    if (i < 0) return 0;
+    if (this.counts) return this.counts.target(i);
+    return this.plan.paths.length === 1 ? this.target : this.plan.paths[i]!.tunnels;
+  }
+
+  /** True when path `name`'s count adapts (`tunnels: 'auto'` and no count of its own). */
+  pathAdaptive(name: string): boolean {
+    const i = this.plan.paths.findIndex((p) => p.name === name);
+    return i >= 0 && this.counts !== null && this.counts.adaptive(i);
   }
 
   /** The server's per-session tunnel cap from WELCOME, or null (not yet known, or a server that predates it). */
@@ -382,70 +438,136 @@ export class Client extends EventEmitter {
     return this.serverCap;
   }
 
-  /** The session's goodput over the adaptive controller's last epoch, in bytes/s (null if fixed or unknown). */
+  /** The goodput over the adaptive controllers' last epochs (summed over paths), in bytes/s (null if fixed or unknown). */
   get measuredRate(): number | null {
-    return this.controller?.lastRate ?? null;
+    const c = this.counts;
+    if (!c) return null;
+    let sum: number | null = null;
+    for (let i = 0; i < c.size; i++) {
+      const r = c.lastRate(i);
+      if (r !== null) sum = (sum ?? 0) + r;
+    }
+    return sum;
   }
 
-  /** Start the loop of every slot below the target that is not running. */
+  /** The index (in `paths`) of the path slot `slot` belongs to. */
+  private pathIndex(slot: number): number {
+    return this.plan.paths.indexOf(this.plan.pathOf(slot));
+  }
+
+  /** Whether slot `index` should have a tunnel now: below the fixed count, or below its path's target. */
+  private wanted(index: number): boolean {
+    if (!this.counts) return index < this.target;
+    if (index < 0 || index >= this.plan.total) return false;
+    const p = this.pathIndex(index);
+    return index - this.plan.paths[p]!.first < this.counts.target(p);
+  }
+
+  /** Start the loop of every wanted slot that is not running. */
   private startSlots(): void {
-    for (let i = 0; i < this.target; i++) {
-      if (this.running.has(i)) continue;
+    const start = (i: number) => {
+      if (this.running.has(i)) return;
       this.running.add(i);
       void this.runSlot(i).finally(() => this.running.delete(i));
+    };
+    if (!this.counts) {
+      for (let i = 0; i < this.target; i++) start(i);
+      return;
     }
+    this.plan.paths.forEach((p, k) => {
+      for (let i = 0; i < this.counts!.target(k); i++) start(p.first + i);
+    });
   }
 
-  /** One controller step (every 100 ms with `tunnels: 'auto'`). */
+  /** One observation per path: the wire bytes, live tunnels and lowest RTT of the tunnels that had its slots. */
+  private pathSample(k: number): PathSample {
+    let bytes = this.pathBytesClosed[k]!;
+    let live = 0;
+    let rtt = Infinity;
+    for (const t of this.pathAttached[k]!) {
+      bytes += t.bytesIn + t.bytesOut;
+      if (!t.usable) continue;
+      live++;
+      const r = t.pathRtt;
+      if (r !== null && r < rtt) rtt = r;
+    }
+    // As Session.rtt(): at least 5 ms, so epochs on loopback are not shorter than the controller allows.
+    return { bytes, live, rttMs: live > 0 ? (Number.isFinite(rtt) ? Math.max(rtt, 5) : 50) : null };
+  }
+
+  /** One controller step per adaptive path (every 100 ms with `tunnels: 'auto'`). */
   private drive(): void {
-    const c = this.controller;
+    const c = this.counts;
     if (!c || this.clientState === 'closed' || this.clientState === 'dormant') return;
     const s = this.session;
     const now = performance.now();
-    this.apply(c.sample({ now, bytes: s.wireBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }));
-    // A lazy step down: the extra tunnels go once the session has been quiet for a second.
-    if (this.retireWhenQuiet && c.quietFor(now) >= 1000) this.retireExtra();
+    const samples = this.named
+      ? this.plan.paths.map((_, k) => this.pathSample(k))
+      : [{ bytes: s.wireBytes(), live: s.liveTunnels, rttMs: s.liveTunnels > 0 ? s.rtt() : null }];
+    for (const d of c.sample(now, samples)) this.apply(d);
+    // A lazy step down: a path's extra tunnels go once it has been quiet for a second.
+    for (const k of [...this.retireWhenQuiet]) if (c.quietFor(k, now) >= 1000) this.retireExtra(k);
   }
 
-  /** Apply a new target: start missing slots, retire the tunnels of slots above it (now, or when quiet if lazy). */
-  private apply(d: CountDecision | null): void {
-    if (!d || this.closed) return;
-    this.target = d.target;
+  /** Apply a path's new target: start missing slots, retire the tunnels of its slots above it (now, or when quiet if lazy). */
+  private apply(d: PathCountDecision): void {
+    if (this.closed) return;
+    this.target = this.counts!.total;
     if (d.target > d.from) this.tunnelChanges.up++;
     else this.tunnelChanges.down++;
-    this.emit('tunnels', d);
+    const { path, ...decision } = d;
+    const event: TunnelsEvent = this.named ? { ...decision, path: this.plan.paths[path]!.name } : decision;
+    this.emit('tunnels', event);
+    if (d.target > d.from && Number.isFinite(this.counts!.sumCap)) {
+      // Growing into room under the server's cap: another path's lazy step down cannot wait for quiet,
+      // its extra tunnels still count on the server, which would refuse this path's new ones.
+      for (const k of [...this.retireWhenQuiet]) if (k !== path) this.retireExtra(k);
+    }
     this.startSlots();
-    this.retireWhenQuiet = d.lazy === true;
-    if (!d.lazy) this.retireExtra();
+    if (d.lazy) this.retireWhenQuiet.add(path);
+    else this.retireExtra(path);
   }
 
-  /** Retire the tunnels of slots at or above the target (never the last live one). */
-  private retireExtra(): void {
-    this.retireWhenQuiet = false;
+  /** A fixed count lowered by the server's cap: the highest slots go. */
+  private applyFixed(d: CountDecision): void {
+    if (this.closed) return;
+    this.target = d.target;
+    this.tunnelChanges.down++;
+    this.emit('tunnels', d);
+    this.retireExtra();
+  }
+
+  /**
+   * Retire the tunnels of slots no longer wanted (never the last live one): those of `path` (its lazy
+   * step down is due), and of any path with no lazy step down pending.
+   */
+  private retireExtra(path?: number): void {
+    if (path !== undefined) this.retireWhenQuiet.delete(path);
     const timeout = Math.max(2000, 4 * this.session.rtt());
     for (const [i, t] of this.slotTunnels) {
-      if (i < this.target || !t.usable) continue;
+      if (this.wanted(i) || !t.usable) continue;
+      if (this.counts && this.retireWhenQuiet.has(this.pathIndex(i))) continue; // that path waits until it is quiet
       if (this.session.liveTunnels <= 1) break; // never retire the last live tunnel
       this.retired.add(t);
       t.retire(timeout);
     }
   }
 
-  /** The server's cap is known (WELCOME) or was hit (a JOIN refused with LIMIT_EXCEEDED). */
+  /** The server's cap is known (WELCOME) or was hit (a JOIN refused with LIMIT_EXCEEDED); with `tunnels: 'auto'` the paths share it. */
   private capTunnels(cap: number, reason: string, forMs = 0): void {
-    if (this.controller) {
-      this.apply(this.controller.setCeiling(cap, performance.now(), reason));
+    const c = this.counts;
+    if (c) {
+      for (const d of c.setCap(cap, performance.now(), reason)) this.apply(d);
       if (forMs > 0) {
         clearTimeout(this.ceilingTimer);
-        this.ceilingTimer = setTimeout(
-          () => this.controller!.setCeiling(Math.min(this.opts.maxTunnels, this.serverCap ?? Infinity), performance.now(), 'retry'),
-          forMs,
-        );
+        this.ceilingTimer = setTimeout(() => {
+          for (const d of c.setCap(this.serverCap ?? Infinity, performance.now(), 'retry')) this.apply(d);
+        }, forMs);
         this.ceilingTimer.unref();
       }
     } else if (cap < this.target) {
       const from = this.target;
-      this.apply({ target: Math.max(1, cap), from, reason });
+      this.applyFixed({ target: Math.max(1, cap), from, reason });
     }
   }
 
@@ -572,7 +694,7 @@ export class Client extends EventEmitter {
   /** Keep tunnel `index` up for the client's lifetime: connect, handshake, wait for loss, back off, repeat. */
   private async runSlot(index: number): Promise<void> {
     let failures = 0;
-    while (!this.closed && index < this.target) {
+    while (!this.closed && this.wanted(index)) {
       if (this.clientState === 'dormant') {
         await this.wakeUp!.promise;
         continue;
@@ -589,11 +711,19 @@ export class Client extends EventEmitter {
         if (this.closed) return;
         this.lastError = err as Error;
         if (err instanceof AuthError && err.reason === Reason.UNKNOWN_SESSION) continue; // bringUp replaced the session
-        if (this.controller && err instanceof AuthError && err.reason === Reason.LIMIT_EXCEEDED && this.session.liveTunnels > 0 && index > 0) {
+        if (this.counts && err instanceof AuthError && err.reason === Reason.LIMIT_EXCEEDED && this.session.liveTunnels > 0 && index > 0) {
           // The server's per-user or global tunnel cap (WELCOME cannot foresee those): stay at what we
           // have for a minute instead of knocking every second. This slot is above the new target.
-          this.capTunnels(Math.max(1, Math.min(index, this.session.liveTunnels)), `the server refused tunnel ${index + 1} (${err.message})`, 60_000);
-          if (index >= this.target) return;
+          // With paths, a path that just took its share back from another may knock while the other's
+          // tunnels are still retiring (the server counts them until they close): that is no cap, retry.
+          // And a slot no longer wanted (its path came down while it knocked) has learnt nothing new.
+          const retiring = this.named && this.session.tunnelCount > this.session.liveTunnels;
+          if (this.named && !this.wanted(index)) return;
+          if (!retiring) {
+            const cap = this.named ? this.session.liveTunnels : Math.min(index, this.session.liveTunnels);
+            this.capTunnels(Math.max(1, cap), `the server refused tunnel ${index + 1} (${err.message})`, 60_000);
+            if (!this.wanted(index)) return;
+          }
         }
         if (err instanceof AuthError && err.reason === Reason.BAD_PROOF) {
           // Every tunnel waits, not just this one: the next attempt is one handshake, not one per tunnel.
@@ -619,6 +749,9 @@ export class Client extends EventEmitter {
     // Tunnels other than the founder wait for the session secret.
     while (!this.secret && this.founding) await this.founding.catch(() => undefined);
     if (this.rejectedUntil > Date.now()) return; // the founder's key was just rejected: runSlot waits
+    // With paths, the founder's WELCOME may have shared out fewer tunnels than were waiting: a JOIN
+    // now would only be refused (LIMIT_EXCEEDED), or accepted and closed.
+    if (this.named && !this.wanted(index)) return;
     const session = this.session;
     const mode = this.secret ? AuthMode.JOIN : AuthMode.NEW;
     const founder: { settle?: () => void } = {};
@@ -671,17 +804,20 @@ export class Client extends EventEmitter {
         this.serverCap = welcome.maxTunnels;
         this.capTunnels(welcome.maxTunnels, `the server allows ${welcome.maxTunnels} tunnels per session`);
       }
-      if (index >= this.target) {
+      if (!this.wanted(index)) {
         t.close(); // the target dropped while this slot was connecting
         return;
       }
       this.slotTunnels.set(index, t);
+      const path = index < this.plan.total ? this.pathIndex(index) : -1;
       const closed = new Promise<void>((resolve) => {
         session.addTunnel(t);
+        if (path >= 0) this.pathAttached[path]!.add(t);
         const prev = t.handlers.close;
         t.handlers.close = (tt, u, err) => {
           prev?.(tt, u, err);
           if (this.slotTunnels.get(index) === t) this.slotTunnels.delete(index);
+          if (path >= 0 && this.pathAttached[path]!.delete(t)) this.pathBytesClosed[path] = this.pathBytesClosed[path]! + t.bytesIn + t.bytesOut;
           resolve();
         };
       });

@@ -35,8 +35,13 @@ export interface PathInfo {
   /** Its name in stats, logs and metrics: the `via` text, or `default` for the system's route. */
   readonly name: string;
   readonly binding: PathBinding;
-  /** Tunnels on this path. */
+  /**
+   * Its tunnel slots: its count, or for a path whose count adapts (`tunnels: 'auto'`) the most it may
+   * have (the client's `tunnelCount`/`pathTunnelCount` say how many it keeps now).
+   */
   readonly tunnels: number;
+  /** True when the path named its own count (`ADDR:N`): adaptive counts leave it as given. */
+  readonly fixed: boolean;
   /** Tunnel index (slot) of its first tunnel. */
   readonly first: number;
   /** The server addresses this path may dial (those of an address family it can reach), in order. */
@@ -58,8 +63,8 @@ export interface DialTarget {
 export type InterfaceTable = () => NodeJS.Dict<NetworkInterfaceInfo[]>;
 
 /**
- * Tunnels on a path that names no count when the client's `tunnels` is `'auto'`: adaptive counts do not
- * apply per path yet, and 4 per path is what a single fixed-count client defaults to.
+ * Tunnels on a path that names no count when the count is fixed but not given (4, what a single
+ * fixed-count client defaults to); used by the CLI to check `--via` before the client exists.
  */
 export const DEFAULT_PATH_TUNNELS = 4;
 
@@ -159,7 +164,7 @@ export class PathPlan {
           `paths[${i}]: ${name} is an IPv${binding.kind === 'address' ? binding.family : ''} address, and no server address is of that family (${servers.map((s) => s.host).join(', ')})`,
         );
       }
-      const info: PathInfo = { name, binding, tunnels, first, servers: reachable };
+      const info: PathInfo = { name, binding, tunnels, fixed: p.tunnels !== undefined, first, servers: reachable };
       out.push(info);
       for (let k = 0; k < tunnels; k++) {
         this.slotPath.push(info);

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Client, DEFAULT_PATH_TUNNELS, Server, type Connection, type PathInfo } from '../src/index.js';
+import { Client, Server, type Connection, type PathInfo } from '../src/index.js';
 import { PathRelay, canBind, expectedHash, hashOf, source, until, type PathState } from '@gkd/test-support';
 
 const key = randomBytes(32);
@@ -159,21 +159,6 @@ describe('several server addresses', () => {
     // Slots 0 and 2 start on the dead address (the path spreads its tunnels over both); after one
     // refused dial each they must try the live one, or only two tunnels would ever come up.
     await until(() => client.tunnelsUp === 4, 10_000, 'all four tunnels up');
-  });
-});
-
-describe('paths with tunnels: auto', () => {
-  it('each path without a count gets DEFAULT_PATH_TUNNELS, fixed: one controller would retire the last path first', () => {
-    const client = Client.create('127.0.0.1:9', { key, tunnels: 'auto', paths: [{ via: '127.0.0.1' }, { via: 'lo', tunnels: 1 }] });
-    client.close();
-    expect(client.adaptive).toBe(false);
-    expect(client.paths.map((p) => p.tunnels)).toEqual([DEFAULT_PATH_TUNNELS, 1]);
-    expect(client.tunnelCount).toBe(DEFAULT_PATH_TUNNELS + 1);
-    // Without paths, 'auto' stays adaptive and the one path holds every slot the controller may start.
-    const auto = Client.create('127.0.0.1:9', { key, tunnels: 'auto', maxTunnels: 12 });
-    auto.close();
-    expect(auto.adaptive).toBe(true);
-    expect(auto.pathOf(11).name).toBe('default');
   });
 });
 

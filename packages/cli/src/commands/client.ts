@@ -1,7 +1,7 @@
 import { HandshakeTimeoutError } from '@gkd/protocol';
 import { HttpProxyServer, SocksServer, type ProxyEvent } from '@gkd/socks-client';
 import { AuthError, Reason } from '@gkd/protocol';
-import { ClosedBeforeChallengeError, Client, type ClientTlsOptions, type CountDecision, type HostPort, type PathInfo, type PathOptions } from '@gkd/transport';
+import { ClosedBeforeChallengeError, Client, type ClientTlsOptions, type HostPort, type PathInfo, type PathOptions, type TunnelsEvent } from '@gkd/transport';
 import type { Args } from '../args.js';
 import { formatHostPort, listenFailure, listenWithFallback } from '../listen.js';
 import { LogDigest } from '../log-digest.js';
@@ -54,7 +54,14 @@ export async function startClientSide(opts: ClientSideOptions, logger: Logger, r
     key: opts.key,
     user: opts.user,
     tunnels: opts.tunnels,
-    ...(opts.tunnels === 'auto' ? { minTunnels: opts.minTunnels, maxTunnels: opts.maxTunnels, adaptive: { start: opts.startTunnels } } : {}),
+    ...(opts.tunnels === 'auto'
+      ? {
+          minTunnels: opts.minTunnels,
+          maxTunnels: opts.maxTunnels,
+          // Several paths without --start-tunnels: the transport splits the start over them (defaultPathStart).
+          adaptive: (opts.paths?.length ?? 0) > 1 && !opts.startTunnelsGiven ? {} : { start: opts.startTunnels },
+        }
+      : {}),
     paths: opts.paths,
     tls: opts.tls,
     ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
@@ -145,9 +152,16 @@ function logClientEvents(
       ...p.fields,
     });
   });
-  client.on('tunnels', (d: CountDecision) => {
+  client.on('tunnels', (d: TunnelsEvent) => {
     if (stopping()) return;
-    logger.info(`tunnels ${d.from} → ${d.target}: ${d.reason}`, { event: 'tunnels', from: d.from, target: d.target, reason: d.reason });
+    const path = d.path === undefined ? '' : `path ${d.path} `;
+    logger.info(`${path}tunnels ${d.from} → ${d.target}: ${d.reason}`, {
+      event: 'tunnels',
+      ...(d.path === undefined ? {} : { path: d.path }),
+      from: d.from,
+      target: d.target,
+      reason: d.reason,
+    });
   });
   client.on('tunnel-retired', (index: number) => {
     logger.debug(`tunnel ${index} retired (${client.tunnelsUp}/${client.tunnelCount})`, { event: 'tunnel-retired', tunnel: index, up: client.tunnelsUp });
@@ -170,7 +184,7 @@ function logClientEvents(
       const others = client.paths.filter((p) => p !== path && client.pathTunnelsUp(p.name) > 0).map((p) => p.name);
       const carry = others.length > 0 ? `connections carry on over ${others.join(', ')}` : 'no path is up: connections wait for one (up to the grace period)';
       logger.warn(
-        `path ${path.name} down: none of its ${path.tunnels} tunnels is up${err ? ` (${errorText(err)})` : ''}; ${carry}; it rejoins when it answers again`,
+        `path ${path.name} down: none of its ${client.pathTunnelCount(path.name)} tunnels is up${err ? ` (${errorText(err)})` : ''}; ${carry}; it rejoins when it answers again`,
         { event: 'path-down', path: path.name },
       );
     });
@@ -341,7 +355,12 @@ export async function clientCommand(args: Args): Promise<number> {
         ? `${total} tunnels (auto: ${settings.minTunnels}–${settings.maxTunnels})`
         : `${settings.tunnels} tunnel${settings.tunnels === 1 ? '' : 's'}`;
     const also = settings.servers.length > 1 ? ` (also at ${settings.servers.slice(1).map(formatHostPort).join(', ')})` : '';
-    const paths = settings.paths ? ` on paths ${side.client.paths.map((p) => `${p.name} (${p.tunnels})`).join(', ')}` : '';
+    const c = side.client;
+    const pathCount = (name: string): string =>
+      c.pathAdaptive(name)
+        ? `auto from ${c.pathTunnelCount(name)}: ${settings.minTunnels}–${c.paths.find((p) => p.name === name)!.tunnels}`
+        : String(c.pathTunnelCount(name));
+    const paths = settings.paths ? ` on paths ${c.paths.map((p) => `${p.name} (${pathCount(p.name)})`).join(', ')}` : '';
     logger.info(`connecting ${count} to ${server}${also}${paths}${settings.tls ? ' over TLS' : ''}; SOCKS5 proxy on ${formatHostPort(side.socks.address())}`);
     for (const l of socketTuningLines(settings.congestion)) logger.log(l.level, l.message, { event: 'socket-tuning' });
     await startMetrics(settings.metrics, { client: clientMetricsSource(side) }, resources, logger);
