@@ -258,6 +258,7 @@ function tunnel(id: number, index: number, bytesIn: number, framesIn = 1): Tunne
     mode: 'user',
     congestion: null,
     notSentLowat: 0,
+    express: false,
     pacing: false,
     kernel: null,
   };

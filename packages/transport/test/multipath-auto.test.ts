@@ -126,7 +126,7 @@ describe.skipIf(!aliases)("tunnels: 'auto' on two paths", () => {
 });
 
 describe("paths with tunnels: 'auto' (no network)", () => {
-  it('a path with its own count keeps it; the other adapts, from 8 as the only adaptive path; a single unbound path is as before', () => {
+  it('a path with its own count keeps it; the other adapts, from 16 (the single-path start) as the only adaptive path; a single unbound path is as before', () => {
     const client = Client.create('127.0.0.1:9', { key, tunnels: 'auto', paths: [{ via: '127.0.0.1' }, { via: 'lo', tunnels: 1 }] });
     client.close();
     expect(client.adaptive).toBe(true);
@@ -136,9 +136,9 @@ describe("paths with tunnels: 'auto' (no network)", () => {
       [32, false],
       [1, true],
     ]);
-    expect(client.pathTunnelCount('127.0.0.1')).toBe(8);
+    expect(client.pathTunnelCount('127.0.0.1')).toBe(16);
     expect(client.pathTunnelCount('lo')).toBe(1);
-    expect(client.tunnelCount).toBe(9);
+    expect(client.tunnelCount).toBe(17);
     // Every path with a count of its own: nothing adapts.
     const fixed = Client.create('127.0.0.1:9', {
       key,
@@ -156,7 +156,7 @@ describe("paths with tunnels: 'auto' (no network)", () => {
     auto.close();
     expect(auto.adaptive).toBe(true);
     expect(auto.pathOf(11).name).toBe('default');
-    expect(auto.pathTunnelCount('default')).toBe(8);
+    expect(auto.pathTunnelCount('default')).toBe(12); // the start (16) within maxTunnels
   });
 
   it('many adaptive paths: each owns at most its share of the 256 slots', () => {

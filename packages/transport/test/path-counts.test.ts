@@ -43,12 +43,12 @@ function settled(xs: number[], share = 0.5): number {
 const two = (a: PathCountSpec = { name: 'A' }, b: PathCountSpec = { name: 'B' }) => new PathCounts([a, b], { min: 2, max: 32 });
 
 describe('PathCounts', () => {
-  it('two adaptive paths start at 4 each (8 split over them); one adaptive path among fixed ones at 8', () => {
+  it('two adaptive paths start at 4 each (8 split over them); one path alone starts at the single-path default, 16', () => {
     const c = two();
     expect([c.target(0), c.target(1)]).toEqual([4, 4]);
     expect(defaultPathStart(2)).toBe(4);
     expect(defaultPathStart(3)).toBe(3);
-    expect(new PathCounts([{ name: 'default' }], { min: 2, max: 32 }).target(0)).toBe(8);
+    expect(new PathCounts([{ name: 'default' }], { min: 2, max: 32 }).target(0)).toBe(16);
     // An explicit start is per path.
     expect(new PathCounts([{ name: 'A' }, { name: 'B' }], { min: 2, max: 32, start: 6 }).total).toBe(12);
   });
