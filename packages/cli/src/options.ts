@@ -68,6 +68,8 @@ export interface ServerSettings extends CommonSettings, PolicySettings, ServerId
   workers: number;
   /** Peers with a live session at once, per worker; undefined: the server's default (32). */
   maxPeers: number | undefined;
+  /** --max-buffered in bytes, per worker (0: no server-wide bound); undefined: the server's default (256 MiB). */
+  maxBufferedBytes: number | undefined;
 }
 
 /** `gkd link`. */
@@ -126,7 +128,16 @@ export function serverSettings(args: Args): ServerSettings {
     ...serverIdentity(args),
     workers: workers(args, args.string('workers') ?? '1'),
     maxPeers: maxPeers(args, args.string('max-peers')),
+    maxBufferedBytes: maxBuffered(args, args.string('max-buffered')),
   };
+}
+
+/** --max-buffered: 0 (no server-wide bound) or 1–1 048 576 MiB, returned in bytes. */
+function maxBuffered(args: Args, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n > 1_048_576) throw new UsageError(`${args.label('max-buffered')} must be a number of MiB 0–1048576, got "${text}"`);
+  return n * 1024 * 1024;
 }
 
 /** --max-peers: 1–1 000 000 (the transport's own bound). */

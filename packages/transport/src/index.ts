@@ -1,6 +1,8 @@
 export { Client, type ClientOptions, type ClientState, type ClientTlsOptions } from './client.js';
 export { TunnelCountController, defaultAdaptiveConfig, type AdaptiveConfig, type CountDecision, type CountSample } from './adaptive.js';
-export { Server, type ServerOptions, type PeerInfo } from './server.js';
+export { Server, type ServerOptions, type PeerInfo, type PoolStats } from './server.js';
+export { ByteBudget } from './budget.js';
+export { BytePool } from './pool.js';
 export { Connection, type StreamState, type StreamStats } from './stream.js';
 export { Session, type OpenRequest, type SessionState, type SessionStats } from './session.js';
 export { Tunnel, type TunnelKernelStats, type TunnelState, type TunnelStats } from './tunnel.js';

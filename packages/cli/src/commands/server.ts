@@ -28,6 +28,8 @@ export interface ServerSideOptions extends PolicySettings {
   congestion?: string | undefined;
   /** --max-peers, or undefined for the server's default. */
   maxPeers?: number | undefined;
+  /** Server-wide buffer pool in bytes (0: none); undefined: the server's default. */
+  maxBufferedBytes?: number | undefined;
 }
 
 /** A running server part. */
@@ -49,7 +51,10 @@ export async function startServerSide(opts: ServerSideOptions, logger: Logger): 
       ...('key' in opts.auth ? { key: opts.auth.key } : { users: opts.auth.users }),
       tls: opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : undefined,
       allow: opts.allow,
-      ...(opts.maxPeers !== undefined ? { limits: { maxPeers: opts.maxPeers } } : {}),
+      limits: {
+        ...(opts.maxPeers !== undefined ? { maxPeers: opts.maxPeers } : {}),
+        ...(opts.maxBufferedBytes !== undefined ? { maxBufferedBytes: opts.maxBufferedBytes } : {}),
+      },
       deny: opts.deny,
       ...(opts.congestion ? { session: { congestion: opts.congestion } } : {}),
     });
