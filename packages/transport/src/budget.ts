@@ -72,6 +72,7 @@ export class ByteBudget {
   /** Call `fn` once, the next time bytes are released. */
   onRelease(fn: () => void): void {
     this.waiters.add(fn);
+    this.pool?.noteWaiting(this);
   }
 
   /** Run and forget the waiters (called by `release`, or by the pool when another member released). */

@@ -14,13 +14,15 @@ import type { ByteBudget } from './budget.js';
  *   stream so nothing deadlocks (`ByteBudget.reserve(want, min)`), which LIMITS.md counts.
  *
  * A reservation costs O(1): the sum of the missing shares is kept up to date as members reserve and
- * release, and recomputed (O(members)) only when the number of active members changes, or for a
- * member that holds nothing yet.
+ * release, and recomputed (O(members)) only when the number of active members changes. A release
+ * wakes only the members that wait.
  */
 export class BytePool {
   /** Bytes reserved by all members together. */
   used = 0;
   private readonly members = new Set<ByteBudget>();
+  /** Members with waiters (`ByteBudget.onRelease`): only they are woken. */
+  private readonly waiting = new Set<ByteBudget>();
   private active = 0;
   /** Σ over active members of max(0, fairShare − used): bytes kept for members under their share. */
   private missing = 0;
@@ -45,6 +47,7 @@ export class BytePool {
 
   /** Remove a budget (its session or peer is gone); what it still holds is given back. */
   leave(member: ByteBudget): void {
+    this.waiting.delete(member);
     if (!this.members.delete(member)) return;
     if (member.used > 0) this.change(member.used, 0);
   }
@@ -57,12 +60,11 @@ export class BytePool {
       const own = Math.max(0, this.fairShare - member.used);
       return Math.max(0, free - (this.missing - own));
     }
-    // Not active yet: with its first byte the shares shrink to limit / (active + 1), so keep for the
-    // others what they would then miss. O(members), only while a member holds nothing.
-    const share = Math.floor(this.limit / (this.active + 1));
-    let kept = 0;
-    for (const m of this.members) if (m.used > 0) kept += Math.max(0, share - m.used);
-    return Math.max(0, free - kept);
+    // Not active yet: what the active members miss of their shares is kept for them. Their shares
+    // are a little smaller once this member is active too, so this keeps a little more than needed
+    // (never more than the pool has), but costs O(1): a member that gets nothing here still gets its
+    // one-frame minimum, and then the exact rule above.
+    return Math.max(0, free - this.missing);
   }
 
   /** Account a member's usage (called by the member) going from `before` to `after` bytes (called by the member). */
@@ -82,16 +84,24 @@ export class BytePool {
 
   private wakeQueued = false;
 
+  /** `member` has waiters now: wake it on the next release by any member. */
+  noteWaiting(member: ByteBudget): void {
+    if (this.members.has(member)) this.waiting.add(member);
+  }
+
   /**
-   * Wake the waiters of every member: bytes came back to the pool, or shares grew. Once per microtask
-   * at most: one tunnel read carries many ACKs, and each would otherwise wake every blocked session.
+   * Wake the waiters of every member that has some: bytes came back to the pool, or shares grew. Once
+   * per microtask at most: one tunnel read carries many ACKs, and each would otherwise wake every
+   * blocked session.
    */
   wake(): void {
-    if (this.wakeQueued) return;
+    if (this.wakeQueued || this.waiting.size === 0) return;
     this.wakeQueued = true;
     queueMicrotask(() => {
       this.wakeQueued = false;
-      for (const m of this.members) m.wake();
+      const ws = [...this.waiting];
+      this.waiting.clear();
+      for (const m of ws) m.wake();
     });
   }
 

@@ -18,8 +18,12 @@ describe('BytePool', () => {
     const a = new ByteBudget(80 * KiB, pool);
     const b = new ByteBudget(80 * KiB, pool);
     expect(a.reserve(90 * KiB)).toBe(80 * KiB); // its own limit
-    expect(b.free).toBe(20 * KiB); // what the pool has left, although b's own limit is 80 KiB
-    expect(b.reserve(90 * KiB)).toBe(20 * KiB);
+    // a, alone, misses 20 KiB of its share (the whole pool): kept for it while b holds nothing.
+    expect(b.free).toBe(0);
+    expect(b.reserve(90 * KiB, 1 * KiB)).toBe(1 * KiB); // the forced minimum makes b active
+    // Now each share is 50 KiB: a is above its own, so the rest of the pool is b's.
+    expect(b.free).toBe(19 * KiB);
+    expect(b.reserve(90 * KiB)).toBe(19 * KiB);
     expect(pool.used).toBe(100 * KiB);
     expect(a.tryReserve(1)).toBe(false);
     expect(b.tryReserve(1)).toBe(false);
@@ -75,11 +79,11 @@ describe('BytePool', () => {
     a.reserve(10 * KiB);
     let woken = 0;
     b.onRelease(() => woken++);
-    a.release(2 * KiB);
-    a.release(3 * KiB);
+    a.release(4 * KiB);
+    a.release(6 * KiB);
     await Promise.resolve();
     expect(woken).toBe(1);
-    expect(b.free).toBe(5 * KiB);
+    expect(b.free).toBe(10 * KiB);
   });
 
   it('takes back what a leaving member holds, once', () => {
