@@ -60,11 +60,12 @@ export class BytePool {
       const own = Math.max(0, this.fairShare - member.used);
       return Math.max(0, free - (this.missing - own));
     }
-    // Not active yet: what the active members miss of their shares is kept for them. Their shares
-    // are a little smaller once this member is active too, so this keeps a little more than needed
-    // (never more than the pool has), but costs O(1): a member that gets nothing here still gets its
-    // one-frame minimum, and then the exact rule above.
-    return Math.max(0, free - this.missing);
+    // Not active yet: with its first byte the shares shrink to limit / (active + 1), and what the
+    // active members would then miss of those is kept for them. Both `missing` (their shortfall from
+    // today's larger share) and active × that share bound it from above, so their minimum keeps at
+    // least that much, in O(1); the exact rule above applies from the member's first byte on.
+    const nextShare = Math.floor(this.limit / (this.active + 1));
+    return Math.max(0, free - Math.min(this.missing, this.active * nextShare));
   }
 
   /** Account a member's usage (called by the member) going from `before` to `after` bytes (called by the member). */

@@ -29,6 +29,18 @@ describe('BytePool', () => {
     expect(b.tryReserve(1)).toBe(false);
   });
 
+  it('gives a newcomer room at once when the one active member holds less than its next share', () => {
+    // A new peer's first stream asks for a large window: it must not be cut to one frame because the
+    // lone active member's share was, until now, the whole pool.
+    const pool = new BytePool(128 * KiB);
+    const a = new ByteBudget(1024 * KiB, pool);
+    const b = new ByteBudget(1024 * KiB, pool);
+    a.reserve(4 * KiB);
+    expect(b.free).toBe(60 * KiB); // 128 − 4 held − 64 kept for a (its next share, an upper bound of what it misses)
+    expect(b.reserve(32 * KiB)).toBe(32 * KiB);
+    expect(a.free).toBe(60 * KiB); // a's share is 64 KiB now, and it has room to reach it
+  });
+
   it('lets only the forced minimum pass the limit', () => {
     const pool = new BytePool(32 * KiB);
     const a = new ByteBudget(1024 * KiB, pool);
