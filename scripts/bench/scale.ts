@@ -6,7 +6,14 @@
  * The clients run in `--client-procs` child processes on the same machine, so they compete with the
  * server for the cores: the CPU columns show who used what.
  *
+ * Where the memory goes: the bench reads each worker's /metrics twice a second and, at the sample
+ * with the highest RSS, prints its V8 heap, external and ArrayBuffer bytes (`process.memoryUsage()`)
+ * and the transport's own byte counters (`gkd_buffered_bytes`: budgets reserved each way, bytes
+ * received and not read, bytes waiting to be framed, bytes queued in the tunnel sockets).
+ *
  *   pnpm bench:scale [-- --peers 64 --tunnels 8 --seconds 20 --workers 1,2 --client-procs 2]
+ *   pnpm bench:scale -- --peers 100 --workers 1     (the 512 MiB-per-worker check of issue #19)
+ *   pnpm bench:scale -- --peers 100 --workers 1 --server-arg=--max-buffered=64MiB   (extra server flags)
  *
  * No root, no network namespace. A figure measured while other work runs is a smoke check only.
  */
@@ -30,6 +37,8 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '3' },
     workers: { type: 'string', default: '1,2' },
     'client-procs': { type: 'string', default: '2' },
+    /** Extra arguments for `gkd server`, once per flag. */
+    'server-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 const peers = Number(values.peers);
@@ -38,6 +47,7 @@ const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
 const workerCounts = values.workers!.split(',').map(Number);
 const clientProcs = Number(values['client-procs']);
+const serverArgs = values['server-arg'] as string[];
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const GKD = join(ROOT, 'packages/cli/bin/gkd.js');
 
@@ -48,6 +58,53 @@ function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
+
+/** One labelled sample of a /metrics text: name{a="x",b="y"} value. */
+interface Series {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+function parseMetrics(text: string): Series[] {
+  const out: Series[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)) labels[k!] = v!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** A worker's memory at one /metrics sample, in bytes. */
+type MemorySample = Record<string, number>;
+
+/** Per worker label, the sample with the highest RSS seen so far. */
+async function sampleMemory(url: string, peaks: Map<string, MemorySample>): Promise<void> {
+  let text: string;
+  try {
+    text = await (await fetch(url)).text();
+  } catch {
+    return; // a worker restarting or the server stopping: skip this sample
+  }
+  const byWorker = new Map<string, MemorySample>();
+  for (const s of parseMetrics(text)) {
+    const w = s.labels.worker;
+    if (w === undefined) continue;
+    const row = byWorker.get(w) ?? {};
+    if (s.name === 'gkd_process_memory_bytes') row[s.labels.kind!] = s.value;
+    else if (s.name === 'gkd_buffered_bytes' && s.labels.side === 'server') row[s.labels.kind!] = s.value;
+    else if (s.name === 'gkd_buffer_pool_limit_bytes') row[`pool_${s.labels.direction}`] = s.value;
+    byWorker.set(w, row);
+  }
+  for (const [w, row] of byWorker) {
+    if ((row.rss ?? 0) > (peaks.get(w)?.rss ?? -1)) peaks.set(w, row);
+  }
+}
+
+const mib = (b: number | undefined) => (b === undefined ? '?' : (b / 1048576).toFixed(0));
 
 // An endless download: 1 MiB of random bytes written again and again, as fast as the reader takes it.
 const blob = randomBytes(1 << 20);
@@ -89,8 +146,11 @@ for (const w of workerCounts) {
       String(peers),
       '--state-dir',
       join(dir, `state-${w}`),
+      '--metrics',
+      '127.0.0.1:0',
       '--log-level',
-      'warn',
+      'info',
+      ...serverArgs,
     ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -98,12 +158,32 @@ for (const w of workerCounts) {
   );
   let out = '';
   server.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  server.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
+  // Logs go to stderr: keep them for the metrics address and pass on only warnings and errors (the
+  // server runs at info level for that one line).
+  let log = '';
+  server.stderr!.on('data', (d: Buffer) => {
+    const text = d.toString();
+    if (log.length < 1 << 20) log += text;
+    for (const line of text.split('\n')) if (/\b(warn|error)\b/.test(line)) process.stderr.write(`${line}\n`);
+  });
   while (!/listening on 127\.0\.0\.1:(\d+)/.test(out)) {
     if (server.exitCode !== null) throw new Error(`server exited: ${out}`);
     await sleep(50);
   }
   const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
+  while (!/metrics on (http:\/\/\S+\/metrics)/.test(log)) {
+    if (server.exitCode !== null) throw new Error(`server exited: ${out}${log}`);
+    await sleep(50);
+  }
+  const metricsUrl = /metrics on (http:\/\/\S+\/metrics)/.exec(log)![1]!;
+  const peaks = new Map<string, MemorySample>();
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      await sampleMemory(metricsUrl, peaks);
+      await sleep(500);
+    }
+  })();
   // The server's processes: the master and, with workers, its children.
   const pids = (): number[] => {
     if (w === 1) return [server.pid!];
@@ -145,10 +225,17 @@ for (const w of workerCounts) {
   const clientCpu = kids.reduce((sum, k, i) => sum + cpuSecondsOf(k.pid!) - kidCpu0[i]!, 0) / wall;
   const rss = (w === 1 ? serverPids : serverPids.slice(1)).map(peakRssMiB);
   const mbps = ((b1 - b0) * 8) / wall / 1e6;
+  sampling = false;
+  await sampler;
   rows.push({ workers: w, mbps, server: serverCpu * 100, clients: clientCpu * 100, rss });
   console.error(
     `bench:scale: ${w} worker(s): ${mbps.toFixed(0)} Mbit/s, server CPU ${(serverCpu * 100).toFixed(0)} %, clients ${(clientCpu * 100).toFixed(0)} %, worker peak RSS ${rss.map((r) => r.toFixed(0)).join(', ')} MiB`,
   );
+  for (const [worker, p] of [...peaks].sort()) {
+    console.error(
+      `bench:scale:   worker ${worker} at its sampled RSS peak (MiB): rss ${mib(p.rss)}, heap used ${mib(p.heap_used)}, external ${mib(p.external)} (array buffers ${mib(p.array_buffers)}); transport: send reserved ${mib(p.send_reserved)}, recv reserved ${mib(p.recv_reserved)}, received unread ${mib(p.received)}, pending framing ${mib(p.pending)}, tunnel socket queues ${mib(p.tunnel_queued)} (part of send reserved); pool ${mib(p.pool_send)} + ${mib(p.pool_recv)}`,
+    );
+  }
   for (const k of kids) k.send('stop');
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));

@@ -84,6 +84,15 @@ export const FLAGS: readonly FlagSpec[] = [
     commands: ['server'],
   },
   {
+    name: 'max-buffered',
+    kind: 'string',
+    placeholder: 'MIB',
+    describe:
+      'Most payload bytes all peers together may make one worker buffer, in MiB (half for receive windows, half for unacknowledged sent bytes, shared fairly among the active peers); 0: no server-wide bound, only the 32 MiB per peer',
+    default: '256',
+    commands: ['server'],
+  },
+  {
     name: 'max-handshakes-per-address',
     kind: 'string',
     placeholder: 'N',

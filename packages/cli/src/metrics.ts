@@ -25,6 +25,9 @@ export interface ServerMetricsSource {
 
 type Side = 'client' | 'server';
 
+/** This process's worker id under `gkd server --workers N` (its environment says), or "main". */
+const WORKER = process.env.GKDWORKER_ID || 'main';
+
 /**
  * Prometheus metrics of one gkd process, in a private registry. Values are read from `stats()` and
  * the counters when scraped (and once a second, so counters of tunnels that die between scrapes are
@@ -131,6 +134,21 @@ export class Metrics {
     ['path', 'direction'],
   );
   private readonly refused = this.counter('gkd_refused_total', 'Tunnel handshakes the server refused (bad key, limits, timeouts)', []);
+  private readonly buffered = this.gauge(
+    'gkd_buffered_bytes',
+    'Bytes the transport holds or has reserved, by kind: "recv_reserved" (receive windows granted, from the budgets), "send_reserved" (unacknowledged sent bytes, from the budgets), "received" (reorder + unread), "pending" (written by the destination side, not framed yet), "tunnel_queued" (in the tunnel sockets\' user-space send buffers; part of send_reserved). Labelled by worker ("main" without workers)',
+    ['side', 'kind', 'worker'],
+  );
+  private readonly poolLimit = this.gauge(
+    'gkd_buffer_pool_limit_bytes',
+    'Server-wide buffer pool size per direction (limits.maxBufferedBytes / 2), by worker',
+    ['direction', 'worker'],
+  );
+  private readonly memory = this.gauge(
+    'gkd_process_memory_bytes',
+    'process.memoryUsage() of the process, by kind ("rss", "heap_used", "external", "array_buffers") and worker ("main" without workers)',
+    ['kind', 'worker'],
+  );
 
   constructor(private readonly sources: { client?: ClientMetricsSource; server?: ServerMetricsSource }) {}
 
@@ -156,6 +174,7 @@ export class Metrics {
     if (client) {
       const snap = client.sampler.sample();
       this.transport('client', snap);
+      this.bufferGauges('client', snap);
       for (const p of readPaths(client.client, snap)) {
         this.pathTunnelsUp.set({ path: p.name }, p.tunnelsUp);
         this.pathTunnels.set({ path: p.name }, p.tunnels);
@@ -205,7 +224,18 @@ export class Metrics {
       this.peers.set(new Set(server.server.transport.peers().map((p) => p.user)).size);
       this.sessions.set(snap.sessions.length);
       this.refused.inc(server.refused());
+      const pools = server.server.transport.poolStats();
+      this.bufferGauges('server', snap, pools);
+      if (pools) {
+        this.poolLimit.set({ direction: 'recv', worker: WORKER }, pools.recv.limit);
+        this.poolLimit.set({ direction: 'send', worker: WORKER }, pools.send.limit);
+      }
     }
+    const m = process.memoryUsage();
+    this.memory.set({ kind: 'rss', worker: WORKER }, m.rss);
+    this.memory.set({ kind: 'heap_used', worker: WORKER }, m.heapUsed);
+    this.memory.set({ kind: 'external', worker: WORKER }, m.external);
+    this.memory.set({ kind: 'array_buffers', worker: WORKER }, m.arrayBuffers);
     return this.registry.metrics();
   }
 
@@ -242,6 +272,29 @@ export class Metrics {
     for (const s of snap.sessions) for (const t of s.tunnels) if (t.state === 'open') modes[t.mode]++;
     for (const [mode, n] of Object.entries(modes)) this.tunnelMode.set({ side, mode }, n);
     this.reorder.set({ side }, reorder);
+  }
+
+  /**
+   * Where the transport's bytes are, summed over every session and stream of the snapshot. The
+   * reserved figures come from the server-wide pools when there are some: a peer's sessions share
+   * one budget, so summing the sessions would count it once per session.
+   */
+  private bufferGauges(side: Side, snap: TransportSnapshot, pools?: { recv: { used: number }; send: { used: number } }): void {
+    const sum = { recv_reserved: 0, send_reserved: 0, received: 0, pending: 0, tunnel_queued: 0 };
+    for (const s of snap.sessions) {
+      sum.recv_reserved += s.recvBudgetUsed;
+      sum.send_reserved += s.sendBudgetUsed;
+      for (const st of s.streams) {
+        sum.received += st.buffered;
+        sum.pending += st.pending;
+      }
+      for (const t of s.tunnels) sum.tunnel_queued += t.queued;
+    }
+    if (pools) {
+      sum.recv_reserved = pools.recv.used;
+      sum.send_reserved = pools.send.used;
+    }
+    for (const [kind, v] of Object.entries(sum)) this.buffered.set({ side, kind, worker: WORKER }, v);
   }
 
   private counter<L extends string>(name: string, help: string, labelNames: L[]): Counter<L> {

@@ -154,6 +154,8 @@ function serverLimits(args: Args): Partial<ServerLimits> {
     if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > max) throw new UsageError(`${args.label(flag)} must be a number 1–${max}, got "${text}"`);
     limits[limit] = n;
   }
+  const buffered = maxBuffered(args, args.string('max-buffered'));
+  if (buffered !== undefined) limits.maxBufferedBytes = buffered;
   const perAddress = limits.maxHandshakesPerAddress ?? DEFAULT_LIMITS.maxHandshakesPerAddress;
   const total = limits.maxHandshakes ?? DEFAULT_LIMITS.maxHandshakes;
   if (perAddress > total)
@@ -161,6 +163,14 @@ function serverLimits(args: Args): Partial<ServerLimits> {
       `${args.label(limits.maxHandshakesPerAddress === undefined ? 'max-handshakes' : 'max-handshakes-per-address')} leaves --max-handshakes-per-address (${perAddress}) above --max-handshakes (${total})`,
     );
   return limits;
+}
+
+/** --max-buffered: 0 (no server-wide bound) or 1–1 048 576 MiB, returned in bytes. */
+function maxBuffered(args: Args, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n > 1_048_576) throw new UsageError(`${args.label('max-buffered')} must be a number of MiB 0–1048576, got "${text}"`);
+  return n * 1024 * 1024;
 }
 
 /**

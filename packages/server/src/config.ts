@@ -5,8 +5,8 @@ import { compilePolicy, type Policy } from './policy.js';
 /**
  * Resource limits of one server. The transport enforces them; this module only defines and checks them.
  * A "peer" is one authenticated identity: a user name, or the server's single key when it has no user
- * list. The budget the transport accounts is `maxPeers × maxBufferedBytesPerPeer` (1 GiB with the
- * defaults); the worst case with per-stream and per-tunnel overhead on top is about 21.6 GiB with the
+ * list. The budget the transport accounts is `maxBufferedBytes` (256 MiB with the defaults; without
+ * it, `maxPeers × maxBufferedBytesPerPeer` would be 1 GiB); the worst case with per-stream and per-tunnel overhead on top is about 21.6 GiB with the
  * defaults (LIMITS.md, "Per session and per peer", has the arithmetic).
  */
 export interface ServerLimits {
@@ -36,6 +36,15 @@ export interface ServerLimits {
    * one stream at the maximum window in each direction (≈ 1.3 Gbit/s at 200 ms RTT).
    */
   maxBufferedBytesPerPeer: number;
+  /**
+   * Bytes the server may buffer for all peers together (the sum of every peer's budget above), in
+   * bytes; half for receive windows, half for unacknowledged sent bytes. Each peer that holds bytes
+   * gets at least `maxBufferedBytes / 2 / active peers` per direction, and every stream at least one
+   * frame (16 KiB) so nothing deadlocks. Default 256 MiB: 100 peers × 8 tunnels downloading fit in a
+   * 512 MiB worker with room for Node, the heap and garbage not yet collected (LIMITS.md). 0: no
+   * server-wide bound (each peer still has `maxBufferedBytesPerPeer`).
+   */
+  maxBufferedBytes: number;
   /** Time a new tunnel has to complete its handshake, in milliseconds (PROTOCOL.md §4). Default 10 000. */
   handshakeTimeout: number;
   /**
@@ -103,6 +112,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxTunnels: 1024,
   maxStreamsPerSession: 1024,
   maxBufferedBytesPerPeer: 32 * 1024 * 1024,
+  maxBufferedBytes: 256 * 1024 * 1024,
   handshakeTimeout: 10_000,
   maxHandshakes: 256,
   maxHandshakesPerAddress: 32,
@@ -141,6 +151,8 @@ const LIMIT_RULES: Record<keyof ServerLimits, IntRule> = {
   maxTunnels: { min: 1, max: 1_000_000, unit: 'tunnels' },
   maxStreamsPerSession: { min: 1, max: 2 ** 31, unit: 'streams' }, // odd u32 ids: 2^31 per session at most
   maxBufferedBytesPerPeer: { min: 1, max: Number.MAX_SAFE_INTEGER, unit: 'bytes' },
+  // Two frames (one per direction) at least; 0: no server-wide pool, only the per-peer budgets.
+  maxBufferedBytes: { min: 2 * 16 * 1024, max: Number.MAX_SAFE_INTEGER, zeroDisables: true, unit: 'bytes' },
   handshakeTimeout: { min: 1, max: MAX_TIMER_MS, unit: 'ms' },
   maxHandshakes: { min: 1, max: 1_000_000, unit: 'handshakes' },
   maxHandshakesPerAddress: { min: 1, max: 1_000_000, unit: 'handshakes' },

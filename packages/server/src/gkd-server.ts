@@ -111,6 +111,7 @@ export class GkdServer extends EventEmitter {
       maxTunnels: l.maxTunnels,
       maxStreamsPerSession: l.maxStreamsPerSession,
       maxBufferedBytesPerUser: l.maxBufferedBytesPerPeer,
+      ...(l.maxBufferedBytes > 0 ? { maxBufferedBytes: l.maxBufferedBytes } : {}),
       idleSessionTimeout: l.idleSessionTimeout,
     });
     for (const ev of ['session', 'session-end', 'tunnel-up', 'tunnel-down', 'refused']) {

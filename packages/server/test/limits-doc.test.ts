@@ -20,7 +20,15 @@ function worstCasePerPeer(): number {
   const tunnels = Math.min(l.maxSessionsPerPeer * l.maxTunnelsPerSession, l.maxTunnelsPerPeer);
   const decoder = 64 * 1024; // ≈ 12 + maxBody
   expect(c.maxBody + 12).toBeLessThanOrEqual(decoder + 32);
-  return l.maxBufferedBytesPerPeer + streams * c.maxPayload + streams * DESTINATION_WRITE_BUFFER + tunnels * (c.tunnelHighWater + decoder);
+  // One frame per stream past the budget each way: the minimum receive window and the minimum send.
+  return l.maxBufferedBytesPerPeer + 2 * streams * c.maxPayload + streams * DESTINATION_WRITE_BUFFER + tunnels * (c.tunnelHighWater + decoder);
+}
+
+/** The server: every peer's overhead, but their budgets only up to the server-wide pool. */
+function worstCasePerServer(): number {
+  const l = DEFAULT_LIMITS;
+  const budgets = Math.min(l.maxPeers * l.maxBufferedBytesPerPeer, l.maxBufferedBytes);
+  return budgets + l.maxPeers * (worstCasePerPeer() - l.maxBufferedBytesPerPeer);
 }
 
 describe('LIMITS.md worst-case memory matches the defaults', () => {
@@ -34,8 +42,20 @@ describe('LIMITS.md worst-case memory matches the defaults', () => {
     const m = /bounds the server at\s+about ([\d.]+) GiB/.exec(limitsMd);
     expect(m).not.toBeNull();
     expect(DEFAULT_LIMITS.maxPeers * DEFAULT_LIMITS.maxSessionsPerPeer).toBeLessThanOrEqual(DEFAULT_LIMITS.maxSessions);
-    const gib = (DEFAULT_LIMITS.maxPeers * worstCasePerPeer()) / (1024 * MiB);
+    const gib = worstCasePerServer() / (1024 * MiB);
     expect(Math.abs(Number(m![1]) - gib)).toBeLessThan(0.05);
+  });
+
+  it('the server-wide pool: its row states the default and its halves', () => {
+    const row = limitsMd.split('\n').find((l) => l.startsWith('| buffered bytes of all peers together |'));
+    expect(row, 'LIMITS.md has a row for limits.maxBufferedBytes').toBeDefined();
+    const m = /\| (\d+) MiB: (\d+) MiB of receive windows, (\d+) MiB of unacknowledged sends \|/.exec(row!);
+    expect(m).not.toBeNull();
+    expect(Number(m![1]) * MiB).toBe(DEFAULT_LIMITS.maxBufferedBytes);
+    expect(Number(m![2]) * MiB).toBe(DEFAULT_LIMITS.maxBufferedBytes / 2);
+    expect(Number(m![3]) * MiB).toBe(DEFAULT_LIMITS.maxBufferedBytes / 2);
+    // The pool must be what bounds a full server: smaller than every peer's budget together.
+    expect(DEFAULT_LIMITS.maxBufferedBytes).toBeLessThan(DEFAULT_LIMITS.maxPeers * DEFAULT_LIMITS.maxBufferedBytesPerPeer);
   });
 });
 

@@ -1,7 +1,7 @@
 export { Client, type ClientOptions, type ClientState, type ClientTlsOptions, type TunnelsEvent } from './client.js';
 export { TunnelCountController, defaultAdaptiveConfig, type AdaptiveConfig, type CountDecision, type CountSample } from './adaptive.js';
 export { PathCounts, defaultPathStart, type PathCountDecision, type PathCountSpec, type PathSample } from './path-counts.js';
-export { Server, type ServerOptions, type PeerInfo } from './server.js';
+export { Server, type ServerOptions, type PeerInfo, type PoolStats } from './server.js';
 export { Connection, type StreamState, type StreamStats } from './stream.js';
 export { Session, type OpenRequest, type SessionState, type SessionStats } from './session.js';
 export { Tunnel, type TunnelKernelStats, type TunnelState, type TunnelStats } from './tunnel.js';

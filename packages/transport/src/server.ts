@@ -31,6 +31,7 @@ import { newNonce } from './handshake.js';
 import { readPreface } from './preface.js';
 import { readProxyHeader } from './proxy-header.js';
 import { ByteBudget } from './budget.js';
+import { BytePool } from './pool.js';
 import { Session, type OpenRequest, type SessionStats } from './session.js';
 import type { Connection } from './stream.js';
 import { Tunnel, tunnelOptions } from './tunnel.js';
@@ -85,6 +86,12 @@ export interface ServerOptions {
    * unacknowledged sent bytes), in bytes. Default: each session has its own `session.sessionWindowBudget`.
    */
   maxBufferedBytesPerUser?: number;
+  /**
+   * Bytes all peers together may make the server buffer (the sum of every budget above: receive
+   * windows plus unacknowledged sent bytes), in bytes; half for each direction, shared fairly among
+   * the peers that hold bytes (pool.ts). Default: no server-wide bound.
+   */
+  maxBufferedBytes?: number;
   /** Close a session with no open stream for this long (GOAWAY IDLE_TIMEOUT), in ms. 0 disables. Default 0. */
   idleSessionTimeout?: number;
   /**
@@ -132,6 +139,7 @@ interface ResolvedServerOptions {
   maxAcceptQueue: number;
   maxPeers: number;
   maxBufferedBytesPerUser: number | undefined;
+  maxBufferedBytes: number | undefined;
   idleSessionTimeout: number;
 }
 
@@ -167,11 +175,13 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     maxAcceptQueue: o.maxAcceptQueue ?? 1024,
     maxPeers: o.maxPeers ?? 1024,
     maxBufferedBytesPerUser: o.maxBufferedBytesPerUser,
+    maxBufferedBytes: o.maxBufferedBytes,
     idleSessionTimeout: o.idleSessionTimeout ?? 0,
   };
   checkInt('maxPeers', r.maxPeers, 1, 1_000_000);
   if (r.maxBufferedBytesPerUser !== undefined)
     checkInt('maxBufferedBytesPerUser', r.maxBufferedBytesPerUser, 2 * r.session.maxPayload, Number.MAX_SAFE_INTEGER);
+  if (r.maxBufferedBytes !== undefined) checkInt('maxBufferedBytes', r.maxBufferedBytes, 2 * r.session.maxPayload, Number.MAX_SAFE_INTEGER);
   checkInt('idleSessionTimeout', r.idleSessionTimeout, 0, 2_147_483_647);
   checkInt('handshakeTimeout', r.handshakeTimeout, 1, 600_000);
   checkInt('maxSessions', r.maxSessions, 1, 1_000_000);
@@ -185,6 +195,20 @@ function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
   checkInt('maxAcceptQueue', r.maxAcceptQueue, 0, 1_000_000);
   if (typeof r.proxyProtocol !== 'boolean') throw new ConfigError(`proxyProtocol must be true or false, got ${String(r.proxyProtocol)}`);
   return r;
+}
+
+/** One server-wide pool (`maxBufferedBytes`, one per direction), for stats. */
+export interface PoolStats {
+  /** Bytes reserved by all peers together. */
+  used: number;
+  /** The pool's size: half of `maxBufferedBytes`, in bytes. */
+  limit: number;
+  /** Peers (or sessions, without per-user budgets) holding bytes from it. */
+  activeMembers: number;
+}
+
+function poolStats(p: BytePool): PoolStats {
+  return { used: p.used, limit: p.limit, activeMembers: p.activeMembers };
 }
 
 /** Stands in for a key or session secret that does not exist, so a refusal costs the same HMAC. */
@@ -211,6 +235,8 @@ export class Server extends EventEmitter {
   private readonly sessions = new Map<string, SessionEntry>();
   private readonly perUser = new Map<string, number>();
   private readonly budgets = new Map<string, { recv: ByteBudget; send: ByteBudget }>();
+  /** The server-wide pools (`maxBufferedBytes`), one per direction; undefined without that bound. */
+  private readonly pools: { recv: BytePool; send: BytePool } | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly sockets = new Set<Duplex>();
   /** Handshakes in progress, oldest first: how to refuse each. */
@@ -230,6 +256,8 @@ export class Server extends EventEmitter {
   constructor(options: ServerOptions) {
     super();
     this.opts = resolveServerOptions(options);
+    const total = this.opts.maxBufferedBytes;
+    if (total !== undefined) this.pools = { recv: new BytePool(Math.floor(total / 2)), send: new BytePool(Math.floor(total / 2)) };
     const idle = this.opts.idleSessionTimeout;
     if (idle > 0) {
       this.idleTimer = setInterval(() => this.closeIdleSessions(), Math.max(50, Math.min(idle / 4, 60_000)));
@@ -548,11 +576,19 @@ export class Server extends EventEmitter {
 
   private createSession(mapKey: string, user: string, sid: string, secret: Buffer, remoteAddress: string | undefined, routingToken: string): SessionEntry {
     let budgets = this.budgets.get(user);
+    const pools = this.pools;
     if (!budgets && this.opts.maxBufferedBytesPerUser !== undefined) {
       const half = Math.floor(this.opts.maxBufferedBytesPerUser / 2);
-      budgets = { recv: new ByteBudget(half), send: new ByteBudget(half) };
+      budgets = { recv: new ByteBudget(half, pools?.recv), send: new ByteBudget(half, pools?.send) };
       this.budgets.set(user, budgets);
     }
+    // Without per-user budgets, each session's own budgets still draw on the server-wide pools.
+    const own = budgets === undefined && pools !== undefined;
+    if (own) {
+      const half = Math.floor(this.opts.session.sessionWindowBudget / 2);
+      budgets = { recv: new ByteBudget(half, pools.recv), send: new ByteBudget(half, pools.send) };
+    }
+    const sessionBudgets = budgets;
     const session = new Session('server', sid, this.opts.session, budgets);
     session.maxStreams = this.opts.maxStreamsPerSession;
     const peer: PeerInfo = { user, sessionId: sid, remoteAddress, routingToken };
@@ -575,8 +611,15 @@ export class Server extends EventEmitter {
         if (n > 0) this.perUser.set(user, n);
         else {
           this.perUser.delete(user);
+          const b = this.budgets.get(user);
           this.budgets.delete(user);
+          b?.recv.leave();
+          b?.send.leave();
         }
+      }
+      if (own) {
+        sessionBudgets?.recv.leave();
+        sessionBudgets?.send.leave();
       }
       this.emit('session-end', peer, err);
     });
@@ -619,13 +662,21 @@ export class Server extends EventEmitter {
     }
   }
 
-  /** Stats of every session. */
-  stats(): { sessions: number; handshaking: number; peers: SessionStats[] } {
+  /** Stats of every session, and of the server-wide pools when `maxBufferedBytes` is set. */
+  stats(): { sessions: number; handshaking: number; peers: SessionStats[]; pools?: { recv: PoolStats; send: PoolStats } } {
+    const pools = this.poolStats();
     return {
       sessions: this.sessions.size,
       handshaking: this.handshakes.size,
       peers: [...this.sessions.values()].map((e) => e.session.stats()),
+      ...(pools ? { pools } : {}),
     };
+  }
+
+  /** The server-wide pools (`maxBufferedBytes`), or undefined without that bound. */
+  poolStats(): { recv: PoolStats; send: PoolStats } | undefined {
+    const p = this.pools;
+    return p ? { recv: poolStats(p.recv), send: poolStats(p.send) } : undefined;
   }
 
   /** Peers with a live session. */

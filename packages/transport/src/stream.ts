@@ -75,6 +75,8 @@ export interface StreamStats {
   reorderDepth: number;
   /** Bytes received but not yet read by the application (reorder buffer + readable buffer). */
   buffered: number;
+  /** Bytes the application wrote that are not framed yet (the Duplex's write buffer included). */
+  pending: number;
   /** Frames sent again (after a tunnel loss, or as head-of-line copies). */
   resent: number;
   /** Payload bytes sent again (after a tunnel loss, or as head-of-line copies). */
@@ -249,13 +251,24 @@ export class Connection extends Duplex {
   /** Bytes this stream may send now: the peer's limit, capped by our own max window. */
   private credit(): number {
     const limit = Math.min(this.peerLimit, this.ackedOffset + this.host.config.maxWindow);
-    return Math.min(limit - this.sentOffset, this.host.sendBudget.free);
+    return Math.min(limit - this.sentOffset, this.budgetRoom());
+  }
+
+  /**
+   * Bytes the send budget lets this stream hold unacknowledged now. A stream with nothing
+   * unacknowledged may always send one frame, even past the budget: other streams (of this peer, or
+   * of other peers sharing a server-wide pool) that hold the budget and are not acknowledged must not
+   * stop it for good. So the bound is the budget plus one frame per stream (LIMITS.md).
+   */
+  private budgetRoom(): number {
+    const free = this.host.sendBudget.free;
+    return this.sentOffset === this.ackedOffset ? Math.max(free, this.host.config.maxPayload) : free;
   }
 
   /** True if the peer granted credit but the send budget is spent (the session wakes us on release). */
   get blockedOnBudget(): boolean {
     const limit = Math.min(this.peerLimit, this.ackedOffset + this.host.config.maxWindow);
-    return this.pendingBytes > 0 && limit > this.sentOffset && this.host.sendBudget.free <= 0;
+    return this.pendingBytes > 0 && limit > this.sentOffset && this.budgetRoom() <= 0;
   }
 
   /** Bytes sent so far (the next frame's offset). */
@@ -309,7 +322,8 @@ export class Connection extends Duplex {
       this.pending[0] = first.subarray(size);
     }
     this.pendingBytes -= payload.length;
-    this.host.sendBudget.reserve(payload.length);
+    // Exactly the payload, even past the budget for a stream's one guaranteed frame (`budgetRoom`).
+    this.host.sendBudget.reserve(payload.length, payload.length);
     const offset = this.sentOffset;
     this.sentOffset += payload.length;
     const frame = keptData(this.id, offset, payload);
@@ -590,6 +604,7 @@ export class Connection extends Duplex {
       unacked: this.sentOffset - this.ackedOffset,
       reorderDepth: this.reorder.depth,
       buffered: this.reorder.size + this.readableLength,
+      pending: this.pendingBytes + this.writableLength,
       resent: this.resent,
       resentBytes: this.resentBytes,
       duplicateBytes: this.duplicateBytes,
