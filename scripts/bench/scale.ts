@@ -13,7 +13,7 @@
  *
  *   pnpm bench:scale [-- --peers 64 --tunnels 8 --seconds 20 --workers 1,2 --client-procs 2]
  *   pnpm bench:scale -- --peers 100 --workers 1     (the 512 MiB-per-worker check of issue #19)
- *   pnpm bench:scale -- --peers 100 --workers 1 --server-arg=--max-buffered=64MiB   (extra server flags)
+ *   pnpm bench:scale -- --peers 100 --workers 1 --server-arg=--max-buffered=64   (extra server flags; MiB)
  *
  * No root, no network namespace. A figure measured while other work runs is a smoke check only.
  */
