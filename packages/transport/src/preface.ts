@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { PrefaceDecoder, encodePreface, type BadPrefaceError } from '@gkd/protocol';
+import { readHead } from './read-head.js';
 
 /** Write the routing preface (PROTOCOL.md §4.1) as the first bytes of a tunnel, before TLS. */
 export function writePreface(socket: Duplex, token: Buffer): void {
@@ -13,25 +14,10 @@ export function writePreface(socket: Duplex, token: Buffer): void {
  * that stops reading (after a timeout or an eviction); the caller owns timers and closing.
  */
 export function readPreface(socket: Duplex, onToken: (token: Buffer) => void, onError: (err: BadPrefaceError) => void): () => void {
-  const decoder = new PrefaceDecoder();
-  const stop = () => {
-    socket.pause();
-    socket.off('data', onData);
-  };
-  const onData = (chunk: Buffer) => {
-    let r: ReturnType<typeof decoder.push>;
-    try {
-      r = decoder.push(chunk);
-    } catch (err) {
-      stop();
-      onError(err as BadPrefaceError);
-      return;
-    }
-    if (!r) return;
-    stop();
-    if (r.rest.length > 0) socket.unshift(r.rest);
-    onToken(r.token);
-  };
-  socket.on('data', onData);
-  return stop;
+  return readHead(
+    socket,
+    new PrefaceDecoder(),
+    (r) => onToken(r.token),
+    (err) => onError(err as BadPrefaceError),
+  );
 }

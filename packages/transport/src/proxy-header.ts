@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { ProxyHeaderDecoder, type ProxyHeader, type ProxyHeaderError } from '@gkd/protocol';
+import { readHead } from './read-head.js';
 
 /**
  * Read a PROXY protocol header (v1 or v2) from the start of `socket`, the way `readPreface` reads the
@@ -13,24 +14,11 @@ export function readProxyHeader(
   onError: (err: ProxyHeaderError) => void,
 ): { stop: () => void; decoder: ProxyHeaderDecoder } {
   const decoder = new ProxyHeaderDecoder();
-  const stop = () => {
-    socket.pause();
-    socket.off('data', onData);
-  };
-  const onData = (chunk: Buffer) => {
-    let r: ReturnType<typeof decoder.push>;
-    try {
-      r = decoder.push(chunk);
-    } catch (err) {
-      stop();
-      onError(err as ProxyHeaderError);
-      return;
-    }
-    if (!r) return;
-    stop();
-    if (r.rest.length > 0) socket.unshift(r.rest);
-    onHeader(r.header, r.rest.length > 0);
-  };
-  socket.on('data', onData);
+  const stop = readHead(
+    socket,
+    decoder,
+    (r, more) => onHeader(r.header, more),
+    (err) => onError(err as ProxyHeaderError),
+  );
   return { stop, decoder };
 }
