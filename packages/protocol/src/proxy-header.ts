@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from './address.js';
 import { ErrorCode, GkdError } from './errors.js';
 import { Reason } from './reason.js';
 
@@ -76,24 +77,17 @@ export function encodeProxyV2(source?: ProxyEndpoint, destination?: ProxyEndpoin
   if (!source || !destination) return Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
   const v6 = isIPv6(source.address);
   if (v6 !== isIPv6(destination.address)) throw new RangeError('source and destination must be of one address family');
-  const addr = (a: string) => (v6 ? ipv6Bytes6(a) : Buffer.from(a.split('.').map(Number)));
+  const addr = (a: string) => {
+    const b = v6 ? parseIPv6(a) : parseIPv4(a);
+    if (!b) throw new RangeError(`not an IP address: ${a}`);
+    return b;
+  };
   const body = Buffer.concat([addr(source.address), addr(destination.address), Buffer.alloc(4)]);
   body.writeUInt16BE(source.port, body.length - 4);
   body.writeUInt16BE(destination.port, body.length - 2);
   const fixed = Buffer.from([0x21, v6 ? 0x21 : 0x11, 0, 0]);
   fixed.writeUInt16BE(body.length, 2);
   return Buffer.concat([PROXY_V2_SIGNATURE, fixed, body]);
-}
-
-function ipv6Bytes(a: string): Buffer {
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const parts = (s: string | undefined) => (s ? s.split(':') : []);
-  const h = parts(head);
-  const t = parts(tail);
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const b = Buffer.alloc(16);
-  for (const [i, g] of groups.entries()) b.writeUInt16BE(Number.parseInt(g, 16), 2 * i);
-  return b;
 }
 
 const hex2 = (n: number) => `0x${n.toString(16).padStart(2, '0')}`;
@@ -228,7 +222,7 @@ export class ProxyHeaderDecoder {
     const size = family === 1 ? 4 : 16;
     if (body.length < 2 * size + 4)
       throw new ProxyHeaderError(`PROXY protocol v2 ${family === 1 ? 'IPv4' : 'IPv6'} addresses need ${2 * size + 4} bytes, got ${body.length}`);
-    const ip = (b: Buffer) => (size === 4 ? [...b].join('.') : formatIPv6(b));
+    const ip = (b: Buffer) => (size === 4 ? formatIPv4(b) : formatIPv6(b));
     return {
       version: 2,
       command,
@@ -236,30 +230,6 @@ export class ProxyHeaderDecoder {
       destination: { address: ip(body.subarray(size, 2 * size)), port: body.readUInt16BE(2 * size + 2) },
     };
   }
-}
-
-/** An IPv6 address in Node's own form (lowercase, the longest zero run shortened, IPv4-mapped as ::ffff:a.b.c.d). */
-function formatIPv6(b: Buffer): string {
-  if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `::ffff:${[...b.subarray(12)].join('.')}`;
-  const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i));
-  let bestAt = -1;
-  let bestLen = 1; // a single zero group is not shortened (RFC 5952)
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestAt === -1) return hex.join(':');
-  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`;
 }
 
 const PORT = /^(0|[1-9]\d{0,4})$/;
@@ -279,14 +249,11 @@ function decodeV1(line: Buffer): ProxyHeader {
     if (!PORT.test(p) || Number(p) > 65_535) throw new ProxyHeaderError(`bad port ${JSON.stringify(p)} in the PROXY protocol v1 line`);
     return Number(p);
   };
-  const normal = (a: string) => (proto === 'TCP6' ? formatIPv6(ipv6Bytes6(a)) : a);
+  const normal = (a: string) => {
+    if (proto !== 'TCP6') return a;
+    const b = parseIPv6(a);
+    if (!b) throw new ProxyHeaderError(`bad TCP6 address in the PROXY protocol v1 line: ${JSON.stringify(a)}`);
+    return formatIPv6(b);
+  };
   return { version: 1, command: 'PROXY', source: { address: normal(src), port: port(sport) }, destination: { address: normal(dst), port: port(dport) } };
-}
-
-/** IPv6 text (possibly with an embedded IPv4 tail) to 16 bytes. */
-function ipv6Bytes6(a: string): Buffer {
-  const v4 = a.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/);
-  if (!v4) return ipv6Bytes(a);
-  const [x, y, z, w] = v4[2]!.split('.').map(Number) as [number, number, number, number];
-  return ipv6Bytes(`${v4[1]}${((x << 8) | y).toString(16)}:${((z << 8) | w).toString(16)}`);
 }
