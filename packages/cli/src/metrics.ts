@@ -314,14 +314,27 @@ export interface MetricsServer {
 
 /** Serve `GET /metrics` on `at`. Rejects with the listen error (EADDRINUSE, …). */
 export async function serveMetrics(at: HostPort, metrics: Metrics): Promise<MetricsServer> {
+  const served = await serveMetricsText(at, async () => ({ text: await metrics.render(), contentType: metrics.registry.contentType }));
+  metrics.startSampling();
+  return {
+    address: served.address,
+    close: () => {
+      metrics.stopSampling();
+      return served.close();
+    },
+  };
+}
+
+/** Serve `GET /metrics` on `at` from `render` (one process's registry, or the workers' sum). Rejects with the listen error. */
+export async function serveMetricsText(at: HostPort, render: () => Promise<{ text: string; contentType: string }>): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('gkd: metrics are at /metrics\n');
       return;
     }
-    metrics.render().then(
-      (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
+    render().then(
+      ({ text, contentType }) => res.writeHead(200, { 'Content-Type': contentType }).end(req.method === 'HEAD' ? undefined : text),
       (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`gkd: ${String(err)}\n`),
     );
   });
@@ -332,12 +345,10 @@ export async function serveMetrics(at: HostPort, metrics: Metrics): Promise<Metr
       resolve();
     });
   });
-  metrics.startSampling();
   return {
     address: server.address() as AddressInfo,
     close: () =>
       new Promise<void>((resolve) => {
-        metrics.stopSampling();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -1,11 +1,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
 import * as net from 'node:net';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { BadPrefaceError, FrameType, PrefaceDecoder, ProxyHeaderDecoder, ProxyHeaderError, Reason, encode, type GkdError } from '@gkd/protocol';
 import type { HostPort } from '@gkd/transport';
 import { errorText, type Logger } from '../logger.js';
+import { serveMetricsText, type MetricsServer } from '../metrics.js';
 import { WORKER_ENV, type FromWorker, type ToWorker } from './messages.js';
 import { TokenRouter } from './router.js';
 
@@ -298,32 +298,8 @@ export class WorkerMaster extends EventEmitter {
   }
 
   /** Serve `GET /metrics` (the workers' sum) on `at`. */
-  async serveMetrics(at: HostPort): Promise<{ address: net.AddressInfo; close: () => Promise<void> }> {
-    const server = http.createServer((req, res) => {
-      if ((req.url ?? '/').split('?')[0] !== '/metrics') {
-        res.writeHead(404, { 'Content-Type': 'text/plain' }).end('gkd: metrics are at /metrics\n');
-        return;
-      }
-      this.renderMetrics().then(
-        ({ text, contentType }) => res.writeHead(200, { 'Content-Type': contentType }).end(req.method === 'HEAD' ? undefined : text),
-        (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`gkd: ${String(err)}\n`),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(at.port, at.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return {
-      address: server.address() as net.AddressInfo,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        }),
-    };
+  serveMetrics(at: HostPort): Promise<MetricsServer> {
+    return serveMetricsText(at, () => this.renderMetrics());
   }
 
   /** Graceful stop: close the port, refuse connections still sending a preface, SIGTERM every worker (each drains its streams). */
