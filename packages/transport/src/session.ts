@@ -21,6 +21,7 @@ import { ByteBudget } from './budget.js';
 import { DatagramChannel, type DatagramStats } from './datagram.js';
 import type { SessionConfig } from './config.js';
 import { arrivalMs } from './path.js';
+import { copyHelps } from './hol.js';
 import { pickerFor, type TunnelPicker } from './scheduler.js';
 import { FailoverQueue, type KeptData, type KeptFrame } from './retention.js';
 import { Connection, type StreamHost, type StreamStats } from './stream.js';
@@ -594,6 +595,13 @@ export class Session extends EventEmitter implements StreamHost {
     }
   }
 
+  /** Whether a copy of `s`'s overdue head frame can speed it up (hol.ts `copyHelps`), at the usable tunnels' rate. */
+  private copyHelps(s: Connection, usable: readonly Tunnel[]): boolean {
+    let rate = 0;
+    for (const t of usable) rate += t.sendRate ?? 0;
+    return copyHelps(s.pendingLength, s.creditLeft, rate, this.rtt());
+  }
+
   /** What one round of head-of-line checks shares: the usable tunnels by id, the clock, the corked tunnels. */
   private rescueContext(usable: Tunnel[], corked: Set<Tunnel>): RescueContext {
     const byId = new Map(usable.map((t) => [t.id, t]));
@@ -614,7 +622,7 @@ export class Session extends EventEmitter implements StreamHost {
         for (const s of this.streams.values()) {
           if (!s.hasUnacked) continue;
           waiting = true;
-          this.rescue(s, ctx);
+          if (this.copyHelps(s, usable)) this.rescue(s, ctx);
         }
       } finally {
         for (const t of corked) t.uncork();

@@ -276,6 +276,11 @@ export class Connection extends Duplex {
     return this.sentOffset;
   }
 
+  /** Bytes this stream may still send before the peer's window (or our max window, or the send budget) holds it. */
+  get creditLeft(): number {
+    return Math.max(0, this.credit());
+  }
+
   /** True if `takeFrame` would return a frame now. */
   get canSend(): boolean {
     return (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { overdueFrames, MAX_COPIES } from '../src/hol.js';
+import { copyHelps, MAX_COPIES, overdueFrames } from '../src/hol.js';
 import { arrivalMs } from '../src/path.js';
 import { earliestArrival, leastQueued, roundRobin, type Pickable } from '../src/scheduler.js';
 import type { KeptData } from '../src/retention.js';
@@ -222,5 +222,19 @@ describe('overdueFrames when no other tunnel is moving', () => {
         (id, at) => id === 1 && at === 900,
       ),
     ).toEqual([head]);
+  });
+});
+
+describe('copyHelps (which overdue heads are worth a copy)', () => {
+  // 1 MB/s over 100 ms: the horizon is 2 × 100 + 200 = 400 ms, i.e. 400 000 bytes of window.
+  it('a stream with nothing more to send: always (its reader waits for that frame)', () => {
+    expect(copyHelps(0, 10_000_000, 1_000_000, 100)).toBe(true);
+  });
+  it("a bulk stream with window to spare: no (the tunnels stay busy; a copy would take a new frame's place)", () => {
+    expect(copyHelps(1 << 20, 400_001, 1_000_000, 100)).toBe(false);
+  });
+  it('a bulk stream its window would hold before TCP repairs the loss: yes', () => {
+    expect(copyHelps(1 << 20, 400_000, 1_000_000, 100)).toBe(true);
+    expect(copyHelps(1 << 20, 0, 0, 100)).toBe(true);
   });
 });
