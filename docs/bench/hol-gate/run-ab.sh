@@ -1,0 +1,15 @@
+#!/bin/bash
+# usage: ab3.sh OUT ROUNDS "ARGS" name=DIR:SESSIONJSON ...   (one bench invocation per variant per round, interleaved)
+out=$1; rounds=$2; args=$3; shift 3
+mkdir -p $out
+for r in $(seq 1 $rounds); do
+  for v in "$@"; do
+    name=${v%%=*}; rest=${v#*=}; dir=${rest%%:*}; json=${rest#*:}
+    d=$out/$name-$r
+    sess=(); [ -n "$json" ] && sess=(--session "$json")
+    (cd $dir && nice -n -15 timeout 1200 node --import tsx scripts/bench/run.ts $args --no-wait "${sess[@]}" --out $d > $d.log 2>&1)
+    echo "== $name round $r" >> $out/summary.txt
+    grep -E "^bench: \[|latency\]|\[fair\]" $d.log >> $out/summary.txt
+  done
+done
+echo done >> $out/summary.txt
