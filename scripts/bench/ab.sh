@@ -1,5 +1,9 @@
 #!/bin/bash
-# usage: ab3.sh OUT ROUNDS "ARGS" name=DIR:SESSIONJSON ...   (one bench invocation per variant per round, interleaved)
+# Side-by-side bench of several builds or session settings, rounds interleaved (one bench invocation
+# per variant per round), as root:
+#   scripts/bench/ab.sh OUT ROUNDS "ARGS" name=DIR:SESSIONJSON ...
+# DIR is a checkout with built packages (e.g. a git worktree), SESSIONJSON an optional --session for
+# --gkd lib runs. Each run's report goes to OUT/name-round; the throughput lines to OUT/summary.txt.
 out=$1; rounds=$2; args=$3; shift 3
 mkdir -p $out
 for r in $(seq 1 $rounds); do
