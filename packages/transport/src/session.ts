@@ -595,13 +595,6 @@ export class Session extends EventEmitter implements StreamHost {
     }
   }
 
-  /** Whether a copy of `s`'s overdue head frame can speed it up (hol.ts `copyHelps`), at the usable tunnels' rate. */
-  private copyHelps(s: Connection, usable: readonly Tunnel[]): boolean {
-    let rate = 0;
-    for (const t of usable) rate += t.sendRate ?? 0;
-    return copyHelps(s.pendingLength, s.creditLeft, rate, this.rtt());
-  }
-
   /** What one round of head-of-line checks shares: the usable tunnels by id, the clock, the corked tunnels. */
   private rescueContext(usable: Tunnel[], corked: Set<Tunnel>): RescueContext {
     const byId = new Map(usable.map((t) => [t.id, t]));
@@ -618,11 +611,15 @@ export class Session extends EventEmitter implements StreamHost {
       let waiting = false;
       const corked = new Set<Tunnel>();
       const ctx = this.rescueContext(usable, corked);
+      // A copy must be able to speed its stream up (hol.ts copyHelps), judged at the tunnels' combined rate.
+      let rate = 0;
+      for (const t of usable) rate += t.sendRate ?? 0;
+      const rtt = this.rtt();
       try {
         for (const s of this.streams.values()) {
           if (!s.hasUnacked) continue;
           waiting = true;
-          if (this.copyHelps(s, usable)) this.rescue(s, ctx);
+          if (copyHelps(s.pendingLength, s.creditLeft, rate, rtt)) this.rescue(s, ctx);
         }
       } finally {
         for (const t of corked) t.uncork();
