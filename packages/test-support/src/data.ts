@@ -128,3 +128,33 @@ export function hashOf(r: Readable | Duplex): Promise<{ hash: string; bytes: num
     r.once('error', reject);
   });
 }
+
+/**
+ * Send `size` random bytes through an echoing stream in 1 MiB writes (with backpressure), calling
+ * `between(offset)` after each write, then end it; resolves once the echo has ended, with the number
+ * of bytes echoed and whether their SHA-256 matches what was sent.
+ */
+export async function echoRandom(
+  conn: Duplex,
+  size: number,
+  between: (offset: number) => Promise<void> | void = () => {},
+): Promise<{ bytes: number; intact: boolean }> {
+  const data = randomBytes(size);
+  const got = createHash('sha256');
+  let bytes = 0;
+  conn.on('data', (b: Buffer) => {
+    got.update(b);
+    bytes += b.length;
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    conn.on('end', resolve);
+    conn.on('error', reject);
+  });
+  for (let off = 0; off < data.length; off += 1 << 20) {
+    if (!conn.write(data.subarray(off, off + (1 << 20)))) await new Promise((r) => conn.once('drain', r));
+    await between(off);
+  }
+  conn.end();
+  await done;
+  return { bytes, intact: got.digest('hex') === createHash('sha256').update(data).digest('hex') };
+}

@@ -1,7 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, Server, type CountDecision, type ServerOptions } from '../src/index.js';
-import { until } from '@gkd/test-support';
+import { echoRandom, until } from '@gkd/test-support';
 
 /** Adaptive tunnel count end to end on loopback: the server's caps, idle shrink, lossless retirement. */
 
@@ -108,27 +108,11 @@ describe("tunnels: 'auto'", () => {
     c.on('tunnel-retired', () => retired++);
     await until(() => c.tunnelsUp === 8, 5000, 'eight tunnels');
     const conn = await c.getConnection();
-    const data = randomBytes(24 * 1024 * 1024);
-    const want = createHash('sha256').update(data).digest('hex');
-    const got = createHash('sha256');
-    let n = 0;
-    conn.on('data', (b: Buffer) => {
-      got.update(b);
-      n += b.length;
-    });
-    const done = new Promise<void>((resolve, reject) => {
-      conn.on('end', resolve);
-      conn.on('error', reject);
-    });
     // Write slowly enough that the retirement lands in the middle.
-    for (let off = 0; off < data.length; off += 1024 * 1024) {
-      if (!conn.write(data.subarray(off, off + 1024 * 1024))) await new Promise((r) => conn.once('drain', r));
+    const echo = await echoRandom(conn, 24 * 1024 * 1024, async (off) => {
       if (off === 4 * 1024 * 1024) await until(() => c.tunnelCount === 2, 5000, 'the shrink');
-    }
-    conn.end();
-    await done;
-    expect(n).toBe(data.length);
-    expect(got.digest('hex')).toBe(want);
+    });
+    expect(echo).toEqual({ bytes: 24 * 1024 * 1024, intact: true });
     await until(() => retired === 6, 8000, 'six tunnels retired');
   }, 60_000);
 });

@@ -1,9 +1,9 @@
 // Adaptive tunnel counts per path (tunnels: 'auto' with several paths), end to end on the loopback
 // aliases 127.0.0.2 and 127.0.0.3 behind a relay that tells the paths apart by source address.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, Server, type ClientOptions, type TunnelsEvent } from '../src/index.js';
-import { PathRelay, canBind, until } from '@gkd/test-support';
+import { PathRelay, canBind, echoRandom, until } from '@gkd/test-support';
 
 const key = randomBytes(32);
 const A = '127.0.0.2';
@@ -83,29 +83,13 @@ describe.skipIf(!aliases)("tunnels: 'auto' on two paths", () => {
     expect(client.tunnelCeiling).toBe(6);
 
     const conn = await client.getConnection();
-    const data = randomBytes(24 * 1024 * 1024);
-    const want = createHash('sha256').update(data).digest('hex');
-    const got = createHash('sha256');
-    let n = 0;
-    conn.on('data', (b: Buffer) => {
-      got.update(b);
-      n += b.length;
-    });
-    const done = new Promise<void>((resolve, reject) => {
-      conn.on('end', resolve);
-      conn.on('error', reject);
-    });
-    for (let off = 0; off < data.length; off += 1024 * 1024) {
-      if (!conn.write(data.subarray(off, off + 1024 * 1024))) await new Promise((r) => conn.once('drain', r));
-      // Hold the rest back until both paths have shrunk: their tunnels retire with the stream open.
+    // Hold the rest back until both paths have shrunk: their tunnels retire with the stream open.
+    const echo = await echoRandom(conn, 24 * 1024 * 1024, async (off) => {
       if (off === 4 * 1024 * 1024) {
         await until(() => client.pathTunnelCount(A) === 1 && client.pathTunnelCount(B) === 1, 10_000, 'both paths shrink');
       }
-    }
-    conn.end();
-    await done;
-    expect(n).toBe(data.length);
-    expect(got.digest('hex')).toBe(want);
+    });
+    expect(echo).toEqual({ bytes: 24 * 1024 * 1024, intact: true });
 
     // Each path's own controller decided its own step, named; each retired its own highest slots.
     const idle = events.filter((d) => /idle for 2 s/.test(d.reason));
