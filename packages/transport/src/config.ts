@@ -69,6 +69,14 @@ export interface SessionConfig {
    * bytes from queueing behind megabytes.
    */
   notSentLowat: number;
+  /**
+   * How far ahead each tunnel queues, in ms at its send rate (kernel mode): TCP_NOTSENT_LOWAT follows
+   * rate × this between 16 KiB and `notSentLowat`, and the user-space mark half that (up to
+   * `tunedHighWater`). A slow tunnel (1.6 Mbit/s in scenario (b)) then holds ~100 ms of frames instead
+   * of ~1 s, so what it carries reaches the receiver about when the other tunnels' frames do. 0: fixed
+   * at `notSentLowat`. Default 100.
+   */
+  tunnelDepth: number;
   /** With TCP_NOTSENT_LOWAT in force, a tunnel whose socket holds this many unsent bytes in user space takes no new frame, in bytes. Default 64 KiB. */
   tunedHighWater: number;
   /**
@@ -114,6 +122,7 @@ export const defaultSessionConfig: SessionConfig = {
   socketTuning: 'auto',
   notSentLowat: 128 * 1024,
   tunedHighWater: 64 * 1024,
+  tunnelDepth: 100,
   expressLane: 16 * 1024,
   congestion: null,
   pacing: true,
@@ -154,6 +163,7 @@ export function resolveSessionConfig(partial: Partial<SessionConfig> = {}): Sess
     throw new ConfigError(`socketTuning must be 'auto', 'on' or 'off', got ${String(c.socketTuning)}`);
   checkInt('notSentLowat', c.notSentLowat, 0, 1 << 30);
   checkInt('tunedHighWater', c.tunedHighWater, 1024, 1 << 30);
+  checkInt('tunnelDepth', c.tunnelDepth, 0, 60_000);
   checkInt('expressLane', c.expressLane, 0, 1 << 30);
   if (c.congestion !== null && (typeof c.congestion !== 'string' || !/^[a-z0-9_-]{1,15}$/i.test(c.congestion))) {
     throw new ConfigError(`congestion must be a congestion control name such as 'bbr' or 'cubic', got ${String(c.congestion)}`);

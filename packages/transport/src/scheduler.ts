@@ -79,6 +79,8 @@ export function leastQueued(): TunnelPicker {
  * this frame and everything else waiting (`waiting`) before the best tunnel with room delivers this
  * one, the frame waits for it. A slow or long path then carries only what the fast ones cannot,
  * instead of holding up the receiver's in-order delivery. The fast tunnel's 'drain' wakes the pump.
+ * It does not decline while a tunnel with room sits idle (nothing queued) on a path about as short as
+ * the best (RTT within 25 % + 10 ms): every tunnel on one path is kept busy, as N TCP flows would be.
  * Arrivals within 1 ms + 5 % of the best count as ties, and ties rotate, so equal tunnels share the load.
  */
 export function earliestArrival(clock: () => number = () => performance.now()): TunnelPicker {
@@ -94,9 +96,13 @@ export function earliestArrival(clock: () => number = () => performance.now()): 
     }
     let bestAt = Infinity;
     let fullAt = Infinity;
+    let minRtt = Infinity;
+    for (const t of tunnels) if (t.pathRtt !== null && t.pathRtt < minRtt) minRtt = t.pathRtt;
+    let idleNear = false;
     const at = new Array<number>(n);
     for (let i = 0; i < n; i++) {
       const t = tunnels[i]!;
+      if (t.hasRoom && t.backlog === 0 && (t.pathRtt === null || t.pathRtt <= minRtt * 1.25 + 10)) idleNear = true;
       if (!t.hasRoom && !control) {
         // When this full tunnel would deliver this frame plus everything waiting behind it.
         const a = arrivalMs(t, bytes + waiting, fastest, now);
@@ -107,7 +113,11 @@ export function earliestArrival(clock: () => number = () => performance.now()): 
       at[i] = arrivalMs(t, bytes, fastest, now);
       if (at[i]! < bestAt) bestAt = at[i]!;
     }
-    if (bestAt === Infinity || (!control && fullAt < bestAt)) return undefined;
+    // Declining leaves a tunnel idle; that is right for a long path beside short ones, not for one on
+    // the same path whose window shrank after a loss: it needs data to grow it again, or it never
+    // gets picked again (its rate estimate stays low). So a tunnel with nothing queued whose RTT is
+    // near the best still takes a frame.
+    if (bestAt === Infinity || (!control && fullAt < bestAt && !idleNear)) return undefined;
     // Arrivals within a millisecond (and 5 %) of the best are a tie: estimates are not finer than that.
     // Ties rotate, so equal tunnels share the load instead of the one with the luckiest sample taking all.
     const tie = bestAt + 1 + 0.05 * bestAt;

@@ -195,7 +195,7 @@ export class Session extends EventEmitter implements StreamHost {
       tunnels: () => this.tunnels.filter((t) => t.usable),
       pick: (tunnels, bytes) => this.pick(tunnels, bytes, 0, true),
       sendControl: (f) => this.sendControl(f),
-      highWater: (t) => (t.notSentLowat > 0 ? config.tunedHighWater : config.tunnelHighWater),
+      highWater: (t) => t.highWater,
     });
   }
 
@@ -468,6 +468,8 @@ export class Session extends EventEmitter implements StreamHost {
       // Draining tunnels (GOAWAY SHUTDOWN, either way) still carry the streams already open (PROTOCOL.md §7).
       const usable = this.tunnels.filter((t) => t.usable || t.state === 'draining');
       if (usable.length === 0) return;
+      const now = performance.now();
+      for (const t of usable) t.adaptDepth(now);
       for (let e = this.failover.peek(); e !== undefined; e = this.failover.peek()) {
         if (e.kind === 'control') {
           this.failover.shift();

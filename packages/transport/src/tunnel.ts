@@ -12,6 +12,9 @@ import { ClosedError, Decoder, FrameType, LimitError, Reason, encode, encodeData
  */
 export type TunnelState = 'connecting' | 'handshaking' | 'open' | 'draining' | 'retiring' | 'closed';
 
+/** The least a tunnel queues ahead when `adaptDepth` shrinks it, in bytes. */
+const MIN_DEPTH = 16 * 1024;
+
 const allowed: Record<TunnelState, TunnelState[]> = {
   connecting: ['handshaking', 'closed'],
   handshaking: ['open', 'closed'],
@@ -47,6 +50,8 @@ export interface TunnelOptions {
   kernel: 'auto' | 'on' | 'off';
   /** TCP_NOTSENT_LOWAT to set, in bytes (0: leave the kernel's default). */
   notSentLowat: number;
+  /** How far ahead a tunnel queues (kernel unsent plus user space), in ms at its send rate; 0: always `notSentLowat`. */
+  depthMs: number;
   /** User-space high-water mark once TCP_NOTSENT_LOWAT is set, in bytes. */
   tunedHighWater: number;
   /** Congestion control to set on the socket, or null for the system default. */
@@ -116,6 +121,7 @@ export function tunnelOptions(c: SessionConfig, index: number): TunnelOptions {
     maxUnconfirmed: c.maxUnconfirmedFrames,
     kernel: c.socketTuning,
     notSentLowat: c.notSentLowat,
+    depthMs: c.tunnelDepth,
     tunedHighWater: c.tunedHighWater,
     congestion: c.congestion,
     pacing: c.pacing,
@@ -161,6 +167,8 @@ export class Tunnel implements PathView {
   readonly express: number = 0;
   /** Until when (performance.now(), ms) the scheduler counts one more RTT for this tunnel. */
   penalisedUntil = 0;
+  /** When (performance.now(), ms) `adaptDepth` last looked at the rate. */
+  private depthAt = -Infinity;
 
   private readonly socket: Duplex;
   private readonly kernel: KernelSocket | null;
@@ -279,8 +287,34 @@ export class Tunnel implements PathView {
    * can send it soon.
    */
   get hasRoom(): boolean {
-    const mark = this.express > 0 ? this.express : this.notSentLowat > 0 ? this.opts.tunedHighWater : this.opts.highWater;
-    return this.socket.writableLength < mark;
+    return this.socket.writableLength < this.highWater;
+  }
+
+  /** The user-space high-water mark: the express bound, half the kernel's unsent bound (16 KiB to `tunedHighWater`) with one, `highWater` without. */
+  get highWater(): number {
+    if (this.express > 0) return this.express;
+    if (this.notSentLowat === 0) return this.opts.highWater;
+    return Math.min(this.opts.tunedHighWater, Math.max(MIN_DEPTH, this.notSentLowat >> 1));
+  }
+
+  /**
+   * Keep this tunnel's queue about `depthMs` deep at its send rate (kernel mode, not the express lane):
+   * TCP_NOTSENT_LOWAT follows rate × depthMs between 16 KiB and the configured `notSentLowat`, and the
+   * user-space mark follows at half that. A frame handed to a slow tunnel then waits about as long as
+   * on a fast one, instead of up to a second behind 128 KiB + 64 KiB at 1.6 Mbit/s (scenario (b)), which
+   * is how long the receiver may wait for it; 100 ms still outlasts an event-loop pause, so the tunnel
+   * does not run dry. Looks at most every 20 ms and changes the option only on a 25 % move.
+   */
+  adaptDepth(now: number): void {
+    if (!this.kernel || this.opts.depthMs <= 0 || this.notSentLowat === 0 || this.express > 0) return;
+    if (now - this.depthAt < 20) return;
+    this.depthAt = now;
+    const rate = this.sendRate;
+    if (rate === null || rate <= 0) return;
+    const want = Math.round(Math.min(this.opts.notSentLowat, Math.max(MIN_DEPTH, (rate * this.opts.depthMs) / 1000)));
+    const have = this.notSentLowat;
+    if (want === have || (Math.abs(want - have) < have / 4 && want !== this.opts.notSentLowat && want !== MIN_DEPTH)) return;
+    if (this.kernel.setNotSentLowat(want)) (this as { notSentLowat: number }).notSentLowat = want;
   }
 
   /**

@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fdOf, kernelAccess, kernelSocket, parseTcpInfo } from '../src/kernel.js';
 import { duplexPair } from '../src/memory.js';
 import { PathEstimator } from '../src/path.js';
@@ -182,6 +182,41 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
     s2.addTunnel(t2);
     expect(t2.stats()).toMatchObject({ express: false, notSentLowat: off.notSentLowat });
     s2.close();
+  });
+
+  it('a tunnel queues about `tunnelDepth` ms at its send rate: TCP_NOTSENT_LOWAT follows the rate between 16 KiB and `notSentLowat`', async () => {
+    const [c] = await pair();
+    const cfg = resolveSessionConfig({ socketTuning: 'on' });
+    expect(cfg.tunnelDepth).toBe(100);
+    const t = new Tunnel(c, tunnelOptions(cfg, 1));
+    const rate = vi.spyOn(t.path, 'rate');
+    const at = (now: number, bytesPerSecond: number) => {
+      rate.mockReturnValue(bytesPerSecond);
+      t.adaptDepth(now);
+      return t.stats().notSentLowat;
+    };
+    // 1.6 Mbit/s (a tunnel in scenario (b)): 100 ms is 20 KB unsent in the kernel, 16 KiB in user space
+    expect(at(1000, 200_000)).toBe(20_000);
+    expect(t.highWater).toBe(16 * 1024);
+    // looked at most every 20 ms; a move under 25 % changes nothing
+    expect(at(1010, 1_000_000)).toBe(20_000);
+    expect(at(1030, 230_000)).toBe(20_000);
+    // 8 Mbit/s: 100 KB, and half that in user space
+    expect(at(1060, 1_000_000)).toBe(100_000);
+    expect(t.highWater).toBe(50_000);
+    // bounded by the configured notSentLowat and tunedHighWater above, 16 KiB below
+    expect(at(1090, 100_000_000)).toBe(cfg.notSentLowat);
+    expect(t.highWater).toBe(cfg.tunedHighWater);
+    expect(at(1120, 1_000)).toBe(16 * 1024);
+    t.close();
+    // tunnelDepth 0: fixed at notSentLowat
+    const [c2] = await pair();
+    const fixed = resolveSessionConfig({ socketTuning: 'on', tunnelDepth: 0 });
+    const t2 = new Tunnel(c2, tunnelOptions(fixed, 1));
+    vi.spyOn(t2.path, 'rate').mockReturnValue(200_000);
+    t2.adaptDepth(1000);
+    expect(t2.stats().notSentLowat).toBe(fixed.notSentLowat);
+    t2.close();
   });
 
   it("socketTuning 'auto' leaves a loopback tunnel in user mode (the CPU, not the network, is the limit there)", async () => {

@@ -52,6 +52,18 @@ describe('earliestArrival', () => {
     expect(pick([fast, slow], 16 * KiB, 4 * MB)?.name).toBe('slow');
   });
 
+  it('does not leave an idle tunnel on the same path idle: one whose window collapsed (an RTO) still takes a frame', () => {
+    // Same 100 ms path; "collapsed" has cwnd 2 after a timeout (29 KB/s), nothing queued. Declining it
+    // would keep it idle, so its estimate would never recover (it needs data to grow its window).
+    const full = fake('full', { hasRoom: false, backlog: 32 * KiB });
+    const collapsed = fake('collapsed', { sendRate: 29_000 });
+    expect(pick([full, collapsed], 16 * KiB)?.name).toBe('collapsed');
+    // With frames already queued it is not idle: the frame waits for the full tunnel.
+    expect(pick([full, fake('collapsed', { sendRate: 29_000, backlog: 2 * KiB })], 16 * KiB)).toBeUndefined();
+    // An idle tunnel on a much longer path is still declined (the ECF case above).
+    expect(pick([full, fake('long', { sendRate: 29_000, pathRtt: 300 })], 16 * KiB)).toBeUndefined();
+  });
+
   it('control frames ignore room and go where they arrive first', () => {
     const a = fake('a', { hasRoom: false, backlog: 16 * KiB });
     const b = fake('b', { hasRoom: false, backlog: 256 * KiB });
