@@ -43,11 +43,11 @@ export function socketTuningLines(
   const cc = congestion ? `, congestion control ${congestion}` : '';
   if (loopbackOnly) return [{ level: 'info', message: 'tunnel sockets: user mode (loopback tunnels: the CPU, not the network, is the limit)' }];
   if (access.available) {
-    const lowat = resolveSessionConfig().notSentLowat;
+    const { notSentLowat: lowat, tunnelDepth } = resolveSessionConfig();
     return [
       {
         level: 'info',
-        message: `tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT ${lowat / 1024} KiB, pacing, TCP_INFO path estimates${cc}; tunnels to loopback addresses stay in user mode)`,
+        message: `tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT ${tunnelDepth} ms at each tunnel's rate, 16–${lowat / 1024} KiB, pacing, TCP_INFO path estimates${cc}; tunnels to loopback addresses stay in user mode)`,
       },
     ];
   }

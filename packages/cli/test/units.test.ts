@@ -505,7 +505,7 @@ describe('socket tuning lines and --congestion', () => {
       {
         level: 'info',
         message:
-          'tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 128 KiB, pacing, TCP_INFO path estimates, congestion control bbr; tunnels to loopback addresses stay in user mode)',
+          "tunnel sockets: kernel mode (TCP_NOTSENT_LOWAT 100 ms at each tunnel's rate, 16–128 KiB, pacing, TCP_INFO path estimates, congestion control bbr; tunnels to loopback addresses stay in user mode)",
       },
     ]);
   });
