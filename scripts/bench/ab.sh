@@ -5,6 +5,8 @@
 # DIR is a checkout with built packages (e.g. a git worktree), SESSIONJSON an optional --session for
 # --gkd lib runs. Each run's report goes to OUT/name-round; the throughput lines to OUT/summary.txt.
 out=$1; rounds=$2; args=$3; shift 3
+# A fresh OUT per comparison: summary.txt is appended to, so an old one would mix runs.
+if [ -e $out/summary.txt ]; then echo "ab.sh: $out/summary.txt exists; use a fresh OUT" >&2; exit 2; fi
 mkdir -p $out
 for r in $(seq 1 $rounds); do
   for v in "$@"; do

@@ -31,6 +31,7 @@ function slim(s: SessionStats): unknown {
     resent: s.resentFrames,
     resentBytes: s.resentBytes,
     hol: s.holResentFrames,
+    late: s.holLateFrames,
     dup: s.duplicateBytes,
     recvBudget: s.recvBudgetUsed,
     sendBudget: s.sendBudgetUsed,

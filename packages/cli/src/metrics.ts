@@ -87,6 +87,11 @@ export class Metrics {
     'DATA frames copied onto a faster tunnel because the receiver waited for them (head-of-line re-sends)',
     ['side'],
   );
+  private readonly holLate = this.counter(
+    'gkd_hol_late_frames_total',
+    'Head-of-line copies the peer acknowledged less than 0.9 RTT after they were sent: the first transmission got there first (a lower bound on wasted copies)',
+    ['side'],
+  );
   private readonly duplicateBytes = this.counter(
     'gkd_duplicate_bytes_total',
     'DATA payload bytes received that carried nothing new (copies the peer sent again)',
@@ -264,6 +269,7 @@ export class Metrics {
     this.resent.inc({ side }, snap.resentFrames);
     this.resentBytes.inc({ side }, snap.resentBytes);
     this.holResent.inc({ side }, snap.holResentFrames);
+    this.holLate.inc({ side }, snap.holLateFrames);
     this.duplicateBytes.inc({ side }, snap.duplicateBytes);
     this.datagrams.inc({ side, direction: 'in' }, snap.datagramsReceived);
     this.datagrams.inc({ side, direction: 'out' }, snap.datagramsSent);

@@ -24,6 +24,8 @@ export interface TransportSnapshot {
   resentBytes: number;
   /** Frames copied onto another tunnel because the peer waited for them, over every session so far. */
   holResentFrames: number;
+  /** Of those, copies acknowledged too soon to have been needed (SessionStats.holLateFrames), over every session so far. */
+  holLateFrames: number;
   /** Payload bytes received that carried nothing new (the peer's copies), over every session so far. */
   duplicateBytes: number;
   /** UDP datagrams sent on and received from the tunnels, over every session so far. */
@@ -40,6 +42,7 @@ const SESSION_TOTALS = [
   'resentFrames',
   'resentBytes',
   'holResentFrames',
+  'holLateFrames',
   'duplicateBytes',
   'datagramsSent',
   'datagramsReceived',
@@ -52,6 +55,7 @@ const zeroTotals = (): SessionTotals => ({
   resentFrames: 0,
   resentBytes: 0,
   holResentFrames: 0,
+  holLateFrames: 0,
   duplicateBytes: 0,
   datagramsSent: 0,
   datagramsReceived: 0,
@@ -128,6 +132,7 @@ export class TransportSampler {
       resentFrames: t.resentFrames,
       resentBytes: t.resentBytes,
       holResentFrames: t.holResentFrames,
+      holLateFrames: t.holLateFrames,
       duplicateBytes: t.duplicateBytes,
       datagramsSent: t.datagramsSent,
       datagramsReceived: t.datagramsReceived,

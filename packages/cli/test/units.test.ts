@@ -275,6 +275,7 @@ function session(id: string, bytesIn: number, tunnels: TunnelStats[], resentFram
     resentFrames,
     resentBytes: 0,
     holResentFrames: 0,
+    holLateFrames: 0,
     duplicateBytes: 0,
     recvBudgetUsed: 0,
     sendBudgetUsed: 0,

@@ -95,12 +95,19 @@ export class StreamRetention {
     this.frames.push(frame);
   }
 
-  /** The peer's cumulative ACK reached `ack` (a stream offset, in bytes): let go of every frame that ends at or below it. */
-  ackTo(ack: number): void {
+  /**
+   * The peer's cumulative ACK reached `ack` (a stream offset, in bytes): let go of every frame that ends
+   * at or below it. Returns how many of them were head-of-line copies whose latest copy went out less
+   * than `minDelay` ms before `now`: too recently for that copy's ACK, so the first transmission (or
+   * TCP's own repair of it) got there first and the copy was not needed.
+   */
+  ackTo(ack: number, now = 0, minDelay = 0): number {
     let h = this.head;
+    let late = 0;
     while (h < this.frames.length) {
       const f = this.frames[h]!;
       if (f.offset + f.payload.length > ack) break;
+      if (f.copies > 1 && now - f.sentAt < minDelay) late++;
       this.frames[h] = ACKED;
       h++;
     }
@@ -109,6 +116,7 @@ export class StreamRetention {
       this.frames = this.frames.slice(h);
       this.head = 0;
     }
+    return late;
   }
 
   /** The kept frames, oldest first, up to `max` of them (no copy of the list). */

@@ -97,6 +97,12 @@ export interface SessionStats {
   resentBytes: number;
   /** Frames copied onto another tunnel because the receiver waited for them (head-of-line re-sends). */
   holResentFrames: number;
+  /**
+   * Of those, copies the peer acknowledged less than 0.9 RTT after they were sent: the first
+   * transmission (or TCP's repair of it) got there first, so the copy was not needed. A lower bound
+   * on wasted copies (a copy acknowledged later may still have lost the race).
+   */
+  holLateFrames: number;
   /** Payload bytes received that carried nothing new (the peer's copies). */
   duplicateBytes: number;
   /** Receive-window bytes granted (reserved from the receive budget). */
@@ -170,6 +176,7 @@ export class Session extends EventEmitter implements StreamHost {
   private resentBytesClosed = 0;
   private duplicateBytesClosed = 0;
   private holResent = 0;
+  private lateCopiesClosed = 0;
   private holTimer: NodeJS.Timeout | undefined;
   /** Bytes of head-of-line copies this session may still send (see HOL_BUDGET). */
   private holCredit = HOL_CREDIT_START;
@@ -418,6 +425,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.resentFrames += stream.resent;
     this.resentBytesClosed += stream.resentBytes;
     this.duplicateBytesClosed += stream.duplicateBytes;
+    this.lateCopiesClosed += stream.lateCopies;
     this.ended.set(stream.id, { how, received: st.bytesIn, reason: stream.resetReason ?? Reason.STREAM_CLOSED });
     if (this.ended.size > CLOSED_MEMORY) this.ended.delete(this.ended.keys().next().value as number);
     this.emit('stream-end', stream, how);
@@ -777,7 +785,9 @@ export class Session extends EventEmitter implements StreamHost {
     let resent = this.resentFrames;
     let resentBytes = this.resentBytesClosed;
     let duplicateBytes = this.duplicateBytesClosed;
+    let late = this.lateCopiesClosed;
     for (const s of this.streams.values()) {
+      late += s.lateCopies;
       resent += s.resent;
       resentBytes += s.resentBytes;
       duplicateBytes += s.duplicateBytes;
@@ -795,6 +805,7 @@ export class Session extends EventEmitter implements StreamHost {
       resentFrames: resent,
       resentBytes,
       holResentFrames: this.holResent,
+      holLateFrames: late,
       duplicateBytes,
       recvBudgetUsed: this.recvBudget.used,
       sendBudgetUsed: this.sendBudget.used,

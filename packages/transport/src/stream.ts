@@ -101,6 +101,8 @@ export class Connection extends Duplex {
   resentBytes = 0;
   /** Payload bytes received that carried nothing new. */
   duplicateBytes = 0;
+  /** Head-of-line copies acknowledged too soon after they were sent to be what the peer received first (see StreamRetention.ackTo). */
+  lateCopies = 0;
   /** The reason of the RST this end sent, or null (the session answers late frames with it). */
   resetReason: number | null = null;
 
@@ -493,7 +495,8 @@ export class Connection extends Duplex {
     if (f.ack > this.ackedOffset) {
       this.host.sendBudget.release(f.ack - this.ackedOffset);
       this.ackedOffset = f.ack;
-      this.retention.ackTo(f.ack);
+      // An ACK within 0.9 of the best RTT after a copy left cannot be for that copy.
+      this.lateCopies += this.retention.ackTo(f.ack, performance.now(), 0.9 * this.host.rtt());
       this.maybeFinish();
     }
     // Also when only the send budget stops us: the pump then registers the stream for the budget's

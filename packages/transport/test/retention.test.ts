@@ -76,6 +76,24 @@ describe('StreamRetention', () => {
   });
 });
 
+describe('StreamRetention late copies', () => {
+  it('counts the copied frames an ACK covers within `minDelay` of their latest copy (the first transmission won), not older copies nor uncopied frames', () => {
+    const r = new StreamRetention();
+    const fs = frames(4);
+    for (const f of fs) r.keep(f);
+    fs[0]!.copies = 2;
+    fs[0]!.sentAt = 1000; // copied at 1000; ACK at 1020: too soon for the copy's own round trip
+    fs[1]!.copies = 2;
+    fs[1]!.sentAt = 900; // copied at 900; ACK at 1020: may have been the copy
+    fs[2]!.sentAt = 1010; // never copied
+    expect(r.ackTo(300, 1020, 90)).toBe(1);
+    fs[3]!.copies = 3;
+    fs[3]!.sentAt = 1015;
+    expect(r.ackTo(400, 1020, 90)).toBe(1);
+    expect(r.ackTo(400, 1020, 90)).toBe(0); // nothing new acknowledged
+  });
+});
+
 describe('TunnelRetention', () => {
   it('keeps frames until a PONG confirms the PING they were sent before', () => {
     const r = new TunnelRetention();
