@@ -188,6 +188,7 @@ describe('--metrics', () => {
       'gkd_streams_open',
       'gkd_tunnel_rtt_seconds',
       'gkd_resent_frames_total',
+      'gkd_hol_late_frames_total',
       'gkd_reorder_depth',
       'gkd_open_failures_total',
       'gkd_peers_connected',

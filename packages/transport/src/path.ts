@@ -85,14 +85,19 @@ export class PathEstimator {
 
   /**
    * The tunnel's send rate in bytes/s: the congestion window over the smoothed RTT (what TCP lets it
-   * send per round trip, whether or not we kept it busy), or the kernel's delivery rate if higher; the
-   * PING-measured `pingRate` without kernel access.
+   * send per round trip, whether or not we kept it busy), but no more than the kernel's pacing rate,
+   * or the kernel's delivery rate if higher; the PING-measured `pingRate` without kernel access. The
+   * pacing cap matters for BBR, whose window is twice its bandwidth estimate while it paces at about
+   * that estimate: by the window alone, its backlog would drain twice as fast as it does, frames
+   * would be due too early, and head-of-line copies would go out as the originals arrive. For cubic
+   * the kernel paces at 1.2–2 × window / RTT, so the window decides.
    */
   rate(pingRate: number | null): number | null {
     const i = this.sample();
     if (!i || i.rtt <= 0 || i.cwnd <= 0) return pingRate;
     const windowRate = (i.cwnd * (i.mss || 1448)) / (i.rtt / 1e6);
-    return Math.max(windowRate, i.deliveryRate);
+    const paced = i.pacingRate > 0 ? Math.min(windowRate, i.pacingRate) : windowRate;
+    return Math.max(paced, i.deliveryRate);
   }
 
   /** Bytes the congestion window has room for now ((cwnd − unacked) × MSS), or 0 without kernel access. */

@@ -246,6 +246,16 @@ describe.skipIf(process.platform !== 'linux')('kernel socket access on Linux', (
     t.close();
   });
 
+  it("PathEstimator's rate: the window over the RTT, capped by the pacing rate (BBR's window is twice its rate), or the delivery rate if higher", () => {
+    const info = { ...parseTcpInfo(Buffer.alloc(232)), rtt: 100_000, cwnd: 100, mss: 1000 }; // 100 segments per 100 ms: 1 MB/s
+    const rate = (o: Partial<typeof info>) => new PathEstimator(() => ({ ...info, ...o })).rate(null);
+    expect(rate({ pacingRate: 1_200_000 })).toBe(1_000_000); // cubic, paced at 1.2 × window / RTT
+    expect(rate({ pacingRate: 500_000 })).toBe(500_000); // BBR: cwnd 2 × BDP, paced at its bandwidth estimate
+    expect(rate({ pacingRate: 500_000, deliveryRate: 600_000 })).toBe(600_000);
+    expect(rate({ pacingRate: 0 })).toBe(1_000_000); // no pacing rate reported: the window alone
+    expect(new PathEstimator(null).rate(42)).toBe(42); // user mode: the PING rate
+  });
+
   it('PathEstimator reads TCP_INFO at most once per refresh interval', () => {
     let reads = 0;
     let now = 0;
