@@ -97,17 +97,17 @@ export class StreamRetention {
 
   /**
    * The peer's cumulative ACK reached `ack` (a stream offset, in bytes): let go of every frame that ends
-   * at or below it. Returns how many of them were head-of-line copies whose latest copy went out less
-   * than `minDelay` ms before `now`: too recently for that copy's ACK, so the first transmission (or
-   * TCP's own repair of it) got there first and the copy was not needed.
+   * at or below it. Returns how many of them were head-of-line copies whose latest copy went out too
+   * recently for that copy's ACK (`tooRecent(sentAt)`, asked only for copied frames): the first
+   * transmission (or TCP's own repair of it) got there first and the copy was not needed.
    */
-  ackTo(ack: number, now = 0, minDelay = 0): number {
+  ackTo(ack: number, tooRecent?: (sentAt: number) => boolean): number {
     let h = this.head;
     let late = 0;
     while (h < this.frames.length) {
       const f = this.frames[h]!;
       if (f.offset + f.payload.length > ack) break;
-      if (f.copies > 1 && now - f.sentAt < minDelay) late++;
+      if (f.copies > 1 && tooRecent?.(f.sentAt)) late++;
       this.frames[h] = ACKED;
       h++;
     }

@@ -90,14 +90,14 @@ export function earliestArrival(clock: () => number = () => performance.now()): 
     if (n === 0) return undefined;
     const now = clock();
     let fastest = 0;
+    let minRtt = Infinity;
     for (const t of tunnels) {
       const r = t.sendRate;
       if (r !== null && r > fastest) fastest = r;
+      if (t.pathRtt !== null && t.pathRtt < minRtt) minRtt = t.pathRtt;
     }
     let bestAt = Infinity;
     let fullAt = Infinity;
-    let minRtt = Infinity;
-    for (const t of tunnels) if (t.pathRtt !== null && t.pathRtt < minRtt) minRtt = t.pathRtt;
     let idleNear = false;
     const at = new Array<number>(n);
     for (let i = 0; i < n; i++) {

@@ -496,7 +496,7 @@ export class Connection extends Duplex {
       this.host.sendBudget.release(f.ack - this.ackedOffset);
       this.ackedOffset = f.ack;
       // An ACK within 0.9 of the best RTT after a copy left cannot be for that copy.
-      this.lateCopies += this.retention.ackTo(f.ack, performance.now(), 0.9 * this.host.rtt());
+      this.lateCopies += this.retention.ackTo(f.ack, (sentAt) => performance.now() - sentAt < 0.9 * this.host.rtt());
       this.maybeFinish();
     }
     // Also when only the send budget stops us: the pump then registers the stream for the budget's
