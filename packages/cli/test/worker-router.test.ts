@@ -25,6 +25,20 @@ describe('TokenRouter', () => {
     expect(r.route('y')).toBe(1);
   });
 
+  it("a worker's report does not undo sessions routed to it that it has not counted yet (a burst spreads evenly)", () => {
+    const r = new TokenRouter();
+    r.addWorker(1);
+    r.addWorker(2);
+    const w = ['a', 'b', 'c'].map((t) => r.route(t)); // 1, 2, 1
+    expect(w).toEqual([1, 2, 1]);
+    r.setLoad(1, 1); // worker 1 has made a's session; c's is on its way
+    expect(r.route('d')).toBe(2);
+    r.setLoad(2, 1);
+    r.setLoad(1, 2);
+    r.setLoad(2, 2);
+    expect(['e', 'f'].map((t) => r.route(t)).sort()).toEqual([1, 2]);
+  });
+
   it('a dead worker loses its tokens: they route by load to the living; none when no worker is up', () => {
     const r = new TokenRouter();
     r.addWorker(1);
