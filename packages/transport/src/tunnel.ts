@@ -283,8 +283,8 @@ export class Tunnel implements PathView {
   /**
    * True if the send buffer is below the high-water mark. With TCP_NOTSENT_LOWAT the kernel holds at
    * most that much unsent, so frames wait in user space, where the scheduler can still choose a
-   * tunnel for them: the mark is then low (`tunedHighWater`), and a tunnel takes a frame only when it
-   * can send it soon.
+   * tunnel for them: the mark is then low (`highWater`: half the tunnel's depth), and a tunnel takes a
+   * frame only when it can send it soon.
    */
   get hasRoom(): boolean {
     return this.socket.writableLength < this.highWater;
