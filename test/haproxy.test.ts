@@ -1,14 +1,13 @@
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EchoPump, until } from '@gkd/test-support';
+import { EchoPump, until, testTmpDir } from '@gkd/test-support';
 import { Client, type Connection } from '@gkd/transport';
 
 /**
@@ -97,7 +96,7 @@ describe.skipIf(HAPROXY === null)('HAProxy (deploy/haproxy.cfg) in front of thre
     expect(cfg).toContain('stick on req.payload(4,16)');
     expect(cfg).toMatch(/^\s*default-server .*\bsend-proxy-v2\b/m);
     expect(cfg.indexOf('default-server')).toBeLessThan(cfg.indexOf('server gkd1 '));
-    const dir = mkdtempSync(join(tmpdir(), 'gkd-haproxy-'));
+    const dir = testTmpDir('gkd-haproxy');
     writeFileSync(join(dir, 'haproxy.cfg'), cfg);
     const haproxy = spawn(HAPROXY!, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'ignore', 'pipe'] });
     let haproxyErr = '';

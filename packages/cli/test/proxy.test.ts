@@ -1,16 +1,15 @@
 // Data through the real binary: server + client, `up`, the HTTP proxy, JSON logs, metrics, config
 // file and environment precedence, TLS. curl is the application; the destination is a loopback origin.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { curl, ensureBuilt, gkd, killAll, lines, runGkd, startOrigin, type Origin } from '@gkd/test-support';
+import { curl, ensureBuilt, gkd, killAll, lines, runGkd, startOrigin, type Origin, testTmpDir } from '@gkd/test-support';
 
 let origin: Origin;
 let key = '';
-const dir = mkdtempSync(join(tmpdir(), 'gkd-cli-proxy-'));
+const dir = testTmpDir('gkd-cli-proxy');
 
 beforeAll(async () => {
   await ensureBuilt();

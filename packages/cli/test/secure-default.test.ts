@@ -1,18 +1,17 @@
 // Secure by default, through the real binary: a default `gkd server` serves TLS with a certificate
 // it made and keeps; a client given the link pins it. A wiretap finds none of the payload; another
 // certificate (a man in the middle) and a plaintext server are refused before any stream opens.
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { recordingRelay, type RecordingRelay } from '@gkd/test-support';
+import { recordingRelay, type RecordingRelay, testTmpDir } from '@gkd/test-support';
 import { parseLink } from '../src/link.js';
 import { curl, ensureBuilt, gkd, killAll, runGkd, startOrigin, type GkdProcess, type Origin } from '@gkd/test-support';
 
 let origin: Origin;
 const relays: RecordingRelay[] = [];
-const base = mkdtempSync(join(tmpdir(), 'gkd-secure-'));
+const base = testTmpDir('gkd-secure');
 let dirs = 0;
 /** A fresh state directory (each server its own certificate and key). */
 const stateDir = (): string => join(base, `state-${dirs++}`);

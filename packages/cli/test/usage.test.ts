@@ -1,14 +1,13 @@
 // The gkd binary's command line: keygen, help, missing key, bad flags, config file and environment,
 // users files, ports in use. Every case runs the real binary (`node packages/cli/bin/gkd.js`).
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, gkd, killAll, runGkd } from '@gkd/test-support';
+import { ensureBuilt, gkd, killAll, runGkd, testTmpDir } from '@gkd/test-support';
 
-const dir = mkdtempSync(join(tmpdir(), 'gkd-cli-usage-'));
+const dir = testTmpDir('gkd-cli-usage');
 let key = '';
 
 beforeAll(async () => {

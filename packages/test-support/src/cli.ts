@@ -1,13 +1,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sha256 } from './data.js';
+import { testTmpDir } from './tmp.js';
 
 /** The repository root and the real binary the tests drive. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -86,7 +86,7 @@ export async function ensureBuilt(): Promise<void> {
  * The state directory children use unless a test gives its own: one per test file, so a server
  * never writes into the real ~/.local/state/gkd and test files do not share certificates.
  */
-export const TEST_STATE_DIR = mkdtempSync(join(tmpdir(), 'gkd-state-'));
+export const TEST_STATE_DIR = testTmpDir('gkd-state');
 process.once('exit', () => rmSync(TEST_STATE_DIR, { recursive: true, force: true }));
 
 /** The environment for a child: ours without any GKD_* variable, plus GKD_STATE_DIR and `extra`. */

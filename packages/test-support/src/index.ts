@@ -13,3 +13,4 @@ export { DEFAULT_CAPS, summary, violations, type RssCaps } from './reliability/h
 export { echoScenario, idleScenario, peersStack, stallScenario, vanishScenario } from './reliability/scenarios.js';
 export * from './path-relay.js';
 export * from './echo-pump.js';
+export * from './tmp.js';
