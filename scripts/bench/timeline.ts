@@ -2,7 +2,7 @@
  * The second-by-second view of one gkd download from a `--gkd lib` run: what held it back. Reads the
  * run's results.json (which row, when) and the probes' stats files in its logs/ directory.
  *
- *   node --import tsx scripts/bench/timeline.ts DIR SCENARIO TUNNELS [STEP_SECONDS]
+ *   node --import tsx scripts/bench/timeline.ts DIR SCENARIO TUNNELS [STEP_SECONDS] [ROUND]
  *
  * Columns: server tunnel bytes out per step (Mbit/s; writes into socket buffers, so bursts can exceed
  * the link); the download stream's unacknowledged bytes on the server and its receive window on the
@@ -40,14 +40,14 @@ interface Sample {
   sessions: Session[];
 }
 
-const [dir = '', scenario = '', tunnels = '', step = '1'] = process.argv.slice(2);
+const [dir = '', scenario = '', tunnels = '', step = '1', round = '1'] = process.argv.slice(2);
 if (!dir || !scenario || !tunnels) {
-  console.error('usage: timeline.ts DIR SCENARIO TUNNELS [STEP_SECONDS]');
+  console.error('usage: timeline.ts DIR SCENARIO TUNNELS [STEP_SECONDS] [ROUND]');
   process.exit(2);
 }
 const res = JSON.parse(readFileSync(`${dir}/results.json`, 'utf8')) as Results;
-const row = res.rows.find((r) => r.scenario === scenario && r.tool === 'gkd' && r.n === Number(tunnels));
-if (!row) throw new Error(`no gkd-${tunnels} row in scenario ${scenario}`);
+const row = res.rows.filter((r) => r.scenario === scenario && r.tool === 'gkd' && r.n === Number(tunnels))[Number(round) - 1];
+if (!row) throw new Error(`no gkd-${tunnels} row ${round} in scenario ${scenario}`);
 const t0 = Date.parse(row.at);
 const t1 = t0 + (row.ttfbMs ?? 0) + row.seconds * 1000 + 500; // the row's start, first byte, body, and half a second
 
