@@ -4,7 +4,7 @@
  * bench and a connection-latency bench. Prints the tables and writes results.json, report.md and
  * chart.svg to --out (default .bench-out/, gitignored). Needs root; without it, says so and exits 0.
  *
- *   pnpm bench [--only a,b,c,d,e,latency,loopback] [--tools direct,iperf3,gkd,microsocks,ss,kcptun[,gkd-tls]]
+ *   pnpm bench [--only a,b,c,d,e,latency,loopback] [--tools direct,iperf3,gkd,microsocks,ss,kcptun[,gkd-tls,gkd-bbr]]
  *              [--tunnels 1,2,4,8,16|auto] [--iperf-n 8,16,32] [--size-mib 64] [--cap 15] [--repeat 1] [--gkd cli|lib]
  *              [--session '{"initialWindow":4194304}'] [--sysctl net.ipv4.tcp_notsent_lowat=131072]
  *              [--latency-count 15] [--out DIR] [--no-wait]
@@ -13,7 +13,9 @@
  *
  * gkd rows measure plaintext tunnels (`--plaintext` on both ends); add `gkd-tls` to --tools for rows
  * `gkd-N tls` beside them: the CLI's default, TLS with the self-signed certificate pinned from the link
- * (a second server, its own ports; --gkd cli only). The latency bench measures gkd (plaintext) only.
+ * (a second server, its own ports; --gkd cli only); add `gkd-bbr` for rows `gkd-N bbr`: plaintext tunnels
+ * with `--congestion bbr` on both ends in the cubic scenarios (another server, its own ports; both --gkd
+ * modes). The latency bench measures gkd (plaintext) only.
  *
  * Peer tools: `apt-get install -y iperf3 microsocks shadowsocks-libev kcptun` (the runner installs
  * nothing; a missing tool is skipped with a message). gkd runs from the built packages: `pnpm build`.
@@ -110,7 +112,7 @@ if (!existsSync(`${ROOT}packages/cli/dist/main.js`)) {
 }
 
 const skipped: string[] = [];
-const available = new Set<ToolId>(['direct', 'gkd', 'gkd-tls']);
+const available = new Set<ToolId>(['direct', 'gkd', 'gkd-tls', 'gkd-bbr']);
 if (have('iperf3')) available.add('iperf3');
 else skipped.push('iperf3 (not installed: apt-get install -y iperf3)');
 for (const [id, bins] of Object.entries(PEER_BINARIES) as [PeerTool['id'], string[]][]) {
@@ -249,6 +251,8 @@ interface Deployment {
   gkd: Gkd | null;
   /** The TLS deployment beside it (--tools …,gkd-tls), on its own port. */
   gkdTls: Gkd | null;
+  /** BBR tunnels beside it (--tools …,gkd-bbr), on its own port; none in a BBR scenario (the gkd rows are that). */
+  gkdBbr: Gkd | null;
   peers: PeerTool[];
   sides: Sides;
 }
@@ -305,7 +309,22 @@ async function deploy(s: Scenario, withGkd: boolean, peerIds: PeerTool['id'][]):
     });
     await gkdTls.startServer();
   }
-  return { gkd, gkdTls, peers, sides };
+  let gkdBbr: Gkd | null = null;
+  if (withGkd && use('gkd-bbr') && s.cc !== 'bbr') {
+    gkdBbr = new Gkd({
+      mode: GKD_MODE,
+      nsServer: B,
+      nsClient: A,
+      listen: `${netem.ADDR_B}:9994`,
+      allow: `127.0.0.1:${FILE_PORT}`,
+      socks: '127.0.0.1:1084',
+      logDir: LOGS,
+      congestion: 'bbr',
+      ...(SESSION ? { session: SESSION } : {}),
+    });
+    await gkdBbr.startServer();
+  }
+  return { gkd, gkdTls, gkdBbr, peers, sides };
 }
 
 async function undeploy(): Promise<void> {
@@ -315,6 +334,7 @@ async function undeploy(): Promise<void> {
 
 const GKD_ROUTE: Route = { socks: '127.0.0.1:1080', base: `http://127.0.0.1:${FILE_PORT}` };
 const GKD_TLS_ROUTE: Route = { socks: '127.0.0.1:1082', base: `http://127.0.0.1:${FILE_PORT}` };
+const GKD_BBR_ROUTE: Route = { socks: '127.0.0.1:1084', base: `http://127.0.0.1:${FILE_PORT}` };
 const DIRECT_ROUTE: Route = { base: `http://${netem.ADDR_B}:${FILE_PORT}` };
 
 async function runScenario(s: Scenario): Promise<void> {
@@ -336,6 +356,7 @@ async function runScenario(s: Scenario): Promise<void> {
       for (const [tool, gkd, route] of [
         ['gkd', dep.gkd, GKD_ROUTE],
         ['gkd-tls', dep.gkdTls, GKD_TLS_ROUTE],
+        ['gkd-bbr', dep.gkdBbr, GKD_BBR_ROUTE],
       ] as const) {
         if (!gkd) continue;
         const up = await gkd.startClient(n);

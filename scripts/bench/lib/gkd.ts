@@ -7,7 +7,8 @@
  *     records the transport's full stats() (inflight, rate, queued, stream windows, reorder depth).
  * The tunnels are plaintext (`--plaintext` on both ends, as the gkd rows always measured) unless
  * `tls` is set ('cli' mode only): then the server makes its self-signed certificate in a state
- * directory under the log directory and the client is given the link `gkd link` prints.
+ * directory under the log directory and the client is given the link `gkd link` prints. `congestion`
+ * sets the tunnels' congestion control on both ends (`--congestion`; in 'lib' mode the session's).
  */
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -82,7 +83,9 @@ export interface GkdOptions {
   session?: string;
   /** TLS tunnels (the CLI's default) instead of --plaintext; 'cli' mode only. */
   tls?: boolean;
-  /** The metrics ports (server, client) on 127.0.0.1; default 9464 and 9465, or 9466 and 9467 with `tls`. */
+  /** Congestion control of the tunnel sockets on both ends (e.g. 'bbr'), instead of the namespace's. */
+  congestion?: string;
+  /** The metrics ports (server, client) on 127.0.0.1; default 9464 and 9465, 9466 and 9467 with `tls`, 9470 and 9471 with `congestion`. */
   metricsPorts?: [number, number];
   /** Appended to the client's log file name (a second client of the same deployment). */
   logSuffix?: string;
@@ -108,7 +111,7 @@ export class Gkd {
 
   constructor(private readonly o: GkdOptions) {
     if (o.tls && o.mode !== 'cli') throw new Error('gkd with TLS needs --gkd cli (the library-mode probe runs plaintext tunnels)');
-    const base = METRICS_PORT + (o.tls ? 2 : 0);
+    const base = METRICS_PORT + (o.tls ? 2 : 0) + (o.congestion ? 6 : 0);
     const [server, client] = o.metricsPorts ?? [base, base + 1];
     this.serverMetrics = `127.0.0.1:${server}`;
     this.clientMetrics = `127.0.0.1:${client}`;
@@ -120,7 +123,8 @@ export class Gkd {
   }
 
   private get env(): NodeJS.ProcessEnv {
-    return { GKD_KEY: this.key, ...(this.o.tls ? { GKD_STATE_DIR: this.stateDir } : {}), ...(this.o.session ? { GKD_BENCH_SESSION: this.o.session } : {}) };
+    const session = this.o.congestion ? JSON.stringify({ ...JSON.parse(this.o.session ?? '{}'), congestion: this.o.congestion }) : this.o.session;
+    return { GKD_KEY: this.key, ...(this.o.tls ? { GKD_STATE_DIR: this.stateDir } : {}), ...(session ? { GKD_BENCH_SESSION: session } : {}) };
   }
 
   /** A link carries the key, so a TLS client gets the link instead of GKD_KEY (both would be refused). */
@@ -128,9 +132,14 @@ export class Gkd {
     return this.o.tls ? { GKD_LINK: this.link } : this.env;
   }
 
-  /** `--plaintext` unless this deployment measures TLS. */
+  /** `--plaintext` unless this deployment measures TLS, and `--congestion` if it sets one. */
   private get security(): string[] {
-    return this.o.tls ? [] : ['--plaintext'];
+    return [...(this.o.tls ? [] : ['--plaintext']), ...(this.o.congestion ? ['--congestion', this.o.congestion] : [])];
+  }
+
+  /** The log files' suffix of this kind of deployment ('-tls', '-bbr' or none). */
+  private get kind(): string {
+    return this.o.tls ? '-tls' : this.o.congestion ? `-${this.o.congestion}` : '';
   }
 
   private statsFile(side: string): string {
@@ -170,7 +179,7 @@ export class Gkd {
             '0',
           ])
         : this.node(['server', this.o.listen, this.o.allow, this.statsFile('server')]);
-    this.server = new Proc('gkd server', this.o.nsServer, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-server${this.o.tls ? '-tls' : ''}.log` });
+    this.server = new Proc('gkd server', this.o.nsServer, cmd, args, { env: this.env, logFile: `${this.o.logDir}/gkd-server${this.kind}.log` });
     await this.server.waitFor(/gkd: server (listening )?on/, 30_000);
     if (this.o.tls) {
       // `gkd link` only reads the state directory and the flags: no namespace needed.
@@ -209,7 +218,8 @@ export class Gkd {
       this.o.mode === 'cli'
         ? this.node([
             'client',
-            ...(this.o.tls ? [] : ['--server', this.o.listen, '--plaintext']),
+            ...(this.o.tls ? [] : ['--server', this.o.listen]),
+            ...this.security,
             '--tunnels',
             n === 0 ? 'auto' : String(n),
             '--socks',
@@ -227,11 +237,17 @@ export class Gkd {
             ...extra,
           ])
         : this.node(['client', this.o.listen, n === 0 ? 'auto' : String(n), this.o.socks, this.statsFile(`client-${++this.clients}`)]);
-    this.clientLog = `${this.o.logDir}/gkd-client${this.o.tls ? '-tls' : ''}${this.o.logSuffix ?? ''}.log`;
-    this.client = new Proc(`gkd client (${n || 'auto'} tunnels${this.o.tls ? ', TLS' : ''})`, this.o.nsClient, cmd, args, {
-      env: this.clientEnv,
-      logFile: this.clientLog,
-    });
+    this.clientLog = `${this.o.logDir}/gkd-client${this.kind}${this.o.logSuffix ?? ''}.log`;
+    this.client = new Proc(
+      `gkd client (${n || 'auto'} tunnels${this.o.tls ? ', TLS' : ''}${this.o.congestion ? `, ${this.o.congestion}` : ''})`,
+      this.o.nsClient,
+      cmd,
+      args,
+      {
+        env: this.clientEnv,
+        logFile: this.clientLog,
+      },
+    );
     const m = await this.client.waitFor(/gkd: SOCKS5 proxy on .*?(\d+) tunnels? up/, 30_000);
     let up = Number(m[1]);
     // The CLI's ready line may come 2 s after the first tunnel with some still connecting: wait for all.

@@ -23,9 +23,9 @@ export const SCENARIOS: Scenario[] = [
   { id: 'e', title: '1 % loss', cc: 'bbr', config: ['delay=50', 'rate=100', 'queue=50ms', 'loss=1'] },
 ];
 const PARTS = [...SCENARIOS.map((s) => s.id), 'latency', 'loopback', 'fair'];
-const TOOL_IDS: ToolId[] = ['direct', 'iperf3', 'gkd', 'gkd-tls', 'microsocks', 'ss', 'kcptun'];
-/** gkd-tls (TLS rows beside the plaintext gkd rows) only when asked for: it doubles gkd's share of the run time. */
-const DEFAULT_TOOLS = TOOL_IDS.filter((t) => t !== 'gkd-tls');
+const TOOL_IDS: ToolId[] = ['direct', 'iperf3', 'gkd', 'gkd-tls', 'gkd-bbr', 'microsocks', 'ss', 'kcptun'];
+/** gkd-tls and gkd-bbr (rows beside the plaintext gkd rows) only when asked for: each doubles gkd's share of the run time. */
+const DEFAULT_TOOLS = TOOL_IDS.filter((t) => t !== 'gkd-tls' && t !== 'gkd-bbr');
 
 const errors: string[] = [];
 function list(name: string, fallback: string, allowed: string[]): string[] {

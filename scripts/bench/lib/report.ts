@@ -1,5 +1,5 @@
 /** Tables (markdown, printed and written) and the target checks of a run. */
-import type { LatencyRow, Results, Row, ToolId } from './types.js';
+import { isGkd, type LatencyRow, type Results, type Row, type ToolId } from './types.js';
 
 export function median(xs: number[]): number {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -14,6 +14,8 @@ export function label(tool: ToolId, n: number): string {
       return `gkd-${n || 'auto'}`;
     case 'gkd-tls':
       return `gkd-${n || 'auto'} tls`;
+    case 'gkd-bbr':
+      return `gkd-${n || 'auto'} bbr`;
     case 'iperf3':
       return `iperf3 -P ${n}`;
     case 'ss':
@@ -29,11 +31,11 @@ export function label(tool: ToolId, n: number): string {
 
 /** Display order of the rows of a scenario. */
 export function order(rows: Row[]): { tool: ToolId; n: number }[] {
-  const rank: Record<ToolId, number> = { direct: 0, relay: 1, microsocks: 2, ss: 3, kcptun: 4, iperf3: 5, gkd: 6, 'gkd-tls': 7 };
+  const rank: Record<ToolId, number> = { direct: 0, relay: 1, microsocks: 2, ss: 3, kcptun: 4, iperf3: 5, gkd: 6, 'gkd-tls': 7, 'gkd-bbr': 8 };
   const seen = new Map<string, { tool: ToolId; n: number }>();
   for (const r of rows) seen.set(`${r.tool}-${r.n}`, { tool: r.tool, n: r.n });
   return [...seen.values()].sort((a, b) => {
-    const big = (t: ToolId): number => (t === 'iperf3' || t === 'gkd' || t === 'gkd-tls' ? 1 : 0);
+    const big = (t: ToolId): number => (t === 'iperf3' || isGkd(t) ? 1 : 0);
     if (big(a.tool) !== big(b.tool)) return big(a.tool) - big(b.tool);
     if (big(a.tool)) return a.n - b.n || rank[a.tool] - rank[b.tool];
     return rank[a.tool] - rank[b.tool];
@@ -116,8 +118,7 @@ export function details(res: Results, scenario: string): string {
     const o = order(rows);
     return o.findIndex((k) => k.tool === a.tool && k.n === a.n) - o.findIndex((k) => k.tool === b.tool && k.n === b.n) || a.round - b.round;
   })) {
-    const ip =
-      r.tool === 'gkd' || r.tool === 'gkd-tls' ? (r.n === 0 ? iperfAtChosen(res.rows, scenario, 'end').mbps : mbps(res.rows, scenario, 'iperf3', r.n)) : NaN;
+    const ip = isGkd(r.tool) ? (r.n === 0 ? iperfAtChosen(res.rows, scenario, 'end').mbps : mbps(res.rows, scenario, 'iperf3', r.n)) : NaN;
     const g = r.gkd;
     const rtts = g ? g.tunnels.map((t) => t.rttMs).filter((x): x is number => typeof x === 'number' && Number.isFinite(x)) : [];
     const c = r.cpu;
@@ -274,7 +275,7 @@ export function loopbackTable(res: Results): string {
     const cc = median(rs.map((r) => r.cpu.client ?? NaN));
     const cs = median(rs.map((r) => r.cpu.server ?? NaN));
     lines.push(
-      `| ${k.tool === 'gkd' || k.tool === 'gkd-tls' ? `gkd${k.tool === 'gkd-tls' ? ' (TLS)' : ''}, ${k.n} tunnel${k.n > 1 ? 's' : ''}` : label(k.tool, k.n)} | ${f1(v)} | ${k.tool === 'direct' ? '' : pct(v / direct)} | ${rs.map((r) => f1(r.mbps)).join(', ')} | ${Number.isFinite(cc) || Number.isFinite(cs) ? `${Number.isFinite(cc) ? cc.toFixed(0) : '–'} / ${Number.isFinite(cs) ? cs.toFixed(0) : '–'}` : ''} |`,
+      `| ${isGkd(k.tool) ? `gkd${k.tool === 'gkd-tls' ? ' (TLS)' : k.tool === 'gkd-bbr' ? ' (BBR)' : ''}, ${k.n} tunnel${k.n > 1 ? 's' : ''}` : label(k.tool, k.n)} | ${f1(v)} | ${k.tool === 'direct' ? '' : pct(v / direct)} | ${rs.map((r) => f1(r.mbps)).join(', ')} | ${Number.isFinite(cc) || Number.isFinite(cs) ? `${Number.isFinite(cc) ? cc.toFixed(0) : '–'} / ${Number.isFinite(cs) ? cs.toFixed(0) : '–'}` : ''} |`,
     );
   }
   return lines.join('\n');

@@ -14,6 +14,7 @@ const COLORS: Record<ToolId, string> = {
   iperf3: '#c9d6e8',
   gkd: '#1f5fae',
   'gkd-tls': '#0b8a8a',
+  'gkd-bbr': '#6a3fb0',
 };
 
 function esc(s: string): string {

@@ -1,8 +1,17 @@
 /** The records a benchmark run produces (also the shape of the JSON it writes). */
 import type { GkdDiag } from './gkd.js';
 
-/** `gkd`: plaintext tunnels (--plaintext on both ends); `gkd-tls`: the CLI's default, TLS with a pinned self-signed certificate. */
-export type ToolId = 'direct' | 'iperf3' | 'gkd' | 'gkd-tls' | 'microsocks' | 'ss' | 'kcptun' | 'relay';
+/**
+ * `gkd`: plaintext tunnels (--plaintext on both ends); `gkd-tls`: the CLI's default, TLS with a pinned
+ * self-signed certificate; `gkd-bbr`: plaintext tunnels with `--congestion bbr` on both ends, whatever
+ * the scenario's congestion control (in a BBR scenario it is the `gkd` row again, so it is skipped there).
+ */
+export type ToolId = 'direct' | 'iperf3' | 'gkd' | 'gkd-tls' | 'gkd-bbr' | 'microsocks' | 'ss' | 'kcptun' | 'relay';
+
+/** Whether `t` is one of gkd's rows (compared with `iperf3 -P N` at its tunnel count). */
+export function isGkd(t: ToolId): boolean {
+  return t === 'gkd' || t === 'gkd-tls' || t === 'gkd-bbr';
+}
 
 /** One WAN scenario: a netem config and a congestion control. */
 export interface Scenario {
@@ -16,7 +25,7 @@ export interface Scenario {
 export interface Row {
   scenario: string;
   tool: ToolId;
-  /** Flows (iperf3 -P) or tunnels (gkd, gkd-tls); 1 otherwise. */
+  /** Flows (iperf3 -P) or tunnels (gkd, gkd-tls, gkd-bbr); 1 otherwise. */
   n: number;
   round: number;
   /** Throughput, Mbit/s (NaN on failure). */
