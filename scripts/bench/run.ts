@@ -24,7 +24,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Gkd } from './lib/gkd.js';
+import { Gkd, type GkdOptions } from './lib/gkd.js';
 import { curlDownload, iperf } from './lib/measure.js';
 import * as netem from './lib/netem.js';
 import {
@@ -281,49 +281,25 @@ async function deploy(s: Scenario, withGkd: boolean, peerIds: PeerTool['id'][]):
     if (!use(id)) continue;
     peers.push(await (id === 'microsocks' ? startMicrosocks(sides) : id === 'ss' ? startShadowsocks(sides) : startKcptun(sides)));
   }
-  let gkd: Gkd | null = null;
-  if (withGkd && use('gkd')) {
-    gkd = new Gkd({
+  // A gkd server on `port` of the server namespace, its client's SOCKS5 port on `socks`.
+  const gkdServer = async (port: number, socks: string, extra: Partial<GkdOptions>): Promise<Gkd> => {
+    const g = new Gkd({
       mode: GKD_MODE,
       nsServer: B,
       nsClient: A,
-      listen: `${netem.ADDR_B}:9990`,
+      listen: `${netem.ADDR_B}:${port}`,
       allow: `127.0.0.1:${FILE_PORT}`,
-      socks: '127.0.0.1:1080',
+      socks,
       logDir: LOGS,
-      ...(SESSION ? { session: SESSION } : {}),
+      ...extra,
     });
-    await gkd.startServer();
-  }
-  let gkdTls: Gkd | null = null;
-  if (withGkd && use('gkd-tls')) {
-    gkdTls = new Gkd({
-      mode: GKD_MODE,
-      nsServer: B,
-      nsClient: A,
-      listen: `${netem.ADDR_B}:9992`,
-      allow: `127.0.0.1:${FILE_PORT}`,
-      socks: '127.0.0.1:1082',
-      logDir: LOGS,
-      tls: true,
-    });
-    await gkdTls.startServer();
-  }
-  let gkdBbr: Gkd | null = null;
-  if (withGkd && use('gkd-bbr') && s.cc !== 'bbr') {
-    gkdBbr = new Gkd({
-      mode: GKD_MODE,
-      nsServer: B,
-      nsClient: A,
-      listen: `${netem.ADDR_B}:9994`,
-      allow: `127.0.0.1:${FILE_PORT}`,
-      socks: '127.0.0.1:1084',
-      logDir: LOGS,
-      congestion: 'bbr',
-      ...(SESSION ? { session: SESSION } : {}),
-    });
-    await gkdBbr.startServer();
-  }
+    await g.startServer();
+    return g;
+  };
+  const session = SESSION ? { session: SESSION } : {};
+  const gkd = withGkd && use('gkd') ? await gkdServer(9990, '127.0.0.1:1080', session) : null;
+  const gkdTls = withGkd && use('gkd-tls') ? await gkdServer(9992, '127.0.0.1:1082', { tls: true }) : null;
+  const gkdBbr = withGkd && use('gkd-bbr') && s.cc !== 'bbr' ? await gkdServer(9994, '127.0.0.1:1084', { congestion: 'bbr', ...session }) : null;
   return { gkd, gkdTls, gkdBbr, peers, sides };
 }
 
