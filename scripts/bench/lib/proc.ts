@@ -29,7 +29,7 @@ export class Proc {
     const take = (chunk: Buffer): void => {
       const text = chunk.toString();
       if (this.output.length < 1 << 20) this.output += text;
-      this.log?.write(text);
+      if (this.log && !this.log.writableEnded) this.log.write(text);
     };
     this.child.stdout!.on('data', take);
     this.child.stderr!.on('data', take);
@@ -37,9 +37,11 @@ export class Proc {
     this.child.on('exit', () => {
       this.exited = true;
       live.delete(this);
-      this.log?.end();
       for (const w of this.exitWaiters.splice(0)) w();
     });
+    // 'close' comes after the last output: 'exit' can come while stdout/stderr still hold some, and a
+    // write to an ended log throws (it stopped a bench run once, as kcptun shut down).
+    this.child.on('close', () => this.log?.end());
     live.add(this);
   }
 
