@@ -1,10 +1,11 @@
-// Usage: node ss-start.mjs SAMPLES (from ss-sample.sh): the first 4 s of each run, sample by sample,
+// Usage: node ss-start.mjs SAMPLES [SECONDS] (from ss-sample.sh): the first SECONDS (4) of each run, sample by sample,
 // summed over iperf3's flows (port 5201) and over gkd's tunnels (9990): flows, congestion windows
 // (segments), flows the kernel marks app_limited, unsent KiB, RTT (mean, ms) and Mbit/s acknowledged
 // since the sample before. A run starts at the first sample whose acknowledged bytes grew by > 50 kB.
 import { readFileSync } from 'node:fs';
 
 const lines = readFileSync(process.argv[2], 'utf8').split('\n');
+const span = Number(process.argv[3] ?? 4);
 let t = 0;
 let key = null;
 const rows = new Map();
@@ -41,7 +42,7 @@ for (const port of ['iperf', 'gkd']) {
       start = prev;
       console.log(`--- ${port} run`);
     }
-    if (start && r.t - start.t < 4) {
+    if (start && r.t - start.t < span) {
       const mbps = prev ? (((r.acked - prev.acked) * 8) / (r.t - prev.t) / 1e6).toFixed(1) : '';
       console.log(`${(r.t - start.t).toFixed(2)} s  flows ${r.n}  cwnd ${r.cwnd}  app_limited ${r.app}  unsent ${(r.ns / 1024).toFixed(0)} KiB  rtt ${(r.rtt / r.n).toFixed(0)} ms  ${mbps} Mbit/s`);
     }
